@@ -1,0 +1,186 @@
+"""The mitmproxy addon: snapshot every flow and hand it to the recorder, without blocking the loop.
+
+Policy, on purpose the opposite of mitmproxy's own savers: **the traffic always flows.** If botproxy's
+code raises while handling a flow, the request and response pass on unchanged, the error is logged
+and counted, and the session records it. Bot developers run us beside a bot they are debugging; a
+recorder that breaks the traffic is worse than a gap in the recording.
+
+On the event loop the hooks only do what must touch the traffic (the serviceUrl rewrite that brings
+the bot's replies back through us, and the re-routing of those replies to the real connector) and
+take a snapshot of the flow. Parsing, redaction, turn linking, checks, console output and SQLite all
+happen on the writer thread, in event order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import ctx, http
+
+from .recording import FailureSeen, RequestSeen, ResponseSeen
+
+log = logging.getLogger(__name__)
+
+SVC_PREFIX = "/_botproxy/svc/"
+
+
+def encode_service_url(url: str) -> str:
+    """A path-safe key that stands for an original serviceUrl. Stateless, so replies still find their
+    way after a restart of the recorder (bots keep conversation references for proactive sends)."""
+    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def decode_service_url(key: str) -> str:
+    return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
+
+
+class Capture:
+    """Records both legs of Bot Framework traffic passing through mitmproxy."""
+
+    def __init__(self, submit: Callable[[Any], None] | None = None, *, rewrite: bool = True) -> None:
+        # `submit` receives RequestSeen/ResponseSeen/FailureSeen in event order. The embedded recorder
+        # passes one; under plain `mitmdump -s` it is set up in configure() from the options.
+        self.submit = submit
+        self.rewrite = rewrite
+        self.failures = 0
+        self.auth_seen = False
+        self.on_auth_seen: Callable[[], None] | None = None
+
+    # -- options (for `mitmdump -s addons/botproxy.py`) -------------------------------------
+
+    def load(self, loader: Any) -> None:
+        loader.add_option("botproxy_rewrite", bool, True,
+                          "Rewrite serviceUrl in unauthenticated inbound activities so the bot's replies "
+                          "come back through this proxy.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "botproxy_rewrite" in updated:
+            self.rewrite = ctx.options.botproxy_rewrite
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._request(flow)
+        except Exception as exc:  # fail open: the request goes on as it is
+            self._failed(flow, "request", exc)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            assert flow.response is not None
+            resp = flow.response
+            self._submit(ResponseSeen(flow.id, time.time(), resp.status_code, list(resp.headers.items()),
+                                      resp.raw_content if _is_plain(resp) else resp.content))
+        except Exception as exc:
+            self._failed(flow, "response", exc)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        try:
+            message = flow.error.msg if flow.error else "unknown error"
+            resp = flow.response
+            self._submit(ResponseSeen(flow.id, time.time(), resp.status_code if resp else None,
+                                      list(resp.headers.items()) if resp else [], resp.content if resp else None,
+                                      error=message))
+        except Exception as exc:
+            self._failed(flow, "error", exc)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def _request(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        listener = _listener(flow)
+        service_url = None
+        if listener == "reverse" and req.path.startswith(SVC_PREFIX):
+            listener, service_url = "svc", self._reroute(req)
+        # Snapshot before the rewrite: the recording keeps what the channel sent.
+        seen = RequestSeen(flow.id, time.time(), listener, req.method, req.url, list(req.headers.items()),
+                           req.raw_content if _is_plain(req) else req.content, False, service_url)
+        try:
+            if listener == "reverse" and req.method == "POST":
+                if "authorization" in req.headers:
+                    self._note_auth()
+                elif self.rewrite:
+                    seen.rewritten = self._rewrite_service_url(flow)
+        finally:
+            self._submit(seen)
+
+    def _reroute(self, req: http.Request) -> str:
+        """Send a call the bot made to a rewritten serviceUrl on to the original connector."""
+        key, _, rest = req.path[len(SVC_PREFIX):].partition("/")
+        try:
+            original = decode_service_url(key)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"bad serviceUrl key {key!r} in {req.path}") from exc
+        req.url = original.rstrip("/") + "/" + rest
+        if req.content and SVC_PREFIX.encode() in req.content:
+            # The bot copies serviceUrl into what it sends; give the connector the original back.
+            svc = re.compile(rb"https?://[^\"/]+" + re.escape((SVC_PREFIX + key).encode()) + rb"/?")
+            original_json = _json_str(original)
+            req.content = svc.sub(lambda _: original_json, req.content)
+        return original
+
+    def _rewrite_service_url(self, flow: http.HTTPFlow) -> bool:
+        """Point the inbound activity's serviceUrl at us, so the bot's replies come through the proxy.
+
+        Only without an Authorization header: the SDK compares the token's serviceurl claim with the
+        activity's serviceUrl byte for byte and would reject the request (protocol.md S-3).
+        """
+        try:
+            body = json.loads(flow.request.content or b"null")
+        except ValueError:  # not JSON: the bot will say so; we record it as it is
+            return False
+        original = body.get("serviceUrl") if isinstance(body, dict) else None
+        if not isinstance(original, str) or not original.startswith(("http://", "https://")):
+            return False
+        host, port = flow.client_conn.sockname[:2]
+        body["serviceUrl"] = _svc_url(host, port, encode_service_url(original))
+        flow.request.content = json.dumps(body, ensure_ascii=False).encode()
+        return True
+
+    def _note_auth(self) -> None:
+        if not self.auth_seen:
+            self.auth_seen = True
+            if self.on_auth_seen is not None:
+                self.on_auth_seen()
+
+    def _submit(self, item: Any) -> None:
+        if self.submit is not None:
+            self.submit(item)
+
+    def _failed(self, flow: http.HTTPFlow, stage: str, exc: Exception) -> None:
+        self.failures += 1
+        log.error("botproxy: error #%d in %s hook for %s %s (traffic passed unchanged): %r", self.failures, stage,
+                  flow.request.method, flow.request.pretty_url, exc, exc_info=True)
+        try:
+            self._submit(FailureSeen(time.time(), stage, repr(exc), flow.id))
+        except Exception:  # the recorder itself is gone; the log line above is all we can do
+            pass
+
+
+def _listener(flow: http.HTTPFlow) -> str:
+    mode = getattr(flow.client_conn, "proxy_mode", None)
+    return "reverse" if getattr(mode, "type_name", "") == "reverse" else "forward"
+
+
+def _svc_url(host: str, port: int, key: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{SVC_PREFIX}{key}/"
+
+
+def _json_str(value: str) -> bytes:
+    return json.dumps(value)[1:-1].encode()
+
+
+def _is_plain(message: http.Message) -> bool:
+    """True when the body has no content-encoding, so raw bytes are the body (no decode cost)."""
+    return "content-encoding" not in message.headers

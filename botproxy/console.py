@@ -1,0 +1,118 @@
+"""What the recorder prints: one line per activity as its exchange completes, and a closing summary.
+
+An Observer of the SessionRecorder; runs on the writer thread. Colour only when writing to a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+ARROWS = {"to_bot": "→", "from_bot": "←"}
+SEVERITY_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def excerpt(text: str | None, width: int = 48) -> str:
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_id(value: str | None, width: int = 22) -> str:
+    if not value:
+        return "-"
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def clock(at: float | None) -> str:
+    if at is None:
+        return "--:--:--.---"
+    return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
+
+
+class Console:
+    def __init__(self, echo: Callable[[str], None] = click.echo, *, color: bool = False) -> None:
+        self.echo = echo
+        self.color = color
+
+    def style(self, text: str, **styles: Any) -> str:
+        return click.style(text, **styles) if self.color else text
+
+    # -- Observer ---------------------------------------------------------------------------
+
+    def activity_seen(self, activity: dict[str, Any]) -> list[Any]:
+        return []
+
+    def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Any]:
+        for activity in activities:
+            self.echo(self.activity_line(exchange, activity))
+            for finding in activity.get("_findings", ()):
+                self.echo(self.finding_line(finding))
+        if not activities:
+            self.echo(self.exchange_line(exchange))
+        return []
+
+    # -- formatting -------------------------------------------------------------------------
+
+    def activity_line(self, exchange: dict[str, Any], activity: dict[str, Any]) -> str:
+        arrow = ARROWS.get(activity["direction"], "·")
+        kind = activity["type"] or activity["route"]
+        if activity["route"] in ("update_activity", "delete_activity"):
+            kind = f"{activity['route'].split('_')[0]} {short_id(activity['activity_id'], 14)}"
+        text = excerpt(activity["text"])
+        return "  ".join(
+            [
+                self.style(clock(activity["observed_at"]), dim=True),
+                self.style(arrow, fg="green" if arrow == "→" else "blue", bold=True),
+                f"{short_id(activity['conversation_id']):<22}",
+                f"{kind:<18}",
+                f"{json_quote(text):<50}" if text else " " * 50,
+                self.status(exchange),
+                f"{exchange.get('duration_ms') or 0:>7.1f}ms",
+            ]
+        ).rstrip()
+
+    def exchange_line(self, exchange: dict[str, Any]) -> str:
+        return "  ".join(
+            [
+                self.style(clock(exchange["started_at"]), dim=True),
+                self.style("·", dim=True),
+                f"{short_id(exchange['conversation_id']):<22}",
+                f"{exchange['method']} {exchange['route']}",
+                self.status(exchange),
+                f"{exchange.get('duration_ms') or 0:.1f}ms",
+            ]
+        )
+
+    def status(self, exchange: dict[str, Any]) -> str:
+        status = exchange.get("status")
+        text = str(status) if status is not None else "---"
+        if exchange.get("error"):
+            text += f" ({exchange['error']})"
+        return self.style(text, fg="red" if (status or 500) >= 400 else None)
+
+    def finding_line(self, finding: dict[str, Any]) -> str:
+        severity = finding["severity"]
+        label = self.style(f"{severity.upper():<7}", fg=SEVERITY_COLOURS.get(severity), bold=True)
+        return f"{'':14}{label} {finding['rule']} {finding['name']}: {finding['message']}"
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        self.echo("")
+        self.echo(
+            f"session {summary['name']!r} (id {summary['id']}): {summary['exchanges']} exchanges, "
+            f"{summary['activities']} activities, {summary['conversations']} conversations, "
+            f"{summary['errors']} recorder errors"
+        )
+        findings = summary.get("findings") or {}
+        if findings:
+            parts = ", ".join(f"{n} {sev}" for sev, n in findings.items())
+            self.echo(f"findings: {parts} (details: botproxy check {summary['name']})")
+        self.echo(f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})")
+
+
+def json_quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'

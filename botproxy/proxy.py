@@ -1,0 +1,205 @@
+"""Embedding mitmproxy: a reverse listener in front of the bot and a forward listener for its outbound calls.
+
+Facts this relies on (shared/reference/mitmproxy.md): a Master must be built inside a running loop
+and is process-global; a plain Master with the default addons only logs a failed bind, so we check the
+listeners ourselves; addon-declared options are set with `options.update()` after the addons exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import addons, options
+from mitmproxy.master import Master
+
+from .capture import Capture
+from .errors import ListenError, UsageError
+from .session import LiveSession
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:5055"
+DEFAULT_FORWARD_LISTEN = "127.0.0.1:5056"
+DEFAULT_CONFDIR = "~/.mitmproxy"
+
+
+def parse_hostport(value: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[::1]:PORT` or `:PORT` (127.0.0.1) into a pair."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:5055), not {value!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def parse_bot_url(url: str) -> tuple[str, str]:
+    """(origin, path) of the bot's messaging endpoint; only http(s) URLs with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--bot must be the bot's http(s) messaging endpoint, e.g. "
+                         f"http://127.0.0.1:3978/api/messages, not {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}", parts.path or "/api/messages"
+
+
+def check_free(host: str, port: int, what: str) -> None:
+    """Fail early with one line when a listen address cannot be bound (mitmproxy would only log it)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise ListenError(f"{what} {host}:{port} {reason}; pick another with {_flag(what)} HOST:PORT") from exc
+
+
+def _flag(what: str) -> str:
+    return "--forward-listen" if "forward" in what else "--listen"
+
+
+@dataclass
+class ProxyConfig:
+    bot_url: str
+    listen: str = DEFAULT_LISTEN
+    forward_listen: str | None = DEFAULT_FORWARD_LISTEN
+    rewrite: bool = True
+    confdir: str = DEFAULT_CONFDIR
+    upstream_ca: str | None = None  # trust this CA for upstream TLS (a test connector, a corporate proxy)
+
+    def validate(self) -> None:
+        parse_bot_url(self.bot_url)
+        parse_hostport(self.listen, "--listen")
+        if self.forward_listen:
+            parse_hostport(self.forward_listen, "--forward-listen")
+        if self.upstream_ca and not Path(self.upstream_ca).is_file():
+            raise UsageError(f"--upstream-ca {self.upstream_ca}: no such file")
+
+
+class _Ready:
+    """Tells us when mitmproxy's listeners are up."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def running(self) -> None:
+        self.event.set()
+
+
+class RecordingProxy:
+    """mitmproxy, embedded, recording into a LiveSession. Use inside a running event loop."""
+
+    def __init__(self, config: ProxyConfig, session: LiveSession) -> None:
+        config.validate()
+        self.config = config
+        self.session = session
+        self.capture = Capture(session.submit, rewrite=config.rewrite)
+        self.master: Master | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.listen: tuple[str, int] | None = None
+        self.forward_listen: tuple[str, int] | None = None
+
+    @property
+    def confdir(self) -> Path:
+        return Path(os.path.expanduser(self.config.confdir))
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def _modes(self) -> list[str]:
+        origin, _ = parse_bot_url(self.config.bot_url)
+        host, port = parse_hostport(self.config.listen, "--listen")
+        check_free(host, port, "listen address")
+        modes = [f"reverse:{origin}@{host}:{port}"]
+        if self.config.forward_listen:
+            fhost, fport = parse_hostport(self.config.forward_listen, "--forward-listen")
+            check_free(fhost, fport, "forward listen address")
+            modes.append(f"regular@{fhost}:{fport}")
+        return modes
+
+    async def start(self) -> None:
+        modes = self._modes()
+        self.session.start()
+        try:
+            await self._start_master(modes)
+        except BaseException:
+            self.session.close()
+            raise
+
+    async def _start_master(self, modes: list[str]) -> None:
+        opts = options.Options(mode=modes, confdir=self.config.confdir)
+        master = Master(opts)
+        ready = _Ready()
+        master.addons.add(*addons.default_addons(), self.capture, ready)
+        # Lazy: connect upstream only for a request, so a bot that is down fails that request (502,
+        # recorded) rather than the channel's connection, and re-routed replies pick their own server.
+        updates: dict[str, Any] = {"connection_strategy": "lazy"}
+        if self.config.upstream_ca:
+            updates["ssl_verify_upstream_trusted_ca"] = self.config.upstream_ca
+        master.options.update(**updates)
+        self.master = master
+        self._task = asyncio.create_task(master.run())
+        waiter = asyncio.create_task(ready.event.wait())
+        await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED, timeout=30)
+        if not ready.event.is_set():
+            waiter.cancel()
+            await self._halt()
+            raise ListenError("mitmproxy did not start its listeners; run with --verbose to see why")
+        self._read_addresses()
+
+    def _read_addresses(self) -> None:
+        assert self.master is not None
+        for server in self.master.addons.get("proxyserver").servers:
+            if not server.is_running:
+                spec = server.mode.full_spec
+                raise ListenError(f"could not listen for {spec}: {server.last_exception}")
+            addr = server.listen_addrs[0][:2]
+            if server.mode.type_name == "reverse":
+                self.listen = addr
+            else:
+                self.forward_listen = addr
+
+    @property
+    def endpoint(self) -> str:
+        """Where a channel should post instead of the bot."""
+        assert self.listen is not None
+        _, path = parse_bot_url(self.config.bot_url)
+        return f"http://{_host(self.listen[0])}:{self.listen[1]}{path}"
+
+    def proxy_env(self) -> dict[str, str]:
+        """Environment lines for a bot whose outbound calls should go through the forward listener."""
+        if self.forward_listen is None:
+            return {}
+        url = f"http://{_host(self.forward_listen[0])}:{self.forward_listen[1]}"
+        return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "REQUESTS_CA_BUNDLE": str(self.ca_cert),
+                "SSL_CERT_FILE": str(self.ca_cert)}
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop listening, flush everything to disk, and return the session summary."""
+        await self._halt()
+        return self.session.close()
+
+    async def _halt(self) -> None:
+        if self.master is not None and self._task is not None:
+            self.master.shutdown()
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("mitmproxy did not stop in time")
+            self._task = None
+
+
+def _host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,313 @@
+"""Turns observed HTTP traffic into session records: exchanges, activities, turn links.
+
+`SessionRecorder` is a state machine fed `RequestSeen` / `ResponseSeen` events in the order they
+happened. It numbers exchanges and activities, parses and redacts bodies, classifies routes, links
+activities to turns, and returns the rows to store. Observers (the console, the live checks) hear
+about each activity and each completed exchange in the same order.
+
+It knows nothing of mitmproxy or SQLite: the capture addon feeds it live, on the writer thread, and
+importers (HAR, flow files) can feed it the same events from a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from . import protocol as p
+from .redact import Redactor
+from .turns import TurnLinker
+
+log = logging.getLogger(__name__)
+
+Row = tuple[str, dict[str, Any]]  # (table, row)
+
+INBOUND, OUTBOUND, OTHER_LEG = "inbound", "outbound", "other"
+TO_BOT, FROM_BOT = "to_bot", "from_bot"
+
+
+@dataclass(slots=True)
+class RequestSeen:
+    flow_id: str
+    at: float
+    listener: str  # reverse (channel -> bot), forward (HTTP(S)_PROXY), svc (rewritten serviceUrl)
+    method: str
+    url: str  # where the request went, after any re-routing
+    headers: list[tuple[str, str]]
+    content: bytes | None
+    rewritten: bool = False  # inbound serviceUrl was rewritten to come back through us
+    service_url: str | None = None  # svc: the original serviceUrl the call was forwarded to
+
+
+@dataclass(slots=True)
+class ResponseSeen:
+    flow_id: str
+    at: float
+    status: int | None
+    headers: list[tuple[str, str]]
+    content: bytes | None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class FailureSeen:
+    """botproxy's own code raised while handling a flow (the traffic went on unchanged)."""
+
+    at: float
+    stage: str
+    message: str
+    flow_id: str | None = None
+
+
+class Observer(Protocol):
+    def activity_seen(self, activity: dict[str, Any]) -> list[Row]: ...
+
+    def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Row]: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    exchange: dict[str, Any]
+    activities: list[dict[str, Any]]
+    conversation: str | None
+    request_body: Any
+
+
+@dataclass
+class SessionRecorder:
+    session_id: int
+    redactor: Redactor = field(default_factory=Redactor)
+    observers: list[Observer] = field(default_factory=list)
+    linker: TurnLinker = field(default_factory=TurnLinker)
+    exchange_seq: int = 0
+    activity_seq: int = 0
+    event: int = 0
+    errors: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    conversations: set[str] = field(default_factory=set)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+
+    # -- entry point ------------------------------------------------------------------------
+
+    def handle(self, item: RequestSeen | ResponseSeen | FailureSeen) -> list[Row]:
+        """Process one event; never raises (a failure is counted and recorded instead)."""
+        try:
+            if isinstance(item, RequestSeen):
+                return self._request(item)
+            if isinstance(item, ResponseSeen):
+                return self._response(item)
+            return [self._failure(item)]
+        except Exception as exc:  # fail open: count it, keep it, carry on with the next event
+            log.exception("botproxy failed to record an exchange")
+            return [self._failure(FailureSeen(getattr(item, "at", 0.0), "record", repr(exc), item.flow_id))]
+
+    def _failure(self, item: FailureSeen) -> Row:
+        self.errors += 1
+        return ("errors", {"session_id": self.session_id, "at": item.at, "stage": item.stage,
+                           "message": self.redactor.text(item.message), "exchange_seq": None})
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _request(self, req: RequestSeen) -> list[Row]:
+        self.event += 1
+        self.exchange_seq += 1
+        parts = urlsplit(req.url)
+        if req.listener == "reverse":
+            leg = INBOUND
+            route = p.Route(p.BOT_MESSAGES if req.method == "POST" else p.OTHER)
+        else:
+            route = p.classify_outbound(req.method, parts.hostname or "", parts.path)
+            leg = OUTBOUND if route.is_connector else OTHER_LEG
+        body, raw, malformed = self._body(req.content, req.headers, route, req.method)
+        exchange = {
+            "session_id": self.session_id,
+            "seq": self.exchange_seq,
+            "opened": self.event,
+            "started_at": req.at,
+            "leg": leg,
+            "listener": req.listener,
+            "method": req.method,
+            "url": self.redactor.url(req.url),
+            "route": route.name,
+            "conversation_id": route.conversation_id,
+            "url_activity_id": route.activity_id,
+            "request_headers": json.dumps(self.redactor.headers(req.headers)),
+            "request_body": raw if isinstance(raw, str) else None,
+            "request_body_raw": raw if isinstance(raw, bytes) else None,
+            "request_malformed": int(malformed),
+            "rewritten": int(req.rewritten),
+        }
+        base = req.service_url or _service_base(req.url, route)
+        activities = [self._new_activity(exchange, route, a, "request", base) for a in p.request_activities(route, body)]
+        if route.name == p.DELETE_ACTIVITY:
+            activities.append(self._new_activity(exchange, route, None, "request", base))
+        conversation = route.conversation_id or (activities[0]["conversation_id"] if activities else None)
+        for activity in activities:
+            self._link_request_activity(leg, route, activity)
+        self._pending[req.flow_id] = _Pending(exchange, activities, conversation, body)
+        return self._notify_seen(activities)
+
+    def _body(self, content: bytes | None, headers: list[tuple[str, str]], route: p.Route,
+              method: str) -> tuple[Any, str | bytes | None, bool]:
+        """(parsed redacted JSON or None, what to store, malformed flag) for a body."""
+        if not content:
+            return None, None, False
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "").lower()
+        try:
+            parsed = p.parse_json(content)
+        except p.BodyError:
+            expects_json = "json" in content_type or route.name in p.ACTIVITY_BODY_ROUTES or (
+                route.name == p.BOT_MESSAGES and method == "POST")
+            if "x-www-form-urlencoded" in content_type:
+                return None, self.redactor.form(content.decode("utf-8", "replace")), False
+            raw = self.redactor.raw(content)
+            try:
+                return None, raw.decode("utf-8"), expects_json
+            except UnicodeDecodeError:
+                return None, raw, expects_json
+        redacted = self.redactor.json(parsed)
+        return redacted, json.dumps(redacted, ensure_ascii=False, separators=(",", ":")), False
+
+    def _new_activity(self, exchange: dict[str, Any], route: p.Route, body: dict[str, Any] | None,
+                      source: str, base: str | None) -> dict[str, Any]:
+        self.activity_seq += 1
+        body = body if isinstance(body, dict) else None
+        a = body or {}
+        inbound = exchange["leg"] == INBOUND and source == "request"
+        return {
+            "session_id": self.session_id,
+            "seq": self.activity_seq,
+            "event": self.event,
+            "exchange_seq": exchange["seq"],
+            "direction": TO_BOT if inbound else FROM_BOT,
+            "source": source,
+            "method": exchange["method"],
+            "route": route.name if source == "request" else _response_route(a),
+            "status": None,
+            "type": p.str_field(a, "type"),
+            "name": p.str_field(a, "name"),
+            "text": p.str_field(a, "text"),
+            "conversation_id": p.conversation_id(a) or route.conversation_id,
+            "activity_id": p.str_field(a, "id") if inbound else None,
+            "url_conversation_id": route.conversation_id,
+            "url_activity_id": route.activity_id,
+            "reply_to_id": p.str_field(a, "replyToId"),
+            "from_id": p.account_id(a, "from"),
+            "recipient_id": p.account_id(a, "recipient"),
+            "channel_id": p.str_field(a, "channelId"),
+            "service_url": p.str_field(a, "serviceUrl") if inbound else base,
+            "locale": p.str_field(a, "locale"),
+            "delivery_mode": p.str_field(a, "deliveryMode"),
+            "turn_seq": None,
+            "target_seq": None,
+            "observed_at": exchange["started_at"] if source == "request" else exchange.get("ended_at"),
+            "body": body,
+        }
+
+    def _link_request_activity(self, leg: str, route: p.Route, activity: dict[str, Any]) -> None:
+        conversation = route.conversation_id or activity["conversation_id"]
+        if leg == INBOUND:
+            self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"])
+            return
+        if route.name in (p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY):
+            activity["activity_id"] = route.activity_id
+            activity["target_seq"] = self.linker.target_of(conversation, route.activity_id)
+        if route.name != p.SEND_HISTORY:
+            activity["turn_seq"] = self.linker.turn_for(conversation, activity["reply_to_id"])
+
+    # -- responses --------------------------------------------------------------------------
+
+    def _response(self, resp: ResponseSeen) -> list[Row]:
+        pending = self._pending.pop(resp.flow_id, None)
+        if pending is None:  # its request was never seen (our request hook failed): keep what we can
+            return [self._failure(FailureSeen(resp.at, "response", "response without a recorded request",
+                                              resp.flow_id))]
+        self.event += 1
+        exchange = pending.exchange
+        status = resp.status if resp.status is not None else 502
+        headers = self.redactor.headers(resp.headers)
+        route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
+        body, raw, malformed = self._body(resp.content, resp.headers, route if status < 400 else p.Route(p.OTHER),
+                                          "RESPONSE")
+        exchange.update(
+            closed=self.event,
+            ended_at=resp.at,
+            duration_ms=round((resp.at - exchange["started_at"]) * 1000, 3),
+            status=status,
+            response_headers=json.dumps(headers),
+            response_body=raw if isinstance(raw, str) else None,
+            response_body_raw=raw if isinstance(raw, bytes) else None,
+            response_malformed=int(malformed),
+            error=self.redactor.text(resp.error) if resp.error else None,
+            error_code=p.error_code(body),
+        )
+        activities = pending.activities
+        for activity in activities:
+            activity["status"] = status
+        rows: list[Row] = []
+        if exchange["leg"] == INBOUND and activities:
+            inbound = activities[0]
+            replies = [self._new_activity(exchange, route, a, "response", None)
+                       for a in p.inbound_response_activities(inbound["body"] or {}, status, body)]
+            for reply in replies:
+                reply.update(status=status, turn_seq=inbound["seq"], conversation_id=reply["conversation_id"]
+                             or inbound["conversation_id"])
+            rows += self._notify_seen(replies)
+            activities = activities + replies
+            self.linker.inbound_closed(pending.conversation, inbound["seq"])
+        elif status < 300:
+            self._learn_assigned_ids(exchange, activities, body)
+        self.counts[exchange["leg"]] += 1
+        self.counts["activities"] += len(activities)
+        self.conversations.update(a["conversation_id"] for a in activities if a["conversation_id"])
+        rows.append(("exchanges", exchange))
+        rows += [("activities", _activity_row(a)) for a in activities]
+        for observer in self.observers:
+            rows += observer.exchange_done(exchange, activities)
+        return rows
+
+    def _learn_assigned_ids(self, exchange: dict[str, Any], activities: list[dict[str, Any]], body: Any) -> None:
+        route = exchange["route"]
+        assigned = p.resource_id(body)
+        if route == p.CREATE_CONVERSATION and isinstance(body, dict):
+            for activity in activities:
+                activity["conversation_id"] = activity["conversation_id"] or assigned
+                activity["activity_id"] = p.str_field(body, "activityId")
+                if activity["activity_id"]:
+                    self.linker.sent(assigned, activity["activity_id"], activity["seq"])
+        elif route in p.SEND_ROUTES and assigned and activities:
+            activity = activities[0]
+            activity["activity_id"] = assigned
+            self.linker.sent(exchange["conversation_id"], assigned, activity["seq"])
+
+    def _notify_seen(self, activities: list[dict[str, Any]]) -> list[Row]:
+        rows: list[Row] = []
+        for activity in activities:
+            for observer in self.observers:
+                rows += observer.activity_seen(activity)
+        return rows
+
+    def open_exchanges(self) -> int:
+        return len(self._pending)
+
+
+def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in activity.items() if not k.startswith("_")}  # `_findings` etc. are transient
+    row["body"] = json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
+    return row
+
+
+def _response_route(activity: dict[str, Any]) -> str:
+    return "invoke_response" if activity.get("type") == "invokeResponse" else "expected_replies"
+
+
+def _service_base(url: str, route: p.Route) -> str | None:
+    """The serviceUrl a connector call was made against: scheme, host and path prefix."""
+    if not route.is_connector:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{route.prefix}/"

@@ -1,0 +1,73 @@
+"""A live recording session: the writer thread, the recorder state machine and its observers, glued.
+
+Used by the embedded recorder (`botproxy record`) and by the `mitmdump -s` addon script alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import partial
+from typing import Any
+
+from . import __version__
+from .recording import Observer, RequestSeen, ResponseSeen, SessionRecorder, FailureSeen
+from .redact import Redactor
+from .store import Writer
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_session_name() -> str:
+    return dt.datetime.now().strftime("rec-%Y%m%d-%H%M%S")
+
+
+class LiveSession:
+    def __init__(self, db_path: str, *, name: str | None = None, observers: list[Observer] | None = None,
+                 **session_fields: Any) -> None:
+        self.db_path = db_path
+        self.name = name or default_session_name()
+        self.session_fields = session_fields
+        self.observers = observers or []
+        self.writer: Writer | None = None
+        self.recorder: SessionRecorder | None = None
+        self.hook_failures = 0
+
+    def start(self) -> int:
+        row = {"name": self.name, "started_at": utc_now(), "botproxy_version": __version__, "source": "record",
+               **self.session_fields}
+        self.writer = Writer(self.db_path, row)
+        session_id = self.writer.start()
+        self.recorder = SessionRecorder(session_id, Redactor(), self.observers)
+        return session_id
+
+    def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None:
+        """Called on the event loop; returns at once. The recorder runs on the writer thread."""
+        assert self.writer is not None and self.recorder is not None
+        self.writer.submit(partial(self.recorder.handle, event))
+
+    def close(self) -> dict[str, Any]:
+        """Flush everything, close the session row, and return the summary."""
+        assert self.writer is not None and self.recorder is not None
+        recorder, session_id = self.recorder, self.writer.session_id
+        ended = utc_now()
+
+        def finish(db: Any) -> None:
+            db["sessions"].update(session_id, {"ended_at": ended, "error_count": recorder.errors})
+
+        self.writer.call(finish)
+        self.writer.close()
+        return {
+            "id": session_id,
+            "name": self.name,
+            "db": self.db_path,
+            "exchanges": recorder.exchange_seq,
+            "activities": recorder.activity_seq,
+            "conversations": len(recorder.conversations),
+            "errors": recorder.errors,
+            "open_exchanges": recorder.open_exchanges(),
+        }
