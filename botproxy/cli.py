@@ -1,0 +1,227 @@
+"""The botproxy command line: thin click commands over the library.
+
+Each command parses its options, calls one library function, and turns botproxy's errors into one
+line on stderr and an exit code: 0 done, 1 found a problem, 2 could not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import BotproxyError
+
+log = logging.getLogger(__name__)
+
+EXIT_PROBLEM = 1
+EXIT_CANNOT_RUN = 2
+
+
+class CannotRun(click.ClickException):
+    """A one-line error with exit code 2."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"botproxy: error: {self.format_message()}", err=True)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one line and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BotproxyError as exc:
+            raise CannotRun(str(exc)) from exc
+
+    return wrapper
+
+
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        "db_path",
+        envvar="BOTPROXY_DB",
+        default="botproxy.db",
+        show_default=True,
+        show_envvar=True,
+        help="SQLite database file.",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="botproxy: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # mitmproxy reports every client disconnect and upstream failure; we record those ourselves.
+        logging.getLogger("mitmproxy").setLevel(logging.ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="botproxy")
+def cli() -> None:
+    """Record, check and replay Microsoft Bot Framework traffic.
+
+    botproxy sits between a bot and its channel (Bot Connector v3, Direct Line), records every HTTP
+    exchange and every activity into SQLite, and shows what passed.
+
+    \b
+    Example:
+      botproxy record --bot http://127.0.0.1:3978/api/messages
+    """
+
+
+# -- record ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--bot", "bot_url", required=True, metavar="URL", help="The bot's messaging endpoint.")
+@click.option("--listen", default="127.0.0.1:5055", show_default=True, metavar="HOST:PORT",
+              help="Where channels post instead of the bot (reverse listener).")
+@click.option("--forward-listen", default="127.0.0.1:5056", show_default=True, metavar="HOST:PORT",
+              help="Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.")
+@click.option("--no-forward", is_flag=True, help="Do not start the forward listener.")
+@db_option
+@click.option("--session", "session_name", metavar="NAME", help="Session name [default: rec-DATE-TIME].")
+@click.option("--no-rewrite", is_flag=True,
+              help="Never rewrite serviceUrl in inbound activities (capture replies via the forward listener).")
+@click.option("--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here).")
+@click.option("--upstream-ca", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also trust this CA for upstream TLS (a corporate proxy, a test connector).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
+@friendly_errors
+def record(bot_url: str, listen: str, forward_listen: str, no_forward: bool, db_path: str,
+           session_name: str | None, no_rewrite: bool, confdir: str, upstream_ca: str | None,
+           verbose: bool) -> None:
+    """Record the traffic between a channel and a bot until Ctrl-C.
+
+    Point the channel (Emulator, a test script, a tunnel) at the listen address instead of the bot.
+    Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
+
+    \b
+    Example:
+      botproxy record --bot http://127.0.0.1:3978/api/messages --session login-flow
+      # then point the Emulator at http://127.0.0.1:5055/api/messages
+    """
+    from .console import Console
+    from .proxy import ProxyConfig, RecordingProxy
+    from .session import LiveSession
+
+    setup_logging(verbose)
+    config = ProxyConfig(bot_url=bot_url, listen=listen, forward_listen=None if no_forward else forward_listen,
+                         rewrite=not no_rewrite, confdir=confdir, upstream_ca=upstream_ca)
+    console = Console(color=sys.stdout.isatty())
+    live = LiveSession(db_path, name=session_name, observers=[console], bot_url=bot_url, capture_mode=(
+        "forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"))
+    proxy = RecordingProxy(config, live)
+    summary = asyncio.run(_record_until_signal(proxy, console))
+    console.summary(summary)
+
+
+async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    proxy.capture.on_auth_seen = lambda: _explain_forward_proxy(proxy)
+    await proxy.start()
+    live = proxy.session
+    click.echo(f"recording session {live.name!r} into {live.db_path}")
+    click.echo(f"  channel → {proxy.endpoint}  →  bot {proxy.config.bot_url}")
+    if proxy.forward_listen:
+        host, port = proxy.forward_listen
+        click.echo(f"  forward proxy for the bot's outbound calls: http://{host}:{port}")
+    click.echo("press Ctrl-C to stop")
+    sys.stdout.flush()
+    await stop.wait()
+    return await proxy.stop()
+
+
+def _explain_forward_proxy(proxy: Any) -> None:
+    """Said once: authenticated traffic is forwarded untouched, so replies must use the forward proxy."""
+    env = proxy.proxy_env()
+    click.echo("note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte")
+    if not env:
+        click.echo("  and cannot see the bot's replies: restart without --no-forward to capture them")
+        return
+    click.echo("  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):")
+    for name, value in env.items():
+        click.echo(f"    export {name}={value}")
+
+
+# -- reading sessions --------------------------------------------------------------------------
+
+
+@cli.command()
+@db_option
+@json_option
+@friendly_errors
+def sessions(db_path: str, as_json: bool) -> None:
+    """List the recorded sessions.
+
+    \b
+    Example:
+      botproxy sessions --db botproxy.db
+    """
+    from . import store
+
+    rows = store.list_sessions(store.open_db(db_path))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no sessions in {db_path} yet: record one with botproxy record")
+        return
+    click.echo(f"{'id':>4}  {'name':<28} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} errors")
+    for r in rows:
+        click.echo(f"{r['id']:>4}  {r['name']:<28} {r['started_at'] or '':<24} {r['exchange_count']:>6} "
+                   f"{r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}")
+
+
+@cli.command()
+@click.argument("session", default="latest")
+@db_option
+@json_option
+@friendly_errors
+def show(session: str, db_path: str, as_json: bool) -> None:
+    """Print a session's activities, grouped by conversation and turn.
+
+    SESSION is a name, an id, or `latest` (the default).
+
+    \b
+    Example:
+      botproxy show latest
+      botproxy show login-flow --json | jq '.activities[] | select(.direction == "from_bot") | .text'
+    """
+    from . import show as show_mod
+    from . import store
+
+    db = store.open_db(db_path)
+    row = store.resolve_session(db, session)
+    if as_json:
+        show_mod.write_json(db, row, sys.stdout)
+    else:
+        for line in show_mod.text_lines(db, row):
+            click.echo(line)
+
+
+def main() -> None:
+    cli(prog_name="botproxy")
