@@ -1,0 +1,557 @@
+"""A local stand-in for the Bot Connector service (REST API v3), built on aiohttp.web.
+
+A bot under test replies to it (its ``service_url`` goes into the inbound ``serviceUrl``), and it plays
+the channel side that posts inbound activities to the bot. It speaks the wire format of the Bot
+Connector swagger (``botframework-channel.json``): the same routes, status codes, ``ResourceResponse``
+and ``ErrorResponse`` shapes, and ``X-Correlating-OperationId`` on every answer.
+
+Routes match by suffix after any path prefix, because a real ``serviceUrl`` may carry one
+(``https://smba.trafficmanager.net/amer/``), and path ids are URL-decoded, because msrest
+percent-encodes them (Teams ids such as ``19:x@thread.skype;messageid=123``).
+
+Every request is recorded as a :class:`ConnectorCall` in ``calls``; tests await them with
+:meth:`ConnectorChannel.wait_for_calls` and inject failures with :meth:`ConnectorChannel.fail_next`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import itertools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import aiohttp
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+@dataclass
+class ConnectorCall:
+    """One request the channel received, and what it answered."""
+
+    method: str
+    path: str  # as on the wire, still percent-encoded
+    route: str  # a name from ROUTE_NAMES, or "unknown"
+    conversation_id: str | None
+    activity_id: str | None
+    body: Any  # parsed JSON, or None when empty or not JSON
+    raw: bytes
+    headers: dict[str, str]
+    status: int = 0
+    response: Any = None  # the JSON we answered (dict or list), or None for empty/binary bodies
+    params: dict[str, str] = field(default_factory=dict)  # all decoded path ids (cid, aid, mid, ...)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ChannelConversation:
+    """What the channel remembers about one conversation."""
+
+    id: str
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inbound_ids: list[str] = field(default_factory=list)  # ids of activities built for or sent to the bot
+    sent: dict[str, Any] = field(default_factory=dict)  # ids we assigned to bot activities -> last body
+    deleted: set[str] = field(default_factory=set)
+
+    def is_live(self, activity_id: str) -> bool:
+        return activity_id in self.sent and activity_id not in self.deleted
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    name: str
+    needs_body: bool
+
+
+def _route(method: str, suffix: str, name: str, needs_body: bool = False) -> _Route:
+    # "{cid}" becomes one raw path segment; anchoring at the end only is what allows any prefix.
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", suffix) + "$"
+    return _Route(method, re.compile(regex), name, needs_body)
+
+
+_CONV = "/v3/conversations/{cid}"
+# Order matters: ".../activities/history" must be tried before ".../activities/{aid}".
+ROUTES: tuple[_Route, ...] = (
+    _route("POST", "/v3/conversations", "create_conversation", needs_body=True),
+    _route("GET", "/v3/conversations", "get_conversations"),
+    _route("POST", _CONV + "/activities", "send_to_conversation", needs_body=True),
+    _route("POST", _CONV + "/activities/history", "send_history", needs_body=True),
+    _route("POST", _CONV + "/activities/{aid}", "reply_to_activity", needs_body=True),
+    _route("PUT", _CONV + "/activities/{aid}", "update_activity", needs_body=True),
+    _route("DELETE", _CONV + "/activities/{aid}", "delete_activity"),
+    _route("GET", _CONV + "/activities/{aid}/members", "get_activity_members"),
+    _route("GET", _CONV + "/members", "get_members"),
+    _route("GET", _CONV + "/members/{mid}", "get_member"),
+    _route("DELETE", _CONV + "/members/{mid}", "delete_member"),
+    _route("GET", _CONV + "/pagedmembers", "get_paged_members"),
+    _route("POST", _CONV + "/attachments", "upload_attachment", needs_body=True),
+    _route("GET", "/v3/attachments/{att}", "get_attachment_info"),
+    _route("GET", "/v3/attachments/{att}/views/{view}", "get_attachment"),
+    _route("GET", "/v3/teams/{team}", "teams_get_team"),
+    _route("GET", "/v3/teams/{team}/conversations", "teams_get_channels"),
+    _route("GET", "/v1/meetings/{meeting}", "teams_get_meeting"),
+    _route("GET", "/v1/meetings/{meeting}/participants/{pid}", "teams_get_participant"),
+    _route("POST", "/v1/meetings/{meeting}/notification", "teams_meeting_notification", needs_body=True),
+)
+ROUTE_NAMES = frozenset(r.name for r in ROUTES)
+
+
+def match_route(method: str, raw_path: str) -> tuple[_Route | None, dict[str, str]]:
+    """Find the route for a request; path ids come back URL-decoded."""
+    for route in ROUTES:
+        if route.method != method:
+            continue
+        m = route.pattern.search(raw_path)
+        if m:
+            return route, {k: unquote(v) for k, v in m.groupdict().items()}
+    return None, {}
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any = None  # JSON-able value, raw bytes, or None for an empty body
+    content_type: str = JSON_TYPE
+
+
+def error(status: int, code: str, message: str) -> _Answer:
+    return _Answer(status, {"error": {"code": code, "message": message}})
+
+
+@dataclass
+class _Failure:
+    status: int
+    code: str
+    message: str
+    route: str | None
+    remaining: int
+
+
+@dataclass
+class _Attachment:
+    name: str | None
+    type: str | None
+    views: dict[str, bytes]
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _account(account: dict[str, Any]) -> dict[str, Any]:
+    return {k: account[k] for k in ("id", "name") if account.get(k) is not None}
+
+
+class ConnectorChannel:
+    """The Bot Connector side of a conversation, on a local port.
+
+    ``strict_conversations=True`` answers 404 ``ConversationNotFound`` for conversations the channel has
+    never seen, as a real connector does; the default accepts them, because tests of the proxy send to
+    conversations this channel did not start.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        channel_id: str = "test",
+        bot: dict[str, Any] | None = None,
+        members: list[dict[str, Any]] | None = None,
+        strict_conversations: bool = False,
+        path_prefix: str = "",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.channel_id = channel_id
+        self.bot: dict[str, Any] = dict(bot or {"id": "bot", "name": "Bot"})
+        self.members = [dict(m) for m in members or []]
+        self.strict_conversations = strict_conversations
+        self.path_prefix = path_prefix.strip("/")
+        self.calls: list[ConnectorCall] = []
+        self.conversations: dict[str, ChannelConversation] = {}
+        self._attachments: dict[str, _Attachment] = {}
+        self._failures: list[_Failure] = []
+        self._counter = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        logger.debug("connector channel listening at %s", self.service_url)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def service_url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("ConnectorChannel.service_url is known only while the channel runs")
+        prefix = f"{self.path_prefix}/" if self.path_prefix else ""
+        return f"http://{self.host}:{self.port}/{prefix}"
+
+    # -- test controls -----------------------------------------------------------------------------
+
+    async def wait_for_calls(
+        self,
+        n: int,
+        timeout: float = 10.0,
+        predicate: Callable[[ConnectorCall], bool] | None = None,
+    ) -> list[ConnectorCall]:
+        """Wait until ``n`` calls (matching ``predicate``, if given) have arrived; return the first ``n``."""
+
+        def matching() -> list[ConnectorCall]:
+            return [c for c in self.calls if predicate is None or predicate(c)]
+
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: len(matching()) >= n)
+        except TimeoutError:
+            arrived = ", ".join(f"{c.method} {c.route} -> {c.status}" for c in self.calls) or "nothing"
+            raise TimeoutError(
+                f"expected {n} matching connector calls within {timeout}s, got {len(matching())}; "
+                f"arrived: {arrived}"
+            ) from None
+        return matching()[:n]
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        code: str = "ServiceError",
+        message: str = "Injected failure",
+        route: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls (of ``route``, or any) with ``status`` and an ErrorResponse."""
+        if route is not None and route not in ROUTE_NAMES:
+            raise ValueError(f"unknown route {route!r}; expected one of {sorted(ROUTE_NAMES)}")
+        self._failures.append(_Failure(status, code, message, route, times))
+
+    # -- channel -> bot ----------------------------------------------------------------------------
+
+    def activity(
+        self,
+        type: str = "message",
+        text: str | None = None,
+        *,
+        conversation_id: str,
+        user_id: str = "user1",
+        user_name: str = "User",
+        id: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Build an inbound Activity as a channel sends it; ``fields`` (camelCase) are merged last."""
+        user = {"id": user_id, "name": user_name}
+        act: dict[str, Any] = {
+            "type": type,
+            "id": id or self._next_id(),
+            "timestamp": utc_timestamp(),
+            "channelId": self.channel_id,
+            "serviceUrl": self.service_url,
+            "from": {**user, "role": "user"},
+            "recipient": {**self.bot, "role": "bot"},
+            "conversation": {"id": conversation_id},
+            "locale": "en-US",
+        }
+        if text is not None:
+            act["text"] = text
+        act.update(fields)
+        self._remember_inbound(act)
+        return act
+
+    async def send(
+        self, bot_url: str, activity: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """POST an activity to the bot's messaging endpoint; return its status and body."""
+        self._remember_inbound(activity)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        async with self._session.post(bot_url, json=activity, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    def _remember_inbound(self, act: dict[str, Any]) -> None:
+        conversation_id = (act.get("conversation") or {}).get("id")
+        if not conversation_id:
+            return
+        conv = self._conversation(conversation_id)
+        sender = act.get("from") or {}
+        if sender.get("id"):
+            conv.members.setdefault(sender["id"], _account(sender))
+        for added in act.get("membersAdded") or []:
+            if added.get("id") and added.get("id") != self.bot.get("id"):
+                conv.members.setdefault(added["id"], _account(added))
+        if act.get("id") and act["id"] not in conv.inbound_ids:
+            conv.inbound_ids.append(act["id"])
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return f"{next(self._counter):07d}"
+
+    def _conversation(self, conversation_id: str) -> ChannelConversation:
+        conv = self.conversations.get(conversation_id)
+        if conv is None:
+            conv = ChannelConversation(conversation_id, {m["id"]: dict(m) for m in self.members})
+            self.conversations[conversation_id] = conv
+        return conv
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        route, params = match_route(request.method, request.rel_url.raw_path)
+        call = ConnectorCall(
+            method=request.method,
+            path=request.rel_url.raw_path,
+            route=route.name if route else "unknown",
+            conversation_id=params.get("cid"),
+            activity_id=params.get("aid"),
+            body=_parse_json(raw),
+            raw=raw,
+            headers=dict(request.headers),
+            params=params,
+            query=dict(request.query),
+        )
+        answer = self._answer(call, route)
+        call.status = answer.status
+        call.response = None if isinstance(answer.body, bytes) else answer.body
+        logger.debug("%s %s -> %s %s", call.method, call.path, call.route, call.status)
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+        return _to_response(answer)
+
+    def _answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
+        # Whatever goes wrong in here, the client gets an ErrorResponse, never a traceback.
+        try:
+            failure = self._take_failure(call.route)
+            if failure is not None:
+                return failure
+            if route is None:
+                return error(404, "NotFound", f"No route for {call.method} {call.path}")
+            if route.needs_body and not isinstance(call.body, dict):
+                return error(400, "BadArgument", "The request body must be a JSON object")
+            if call.conversation_id is not None:
+                refusal = self._check_conversation(call.conversation_id)
+                if refusal is not None:
+                    return refusal
+            handler: Callable[[ConnectorCall], _Answer] = getattr(self, "_on_" + route.name)
+            return handler(call)
+        except Exception:
+            logger.exception("connector channel failed on %s %s", call.method, call.path)
+            return error(500, "ServiceError", "The connector stand-in failed; see the test log")
+
+    def _take_failure(self, route_name: str) -> _Answer | None:
+        for failure in self._failures:
+            if failure.route is None or failure.route == route_name:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                return error(failure.status, failure.code, failure.message)
+        return None
+
+    def _check_conversation(self, conversation_id: str) -> _Answer | None:
+        if conversation_id in self.conversations:
+            return None
+        if self.strict_conversations:
+            return error(404, "ConversationNotFound", f"Conversation {conversation_id} not found")
+        self._conversation(conversation_id)
+        return None
+
+    def _store_sent(self, conv: ChannelConversation, body: dict[str, Any]) -> _Answer:
+        activity_id = self._next_id()
+        conv.sent[activity_id] = body
+        return _Answer(200, {"id": activity_id})
+
+    # -- route handlers: conversations -------------------------------------------------------------
+
+    def _on_create_conversation(self, call: ConnectorCall) -> _Answer:
+        params = call.body
+        conv = self._conversation(f"conv-{self._next_id()}")
+        for member in params.get("members") or []:
+            if member.get("id"):
+                conv.members.setdefault(member["id"], _account(member))
+        result: dict[str, Any] = {"id": conv.id, "serviceUrl": self.service_url}
+        if isinstance(params.get("activity"), dict):
+            result["activityId"] = self._store_sent(conv, params["activity"]).body["id"]
+        return _Answer(200, result)
+
+    def _on_get_conversations(self, call: ConnectorCall) -> _Answer:
+        conversations = [
+            {"id": c.id, "members": list(c.members.values())} for c in self.conversations.values()
+        ]
+        return _Answer(200, {"conversations": conversations, "continuationToken": None})
+
+    def _on_send_to_conversation(self, call: ConnectorCall) -> _Answer:
+        return self._store_sent(self.conversations[call.conversation_id or ""], call.body)
+
+    def _on_send_history(self, call: ConnectorCall) -> _Answer:
+        if not isinstance(call.body.get("activities"), list):
+            return error(400, "BadArgument", "A Transcript needs an 'activities' array")
+        return _Answer(200, {"id": self._next_id()})
+
+    def _on_reply_to_activity(self, call: ConnectorCall) -> _Answer:
+        # Lenient on purpose: SDK proactive turns reply to ids the channel never issued (protocol.md S-2).
+        return self._store_sent(self.conversations[call.conversation_id or ""], call.body)
+
+    def _on_update_activity(self, call: ConnectorCall) -> _Answer:
+        conv = self.conversations[call.conversation_id or ""]
+        activity_id = call.activity_id or ""
+        if not conv.is_live(activity_id):
+            return _activity_not_found(activity_id)
+        conv.sent[activity_id] = call.body
+        return _Answer(200, {"id": activity_id})
+
+    def _on_delete_activity(self, call: ConnectorCall) -> _Answer:
+        conv = self.conversations[call.conversation_id or ""]
+        activity_id = call.activity_id or ""
+        if not conv.is_live(activity_id):
+            return _activity_not_found(activity_id)
+        conv.deleted.add(activity_id)
+        return _Answer(200)
+
+    # -- route handlers: members -------------------------------------------------------------------
+
+    def _on_get_members(self, call: ConnectorCall) -> _Answer:
+        return _Answer(200, list(self.conversations[call.conversation_id or ""].members.values()))
+
+    def _on_get_paged_members(self, call: ConnectorCall) -> _Answer:
+        members = list(self.conversations[call.conversation_id or ""].members.values())
+        return _Answer(200, {"members": members, "continuationToken": None})
+
+    def _on_get_member(self, call: ConnectorCall) -> _Answer:
+        member = self.conversations[call.conversation_id or ""].members.get(call.params["mid"])
+        if member is None:
+            return _member_not_found(call.params["mid"])
+        return _Answer(200, member)
+
+    def _on_delete_member(self, call: ConnectorCall) -> _Answer:
+        members = self.conversations[call.conversation_id or ""].members
+        if members.pop(call.params["mid"], None) is None:
+            return _member_not_found(call.params["mid"])
+        return _Answer(200)
+
+    def _on_get_activity_members(self, call: ConnectorCall) -> _Answer:
+        conv = self.conversations[call.conversation_id or ""]
+        activity_id = call.activity_id or ""
+        if not (conv.is_live(activity_id) or activity_id in conv.inbound_ids):
+            return _activity_not_found(activity_id)
+        return _Answer(200, list(conv.members.values()))
+
+    # -- route handlers: attachments ---------------------------------------------------------------
+
+    def _on_upload_attachment(self, call: ConnectorCall) -> _Answer:
+        views: dict[str, bytes] = {}
+        try:
+            for view_id, key in (("original", "originalBase64"), ("thumbnail", "thumbnailBase64")):
+                if call.body.get(key):
+                    views[view_id] = base64.b64decode(call.body[key], validate=True)
+        except (binascii.Error, TypeError):
+            return error(400, "BadArgument", "originalBase64/thumbnailBase64 must be base64")
+        attachment_id = f"att-{self._next_id()}"
+        self._attachments[attachment_id] = _Attachment(call.body.get("name"), call.body.get("type"), views)
+        return _Answer(200, {"id": attachment_id})
+
+    def _on_get_attachment_info(self, call: ConnectorCall) -> _Answer:
+        attachment = self._attachments.get(call.params["att"])
+        if attachment is None:
+            return error(404, "NotFound", f"Attachment {call.params['att']} not found")
+        views = [{"viewId": view_id, "size": len(data)} for view_id, data in attachment.views.items()]
+        return _Answer(200, {"name": attachment.name, "type": attachment.type, "views": views})
+
+    def _on_get_attachment(self, call: ConnectorCall) -> _Answer:
+        attachment = self._attachments.get(call.params["att"])
+        data = attachment.views.get(call.params["view"]) if attachment else None
+        if attachment is None or data is None:
+            return error(
+                404, "NotFound", f"Attachment view {call.params['att']}/{call.params['view']} not found"
+            )
+        return _Answer(200, data, attachment.type or "application/octet-stream")
+
+    # -- route handlers: Teams ---------------------------------------------------------------------
+
+    def _on_teams_get_team(self, call: ConnectorCall) -> _Answer:
+        team_id = call.params["team"]
+        body = {
+            "id": team_id,
+            "name": "Test Team",
+            "aadGroupId": str(uuid.uuid5(uuid.NAMESPACE_URL, team_id)),
+        }
+        return _Answer(200, {**body, "channelCount": 1, "memberCount": len(self.members)})
+
+    def _on_teams_get_channels(self, call: ConnectorCall) -> _Answer:
+        # In Teams the General channel has the team's own id.
+        return _Answer(200, {"conversations": [{"id": call.params["team"], "name": "General"}]})
+
+    def _on_teams_get_meeting(self, call: ConnectorCall) -> _Answer:
+        meeting_id = call.params["meeting"]
+        details = {"id": meeting_id, "title": "Test meeting", "type": "Scheduled", "joinUrl": ""}
+        conversation = {"id": f"19:meeting_{meeting_id}@thread.v2", "isGroup": True}
+        return _Answer(
+            200, {"details": details, "conversation": conversation, "organizer": {"id": "organizer"}}
+        )
+
+    def _on_teams_get_participant(self, call: ConnectorCall) -> _Answer:
+        user = {"id": call.params["pid"], "name": "Participant", "userRole": "user"}
+        meeting = {"role": "Attendee", "inMeeting": True}
+        conversation = {"id": f"19:meeting_{call.params['meeting']}@thread.v2", "isGroup": True}
+        return _Answer(200, {"user": user, "meeting": meeting, "conversation": conversation})
+
+    def _on_teams_meeting_notification(self, call: ConnectorCall) -> _Answer:
+        # Teams answers 202 with no body when every recipient was notified.
+        return _Answer(202)
+
+
+def _activity_not_found(activity_id: str) -> _Answer:
+    return error(404, "ActivityNotFoundInConversation", f"Activity {activity_id} not found in conversation")
+
+
+def _member_not_found(member_id: str) -> _Answer:
+    return error(404, "MemberNotFoundInConversation", f"Member {member_id} not found in conversation")
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _to_response(answer: _Answer) -> web.Response:
+    headers = {"X-Correlating-OperationId": uuid.uuid4().hex}
+    if answer.body is None:
+        return web.Response(status=answer.status, headers=headers)
+    data = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body).encode()
+    return web.Response(
+        status=answer.status, body=data, headers={**headers, "Content-Type": answer.content_type}
+    )
