@@ -26,7 +26,7 @@ for v in ${versions[@]}; do
   echo "== python$v ($py) in $venv"
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  "$venv/bin/python" -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$venv/bin/python" -m pip install -q -e ".[test]"
   "$venv/bin/python" -c "import mitmproxy.version as m, sys; print('   mitmproxy', m.VERSION, 'on', sys.version.split()[0])"
   "$venv/bin/ruff" check botproxy tests bench addons
   "$venv/bin/mypy" botproxy

@@ -1,4 +1,4 @@
-"""Shared fixtures: a free port, a connector stand-in."""
+"""Shared fixtures: a free port, a connector stand-in, the SDK sample bot."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from botproxy.channel import ConnectorChannel
+from botproxy.sample_bot import SampleBotServer, start_bot
 
 
 def pick_free_port() -> int:
@@ -32,3 +33,12 @@ async def connector() -> AsyncIterator[ConnectorChannel]:
         yield channel
     finally:
         await channel.stop()
+
+
+@pytest.fixture
+async def sample_bot() -> AsyncIterator[SampleBotServer]:
+    server = await start_bot(build=1)
+    try:
+        yield server
+    finally:
+        await server.stop()
