@@ -56,9 +56,13 @@ class Capture:
     # -- options (for `mitmdump -s addons/botproxy.py`) -------------------------------------
 
     def load(self, loader: Any) -> None:
-        loader.add_option("botproxy_rewrite", bool, True,
-                          "Rewrite serviceUrl in unauthenticated inbound activities so the bot's replies "
-                          "come back through this proxy.")
+        loader.add_option(
+            "botproxy_rewrite",
+            bool,
+            True,
+            "Rewrite serviceUrl in unauthenticated inbound activities so the bot's replies "
+            "come back through this proxy.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "botproxy_rewrite" in updated:
@@ -76,8 +80,15 @@ class Capture:
         try:
             assert flow.response is not None
             resp = flow.response
-            self._submit(ResponseSeen(flow.id, time.time(), resp.status_code, list(resp.headers.items()),
-                                      resp.raw_content if _is_plain(resp) else resp.content))
+            self._submit(
+                ResponseSeen(
+                    flow.id,
+                    time.time(),
+                    resp.status_code,
+                    list(resp.headers.items()),
+                    resp.raw_content if _is_plain(resp) else resp.content,
+                )
+            )
         except Exception as exc:
             self._failed(flow, "response", exc)
 
@@ -85,9 +96,16 @@ class Capture:
         try:
             message = flow.error.msg if flow.error else "unknown error"
             resp = flow.response
-            self._submit(ResponseSeen(flow.id, time.time(), resp.status_code if resp else None,
-                                      list(resp.headers.items()) if resp else [], resp.content if resp else None,
-                                      error=message))
+            self._submit(
+                ResponseSeen(
+                    flow.id,
+                    time.time(),
+                    resp.status_code if resp else None,
+                    list(resp.headers.items()) if resp else [],
+                    resp.content if resp else None,
+                    error=message,
+                )
+            )
         except Exception as exc:
             self._failed(flow, "error", exc)
 
@@ -100,8 +118,17 @@ class Capture:
         if listener == "reverse" and req.path.startswith(SVC_PREFIX):
             listener, service_url = "svc", self._reroute(req)
         # Snapshot before the rewrite: the recording keeps what the channel sent.
-        seen = RequestSeen(flow.id, time.time(), listener, req.method, req.url, list(req.headers.items()),
-                           req.raw_content if _is_plain(req) else req.content, False, service_url)
+        seen = RequestSeen(
+            flow.id,
+            time.time(),
+            listener,
+            req.method,
+            req.url,
+            list(req.headers.items()),
+            req.raw_content if _is_plain(req) else req.content,
+            False,
+            service_url,
+        )
         try:
             if listener == "reverse" and req.method == "POST":
                 if "authorization" in req.headers:
@@ -113,7 +140,7 @@ class Capture:
 
     def _reroute(self, req: http.Request) -> str:
         """Send a call the bot made to a rewritten serviceUrl on to the original connector."""
-        key, _, rest = req.path[len(SVC_PREFIX):].partition("/")
+        key, _, rest = req.path[len(SVC_PREFIX) :].partition("/")
         try:
             original = decode_service_url(key)
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
@@ -156,8 +183,15 @@ class Capture:
 
     def _failed(self, flow: http.HTTPFlow, stage: str, exc: Exception) -> None:
         self.failures += 1
-        log.error("botproxy: error #%d in %s hook for %s %s (traffic passed unchanged): %r", self.failures, stage,
-                  flow.request.method, flow.request.pretty_url, exc, exc_info=True)
+        log.error(
+            "botproxy: error #%d in %s hook for %s %s (traffic passed unchanged): %r",
+            self.failures,
+            stage,
+            flow.request.method,
+            flow.request.pretty_url,
+            exc,
+            exc_info=True,
+        )
         try:
             self._submit(FailureSeen(time.time(), stage, repr(exc), flow.id))
         except Exception:  # the recorder itself is gone; the log line above is all we can do

@@ -94,23 +94,51 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--bot", "bot_url", required=True, metavar="URL", help="The bot's messaging endpoint.")
-@click.option("--listen", default="127.0.0.1:5055", show_default=True, metavar="HOST:PORT",
-              help="Where channels post instead of the bot (reverse listener).")
-@click.option("--forward-listen", default="127.0.0.1:5056", show_default=True, metavar="HOST:PORT",
-              help="Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:5055",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where channels post instead of the bot (reverse listener).",
+)
+@click.option(
+    "--forward-listen",
+    default="127.0.0.1:5056",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.",
+)
 @click.option("--no-forward", is_flag=True, help="Do not start the forward listener.")
 @db_option
 @click.option("--session", "session_name", metavar="NAME", help="Session name [default: rec-DATE-TIME].")
-@click.option("--no-rewrite", is_flag=True,
-              help="Never rewrite serviceUrl in inbound activities (capture replies via the forward listener).")
-@click.option("--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here).")
-@click.option("--upstream-ca", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Also trust this CA for upstream TLS (a corporate proxy, a test connector).")
+@click.option(
+    "--no-rewrite",
+    is_flag=True,
+    help="Never rewrite serviceUrl in inbound activities (capture replies via the forward listener).",
+)
+@click.option(
+    "--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here)."
+)
+@click.option(
+    "--upstream-ca",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also trust this CA for upstream TLS (a corporate proxy, a test connector).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
 @friendly_errors
-def record(bot_url: str, listen: str, forward_listen: str, no_forward: bool, db_path: str,
-           session_name: str | None, no_rewrite: bool, confdir: str, upstream_ca: str | None,
-           verbose: bool) -> None:
+def record(
+    bot_url: str,
+    listen: str,
+    forward_listen: str,
+    no_forward: bool,
+    db_path: str,
+    session_name: str | None,
+    no_rewrite: bool,
+    confdir: str,
+    upstream_ca: str | None,
+    verbose: bool,
+) -> None:
     """Record the traffic between a channel and a bot until Ctrl-C.
 
     Point the channel (Emulator, a test script, a tunnel) at the listen address instead of the bot.
@@ -126,11 +154,22 @@ def record(bot_url: str, listen: str, forward_listen: str, no_forward: bool, db_
     from .session import LiveSession
 
     setup_logging(verbose)
-    config = ProxyConfig(bot_url=bot_url, listen=listen, forward_listen=None if no_forward else forward_listen,
-                         rewrite=not no_rewrite, confdir=confdir, upstream_ca=upstream_ca)
+    config = ProxyConfig(
+        bot_url=bot_url,
+        listen=listen,
+        forward_listen=None if no_forward else forward_listen,
+        rewrite=not no_rewrite,
+        confdir=confdir,
+        upstream_ca=upstream_ca,
+    )
     console = Console(color=sys.stdout.isatty())
-    live = LiveSession(db_path, name=session_name, observers=[console], bot_url=bot_url, capture_mode=(
-        "forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"))
+    live = LiveSession(
+        db_path,
+        name=session_name,
+        observers=[console],
+        bot_url=bot_url,
+        capture_mode=("forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"),
+    )
     proxy = RecordingProxy(config, live)
     summary = asyncio.run(_record_until_signal(proxy, console))
     console.summary(summary)
@@ -158,11 +197,15 @@ async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
 def _explain_forward_proxy(proxy: Any) -> None:
     """Said once: authenticated traffic is forwarded untouched, so replies must use the forward proxy."""
     env = proxy.proxy_env()
-    click.echo("note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte")
+    click.echo(
+        "note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte"
+    )
     if not env:
         click.echo("  and cannot see the bot's replies: restart without --no-forward to capture them")
         return
-    click.echo("  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):")
+    click.echo(
+        "  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):"
+    )
     for name, value in env.items():
         click.echo(f"    export {name}={value}")
 
@@ -192,8 +235,10 @@ def sessions(db_path: str, as_json: bool) -> None:
         return
     click.echo(f"{'id':>4}  {'name':<28} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} errors")
     for r in rows:
-        click.echo(f"{r['id']:>4}  {r['name']:<28} {r['started_at'] or '':<24} {r['exchange_count']:>6} "
-                   f"{r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}")
+        click.echo(
+            f"{r['id']:>4}  {r['name']:<28} {r['started_at'] or '':<24} {r['exchange_count']:>6} "
+            f"{r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}"
+        )
 
 
 @cli.command()
@@ -221,6 +266,40 @@ def show(session: str, db_path: str, as_json: bool) -> None:
     else:
         for line in show_mod.text_lines(db, row):
             click.echo(line)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@db_option
+@click.option("--session", "session_name", metavar="NAME", help="Session name [default: demo-DATE-TIME].")
+@click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
+@friendly_errors
+def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
+    """Run botproxy's main job on a bundled sample bot, with nothing to set up.
+
+    Starts the sample bot (a Bot Framework SDK bot), a local Bot Connector stand-in and the recorder
+    on free loopback ports, plays a scripted conversation through them, and shows the session.
+
+    \b
+    Example:
+      botproxy demo --db demo.db
+    """
+    from . import show as show_mod
+    from . import store
+    from .console import Console
+    from .demo import default_demo_session, run_demo
+
+    setup_logging(verbose)
+    console = Console(color=sys.stdout.isatty())
+    name = session_name or default_demo_session()
+    result = asyncio.run(run_demo(db_path, name, observers=[console], say=click.echo))
+    console.summary(result.summary)
+    click.echo("")
+    db = store.open_db(db_path)
+    for line in show_mod.text_lines(db, store.resolve_session(db, name)):
+        click.echo(line)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ An Observer of the SessionRecorder; runs on the writer thread. Colour only when 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,25 @@ def excerpt(text: str | None, width: int = 48) -> str:
         return ""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def activity_excerpt(activity: dict[str, Any], width: int = 48) -> str:
+    """The text of an activity, or what stands for it when it has none (cards, invoke responses)."""
+    if activity.get("text"):
+        return json_quote(excerpt(activity["text"], width))
+    body = activity.get("body") or {}
+    attachments = body.get("attachments") or []
+    if attachments:
+        kinds = ", ".join(
+            str(a.get("contentType", "?")).rsplit(".", 1)[-1] for a in attachments if isinstance(a, dict)
+        )
+        return f"[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: {kinds}]"
+    if activity.get("type") == "invokeResponse":
+        value = body.get("value") or {}
+        return excerpt(f"[invoke response {value.get('status')}: {json.dumps(value.get('body'))}]", width)
+    if activity.get("name"):
+        return f"[{activity['name']}]"
+    return ""
 
 
 def short_id(value: str | None, width: int = 22) -> str:
@@ -63,14 +83,14 @@ class Console:
         kind = activity["type"] or activity["route"]
         if activity["route"] in ("update_activity", "delete_activity"):
             kind = f"{activity['route'].split('_')[0]} {short_id(activity['activity_id'], 14)}"
-        text = excerpt(activity["text"])
+        text = activity_excerpt(activity)
         return "  ".join(
             [
                 self.style(clock(activity["observed_at"]), dim=True),
                 self.style(arrow, fg="green" if arrow == "→" else "blue", bold=True),
                 f"{short_id(activity['conversation_id']):<22}",
                 f"{kind:<18}",
-                f"{json_quote(text):<50}" if text else " " * 50,
+                f"{text:<50}",
                 self.status(exchange),
                 f"{exchange.get('duration_ms') or 0:>7.1f}ms",
             ]
@@ -111,7 +131,9 @@ class Console:
         if findings:
             parts = ", ".join(f"{n} {sev}" for sev, n in findings.items())
             self.echo(f"findings: {parts} (details: botproxy check {summary['name']})")
-        self.echo(f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})")
+        self.echo(
+            f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})"
+        )
 
 
 def json_quote(text: str) -> str:

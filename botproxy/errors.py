@@ -1,11 +1,11 @@
 """botproxy's exceptions, one tree so callers catch at the right level.
 
-    BotproxyError            anything botproxy reports to the user as one line
-    ├── UsageError           bad options or arguments (exit 2)
-    ├── StoreError           the database cannot be opened, read or written
-    │   └── SessionNotFound  no session with that name or id
-    ├── ListenError          a listener could not bind (port in use, bad address)
-    └── UpstreamError        a bot or service that must answer does not
+BotproxyError            anything botproxy reports to the user as one line
+├── UsageError           bad options or arguments (exit 2)
+├── StoreError           the database cannot be opened, read or written
+│   └── SessionNotFound  no session with that name or id
+├── ListenError          a listener could not bind (port in use, bad address)
+└── UpstreamError        a bot or service that must answer does not
 """
 
 

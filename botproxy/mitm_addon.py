@@ -38,8 +38,13 @@ class MitmdumpRecorder(Capture):
 
     def running(self) -> None:
         observers = [Console(echo=log.info)] if ctx.options.botproxy_console else []
-        live = LiveSession(ctx.options.botproxy_db, name=ctx.options.botproxy_session or None, observers=observers,
-                           capture_mode="mitmdump", listen=", ".join(ctx.options.mode))
+        live = LiveSession(
+            ctx.options.botproxy_db,
+            name=ctx.options.botproxy_session or None,
+            observers=observers,
+            capture_mode="mitmdump",
+            listen=", ".join(ctx.options.mode),
+        )
         try:
             live.start()
         except BotproxyError as exc:
@@ -53,7 +58,12 @@ class MitmdumpRecorder(Capture):
     def done(self) -> None:
         if self.live is not None:
             summary = self.live.close()
-            log.info("botproxy: session %r: %d exchanges, %d activities, %d recorder errors", summary["name"],
-                     summary["exchanges"], summary["activities"], summary["errors"])
+            log.info(
+                "botproxy: session %r: %d exchanges, %d activities, %d recorder errors",
+                summary["name"],
+                summary["exchanges"],
+                summary["activities"],
+                summary["errors"],
+            )
             self.live = None
             self.submit = None

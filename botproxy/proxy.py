@@ -44,8 +44,10 @@ def parse_bot_url(url: str) -> tuple[str, str]:
     """(origin, path) of the bot's messaging endpoint; only http(s) URLs with a host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--bot must be the bot's http(s) messaging endpoint, e.g. "
-                         f"http://127.0.0.1:3978/api/messages, not {url!r}")
+        raise UsageError(
+            f"--bot must be the bot's http(s) messaging endpoint, e.g. "
+            f"http://127.0.0.1:3978/api/messages, not {url!r}"
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{parts.hostname}:{port}", parts.path or "/api/messages"
 
@@ -59,8 +61,12 @@ def check_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-            raise ListenError(f"{what} {host}:{port} {reason}; pick another with {_flag(what)} HOST:PORT") from exc
+            reason = (
+                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            )
+            raise ListenError(
+                f"{what} {host}:{port} {reason}; pick another with {_flag(what)} HOST:PORT"
+            ) from exc
 
 
 def _flag(what: str) -> str:
@@ -181,8 +187,12 @@ class RecordingProxy:
         if self.forward_listen is None:
             return {}
         url = f"http://{_host(self.forward_listen[0])}:{self.forward_listen[1]}"
-        return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "REQUESTS_CA_BUNDLE": str(self.ca_cert),
-                "SSL_CERT_FILE": str(self.ca_cert)}
+        return {
+            "HTTPS_PROXY": url,
+            "HTTP_PROXY": url,
+            "REQUESTS_CA_BUNDLE": str(self.ca_cert),
+            "SSL_CERT_FILE": str(self.ca_cert),
+        }
 
     async def stop(self) -> dict[str, Any]:
         """Stop listening, flush everything to disk, and return the session summary."""

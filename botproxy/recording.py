@@ -107,8 +107,16 @@ class SessionRecorder:
 
     def _failure(self, item: FailureSeen) -> Row:
         self.errors += 1
-        return ("errors", {"session_id": self.session_id, "at": item.at, "stage": item.stage,
-                           "message": self.redactor.text(item.message), "exchange_seq": None})
+        return (
+            "errors",
+            {
+                "session_id": self.session_id,
+                "at": item.at,
+                "stage": item.stage,
+                "message": self.redactor.text(item.message),
+                "exchange_seq": None,
+            },
+        )
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -142,7 +150,9 @@ class SessionRecorder:
             "rewritten": int(req.rewritten),
         }
         base = req.service_url or _service_base(req.url, route)
-        activities = [self._new_activity(exchange, route, a, "request", base) for a in p.request_activities(route, body)]
+        activities = [
+            self._new_activity(exchange, route, a, "request", base) for a in p.request_activities(route, body)
+        ]
         if route.name == p.DELETE_ACTIVITY:
             activities.append(self._new_activity(exchange, route, None, "request", base))
         conversation = route.conversation_id or (activities[0]["conversation_id"] if activities else None)
@@ -151,8 +161,9 @@ class SessionRecorder:
         self._pending[req.flow_id] = _Pending(exchange, activities, conversation, body)
         return self._notify_seen(activities)
 
-    def _body(self, content: bytes | None, headers: list[tuple[str, str]], route: p.Route,
-              method: str) -> tuple[Any, str | bytes | None, bool]:
+    def _body(
+        self, content: bytes | None, headers: list[tuple[str, str]], route: p.Route, method: str
+    ) -> tuple[Any, str | bytes | None, bool]:
         """(parsed redacted JSON or None, what to store, malformed flag) for a body."""
         if not content:
             return None, None, False
@@ -160,8 +171,11 @@ class SessionRecorder:
         try:
             parsed = p.parse_json(content)
         except p.BodyError:
-            expects_json = "json" in content_type or route.name in p.ACTIVITY_BODY_ROUTES or (
-                route.name == p.BOT_MESSAGES and method == "POST")
+            expects_json = (
+                "json" in content_type
+                or route.name in p.ACTIVITY_BODY_ROUTES
+                or (route.name == p.BOT_MESSAGES and method == "POST")
+            )
             if "x-www-form-urlencoded" in content_type:
                 return None, self.redactor.form(content.decode("utf-8", "replace")), False
             raw = self.redactor.raw(content)
@@ -172,8 +186,14 @@ class SessionRecorder:
         redacted = self.redactor.json(parsed)
         return redacted, json.dumps(redacted, ensure_ascii=False, separators=(",", ":")), False
 
-    def _new_activity(self, exchange: dict[str, Any], route: p.Route, body: dict[str, Any] | None,
-                      source: str, base: str | None) -> dict[str, Any]:
+    def _new_activity(
+        self,
+        exchange: dict[str, Any],
+        route: p.Route,
+        body: dict[str, Any] | None,
+        source: str,
+        base: str | None,
+    ) -> dict[str, Any]:
         self.activity_seq += 1
         body = body if isinstance(body, dict) else None
         a = body or {}
@@ -224,15 +244,19 @@ class SessionRecorder:
     def _response(self, resp: ResponseSeen) -> list[Row]:
         pending = self._pending.pop(resp.flow_id, None)
         if pending is None:  # its request was never seen (our request hook failed): keep what we can
-            return [self._failure(FailureSeen(resp.at, "response", "response without a recorded request",
-                                              resp.flow_id))]
+            return [
+                self._failure(
+                    FailureSeen(resp.at, "response", "response without a recorded request", resp.flow_id)
+                )
+            ]
         self.event += 1
         exchange = pending.exchange
         status = resp.status if resp.status is not None else 502
         headers = self.redactor.headers(resp.headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
-        body, raw, malformed = self._body(resp.content, resp.headers, route if status < 400 else p.Route(p.OTHER),
-                                          "RESPONSE")
+        body, raw, malformed = self._body(
+            resp.content, resp.headers, route if status < 400 else p.Route(p.OTHER), "RESPONSE"
+        )
         exchange.update(
             closed=self.event,
             ended_at=resp.at,
@@ -251,11 +275,16 @@ class SessionRecorder:
         rows: list[Row] = []
         if exchange["leg"] == INBOUND and activities:
             inbound = activities[0]
-            replies = [self._new_activity(exchange, route, a, "response", None)
-                       for a in p.inbound_response_activities(inbound["body"] or {}, status, body)]
+            replies = [
+                self._new_activity(exchange, route, a, "response", None)
+                for a in p.inbound_response_activities(inbound["body"] or {}, status, body)
+            ]
             for reply in replies:
-                reply.update(status=status, turn_seq=inbound["seq"], conversation_id=reply["conversation_id"]
-                             or inbound["conversation_id"])
+                reply.update(
+                    status=status,
+                    turn_seq=inbound["seq"],
+                    conversation_id=reply["conversation_id"] or inbound["conversation_id"],
+                )
             rows += self._notify_seen(replies)
             activities = activities + replies
             self.linker.inbound_closed(pending.conversation, inbound["seq"])
@@ -270,7 +299,9 @@ class SessionRecorder:
             rows += observer.exchange_done(exchange, activities)
         return rows
 
-    def _learn_assigned_ids(self, exchange: dict[str, Any], activities: list[dict[str, Any]], body: Any) -> None:
+    def _learn_assigned_ids(
+        self, exchange: dict[str, Any], activities: list[dict[str, Any]], body: Any
+    ) -> None:
         route = exchange["route"]
         assigned = p.resource_id(body)
         if route == p.CREATE_CONVERSATION and isinstance(body, dict):
@@ -297,7 +328,9 @@ class SessionRecorder:
 
 def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in activity.items() if not k.startswith("_")}  # `_findings` etc. are transient
-    row["body"] = json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
+    row["body"] = (
+        json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
+    )
     return row
 
 

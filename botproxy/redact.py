@@ -18,7 +18,14 @@ from urllib.parse import parse_qsl, urlencode
 REDACTED = "[REDACTED]"
 
 SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-ms-token", "ocp-apim-subscription-key"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-ms-token",
+        "ocp-apim-subscription-key",
+    }
 )
 SECRET_KEYS = frozenset(
     {
@@ -36,14 +43,14 @@ SECRET_KEYS = frozenset(
         "directlinesecret",
     }
 )
-SECRET_PARAMS = frozenset({"t", "token", "access_token", "secret", "code", "sig", "client_secret", "assertion"})
+SECRET_PARAMS = frozenset(
+    {"t", "token", "access_token", "secret", "code", "sig", "client_secret", "assertion"}
+)
 
 # A JWT (three base64url parts, the first starting with `{"`) is a credential wherever it appears.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 # `?t=...`, `&token=...` inside any string (stream URLs in bodies, URLs in texts).
-_QUERY_SECRET = re.compile(
-    r"([?&](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)[^&#\s\"'<>]+", re.IGNORECASE
-)
+_QUERY_SECRET = re.compile(r"([?&](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)[^&#\s\"'<>]+", re.IGNORECASE)
 # Learned secrets shorter than this are not scrubbed by value: too likely to hit innocent text.
 _MIN_LEARNED = 8
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from . import __version__
-from .recording import Observer, RequestSeen, ResponseSeen, SessionRecorder, FailureSeen
+from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 from .redact import Redactor
 from .store import Writer
 
@@ -27,19 +28,30 @@ def default_session_name() -> str:
 
 
 class LiveSession:
-    def __init__(self, db_path: str, *, name: str | None = None, observers: list[Observer] | None = None,
-                 **session_fields: Any) -> None:
+    def __init__(
+        self,
+        db_path: str,
+        *,
+        name: str | None = None,
+        observers: Sequence[Observer] | None = None,
+        **session_fields: Any,
+    ) -> None:
         self.db_path = db_path
         self.name = name or default_session_name()
         self.session_fields = session_fields
-        self.observers = observers or []
+        self.observers = list(observers or [])
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
         self.hook_failures = 0
 
     def start(self) -> int:
-        row = {"name": self.name, "started_at": utc_now(), "botproxy_version": __version__, "source": "record",
-               **self.session_fields}
+        row = {
+            "name": self.name,
+            "started_at": utc_now(),
+            "botproxy_version": __version__,
+            "source": "record",
+            **self.session_fields,
+        }
         self.writer = Writer(self.db_path, row)
         session_id = self.writer.start()
         self.recorder = SessionRecorder(session_id, Redactor(), self.observers)

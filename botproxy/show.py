@@ -9,10 +9,19 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from . import store
-from .console import excerpt, json_quote
+from .console import activity_excerpt
 
-SESSION_KEYS = ("id", "name", "started_at", "ended_at", "source", "bot_url", "capture_mode", "botproxy_version",
-                "error_count")
+SESSION_KEYS = (
+    "id",
+    "name",
+    "started_at",
+    "ended_at",
+    "source",
+    "bot_url",
+    "capture_mode",
+    "botproxy_version",
+    "error_count",
+)
 
 
 def session_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -30,8 +39,10 @@ def write_json(db: sqlite_utils.Database, session: dict[str, Any], out: TextIO) 
 def text_lines(db: sqlite_utils.Database, session: dict[str, Any]) -> Iterator[str]:
     """Conversations in order of first appearance; in each, turns (inbound + what answered it) and
     proactive activities, in the order they were observed."""
-    yield (f"session {session['name']!r} (id {session['id']}) started {session['started_at']}"
-           f"{' · bot ' + session['bot_url'] if session.get('bot_url') else ''}")
+    yield (
+        f"session {session['name']!r} (id {session['id']}) started {session['started_at']}"
+        f"{' · bot ' + session['bot_url'] if session.get('bot_url') else ''}"
+    )
     conversations: dict[str | None, list[dict[str, Any]]] = {}
     for activity in store.iter_activities(db, session["id"]):
         conversations.setdefault(activity["conversation_id"], []).append(activity)
@@ -65,9 +76,9 @@ def activity_line(activity: dict[str, Any]) -> str:
     route = activity["route"]
     if route in ("update_activity", "delete_activity"):
         kind = f"{route.split('_')[0]} {activity['activity_id']}".strip()
-    text = excerpt(activity["text"], 60)
+    text = activity_excerpt(activity, 60)
     parts = [f"#{activity['seq']:<4}", arrow, f"{kind:<14}"]
     if text:
-        parts.append(json_quote(text))
+        parts.append(text)
     parts.append(f"[{route} {activity['status'] if activity['status'] is not None else '---'}]")
     return " ".join(parts)

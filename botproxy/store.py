@@ -35,7 +35,7 @@ DEFAULT_DB = "botproxy.db"
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
-    db["sessions"].create(
+    db.table("sessions").create(
         {
             "id": int,
             "name": str,
@@ -54,8 +54,8 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         not_null={"name"},
         defaults={"error_count": 0},
     )
-    db["sessions"].create_index(["name"], unique=True)
-    db["exchanges"].create(
+    db.table("sessions").create_index(["name"], unique=True)
+    db.table("exchanges").create(
         {
             "session_id": int,
             "seq": int,  # order of observation within the session
@@ -87,7 +87,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         pk=("session_id", "seq"),
         foreign_keys=[("session_id", "sessions", "id")],
     )
-    db["activities"].create(
+    db.table("activities").create(
         {
             "session_id": int,
             "seq": int,
@@ -120,14 +120,14 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         pk=("session_id", "seq"),
         foreign_keys=[("session_id", "sessions", "id")],
     )
-    db["activities"].create_index(["session_id", "conversation_id", "seq"])
-    db["activities"].create_index(["session_id", "event"])
-    db["exchanges"].create_index(["session_id", "closed"])
-    db["errors"].create(
+    db.table("activities").create_index(["session_id", "conversation_id", "seq"])
+    db.table("activities").create_index(["session_id", "event"])
+    db.table("exchanges").create_index(["session_id", "closed"])
+    db.table("errors").create(
         {"session_id": int, "at": float, "stage": str, "message": str, "exchange_seq": int},
         foreign_keys=[("session_id", "sessions", "id")],
     )
-    db["findings"].create(
+    db.table("findings").create(
         {
             "session_id": int,
             "seq": int,  # the activity that broke the rule
@@ -140,7 +140,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         foreign_keys=[("session_id", "sessions", "id")],
     )
-    db["findings"].create_index(["session_id", "seq"])
+    db.table("findings").create_index(["session_id", "seq"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
@@ -186,7 +186,9 @@ def open_db(path: str | os.PathLike[str], *, create: bool = False) -> sqlite_uti
             raise StoreError(f"{path} is an SQLite file but not a botproxy database")
         return db
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot use database {path}: {exc} (is it a botproxy database? is the folder writable?)") from exc
+        raise StoreError(
+            f"cannot use database {path}: {exc} (is it a botproxy database? is the folder writable?)"
+        ) from exc
 
 
 # -- the writer thread -------------------------------------------------------------------------
@@ -246,9 +248,11 @@ class Writer:
                 raise StoreError(
                     f"a session named {self.session['name']!r} already exists in {self.path}; choose another --session"
                 )
-            self.session_id = db["sessions"].insert(self.session).last_pk
+            self.session_id = int(db.table("sessions").insert(self.session).last_pk or 0)
         except BaseException as exc:  # reported to start(), on the caller's thread
-            self._failure = exc if isinstance(exc, StoreError) else StoreError(f"cannot use database {self.path}: {exc}")
+            self._failure = (
+                exc if isinstance(exc, StoreError) else StoreError(f"cannot use database {self.path}: {exc}")
+            )
             self._ready.set()
             return
         self._ready.set()
@@ -298,15 +302,26 @@ class Writer:
 
     def _flush_rows(self, db: sqlite_utils.Database, rows: dict[str, list[dict[str, Any]]]) -> None:
         for table, items in rows.items():
-            db[table].insert_all(items, batch_size=len(items), replace=True)
+            db.table(table).insert_all(items, batch_size=len(items), replace=True)
             self.written += len(items)
         rows.clear()
 
 
 # -- reading -----------------------------------------------------------------------------------
 
-SESSION_FIELDS = ("id", "name", "started_at", "ended_at", "source", "bot_url", "listen", "forward_listen",
-                  "capture_mode", "botproxy_version", "error_count")
+SESSION_FIELDS = (
+    "id",
+    "name",
+    "started_at",
+    "ended_at",
+    "source",
+    "bot_url",
+    "listen",
+    "forward_listen",
+    "capture_mode",
+    "botproxy_version",
+    "error_count",
+)
 
 
 def list_sessions(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -336,9 +351,31 @@ def resolve_session(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
 
 
 ACTIVITY_COLUMNS = (
-    "seq", "event", "exchange_seq", "direction", "source", "method", "route", "status", "type", "name",
-    "text", "conversation_id", "activity_id", "url_conversation_id", "url_activity_id", "reply_to_id", "from_id", "recipient_id", "channel_id",
-    "service_url", "locale", "delivery_mode", "turn_seq", "target_seq", "observed_at",
+    "seq",
+    "event",
+    "exchange_seq",
+    "direction",
+    "source",
+    "method",
+    "route",
+    "status",
+    "type",
+    "name",
+    "text",
+    "conversation_id",
+    "activity_id",
+    "url_conversation_id",
+    "url_activity_id",
+    "reply_to_id",
+    "from_id",
+    "recipient_id",
+    "channel_id",
+    "service_url",
+    "locale",
+    "delivery_mode",
+    "turn_seq",
+    "target_seq",
+    "observed_at",
 )
 
 
@@ -356,7 +393,9 @@ def iter_activities(db: sqlite_utils.Database, session_id: int) -> Iterator[dict
         yield activity_record(row)
 
 
-def iter_exchanges(db: sqlite_utils.Database, session_id: int, order: str = "seq") -> Iterator[dict[str, Any]]:
+def iter_exchanges(
+    db: sqlite_utils.Database, session_id: int, order: str = "seq"
+) -> Iterator[dict[str, Any]]:
     assert order in ("seq", "closed")
     yield from db.query(f"select * from exchanges where session_id = ? order by {order}", [session_id])
 

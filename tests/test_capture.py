@@ -14,8 +14,14 @@ ORIGINAL = "https://smba.trafficmanager.net/amer/"
 
 
 def inbound_flow(body: bytes, headers=()) -> http.HTTPFlow:
-    req = tutils.treq(method=b"POST", path=b"/api/messages", host="127.0.0.1", port=3978, content=body,
-                      headers=http.Headers([(b"content-type", b"application/json"), *headers]))
+    req = tutils.treq(
+        method=b"POST",
+        path=b"/api/messages",
+        host="127.0.0.1",
+        port=3978,
+        content=body,
+        headers=http.Headers([(b"content-type", b"application/json"), *headers]),
+    )
     flow = tflow.tflow(req=req)
     flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
     flow.client_conn.sockname = ("127.0.0.1", 5055)
@@ -46,7 +52,7 @@ def test_inbound_service_url_is_rewritten_to_come_back_through_us(addon, seen):
     flow = inbound_flow(activity())
     with taddons.context(addon):
         addon.request(flow)
-    sent = json.loads(flow.request.content)
+    sent = json.loads(flow.request.content or b'')
     assert sent["serviceUrl"] == f"http://127.0.0.1:5055{SVC_PREFIX}{encode_service_url(ORIGINAL)}/"
     [event] = seen
     assert isinstance(event, RequestSeen) and event.rewritten and event.listener == "reverse"
@@ -79,16 +85,21 @@ def test_reply_to_a_rewritten_service_url_goes_to_the_original_connector(addon, 
     key = encode_service_url(ORIGINAL)
     proxy_url = f"http://127.0.0.1:5055{SVC_PREFIX}{key}/"
     body = json.dumps({"type": "message", "serviceUrl": proxy_url, "text": "yo"}).encode()
-    req = tutils.treq(method=b"POST", host="127.0.0.1", port=3978, content=body,
-                      headers=http.Headers([(b"host", b"127.0.0.1:5055"), (b"content-type", b"application/json")]),
-                      path=f"{SVC_PREFIX}{key}/v3/conversations/a%3A1/activities/x".encode())
+    req = tutils.treq(
+        method=b"POST",
+        host="127.0.0.1",
+        port=3978,
+        content=body,
+        headers=http.Headers([(b"host", b"127.0.0.1:5055"), (b"content-type", b"application/json")]),
+        path=f"{SVC_PREFIX}{key}/v3/conversations/a%3A1/activities/x".encode(),
+    )
     flow = tflow.tflow(req=req)
     flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
     with taddons.context(addon):
         addon.request(flow)
     assert flow.request.url == "https://smba.trafficmanager.net/amer/v3/conversations/a%3A1/activities/x"
     assert flow.request.host_header == "smba.trafficmanager.net"
-    assert json.loads(flow.request.content)["serviceUrl"] == ORIGINAL
+    assert json.loads(flow.request.content or b'')["serviceUrl"] == ORIGINAL
     assert seen[0].listener == "svc" and seen[0].service_url == ORIGINAL
 
 
@@ -101,8 +112,13 @@ def test_non_json_inbound_passes_unchanged_and_is_still_recorded(addon, seen):
 
 
 def test_an_error_in_our_code_leaves_the_flow_alone_and_is_counted(addon, seen):
-    req = tutils.treq(method=b"POST", host="127.0.0.1", port=3978, content=b"{}",
-                      path=f"{SVC_PREFIX}%%%not-base64/v3/conversations/c/activities".encode())
+    req = tutils.treq(
+        method=b"POST",
+        host="127.0.0.1",
+        port=3978,
+        content=b"{}",
+        path=f"{SVC_PREFIX}%%%not-base64/v3/conversations/c/activities".encode(),
+    )
     flow = tflow.tflow(req=req)
     flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
     before = flow.request.url

@@ -56,12 +56,18 @@ def test_gcc_prefix_and_trailing_slash():
 def test_unknown_connector_route_and_other_paths():
     assert p.classify_connector("PATCH", "/v3/conversations/c/activities/a").name == p.UNKNOWN_CONNECTOR
     assert p.classify_connector("GET", "/healthz").name == p.OTHER
-    assert p.classify_outbound("POST", "login.microsoftonline.com", "/botframework.com/oauth2/v2.0/token").name == p.AUTH
-    assert p.classify_outbound("GET", "login.botframework.com", "/v1/.well-known/openidconfiguration").name == p.AUTH
+    assert (
+        p.classify_outbound("POST", "login.microsoftonline.com", "/botframework.com/oauth2/v2.0/token").name
+        == p.AUTH
+    )
+    assert (
+        p.classify_outbound("GET", "login.botframework.com", "/v1/.well-known/openidconfiguration").name
+        == p.AUTH
+    )
 
 
 def test_parse_json_tolerates_bom_and_rejects_garbage():
-    assert p.parse_json(b"\xef\xbb\xbf{\"a\": 1}") == {"a": 1}
+    assert p.parse_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
     assert p.parse_json(b"") is None
     with pytest.raises(p.BodyError):
         p.parse_json(b"{not json")
@@ -76,7 +82,9 @@ def test_activities_in_bodies():
         {"type": "typing"},
     ]
     create = p.classify_connector("POST", "/v3/conversations")
-    assert p.request_activities(create, {"members": [], "activity": {"type": "message"}}) == [{"type": "message"}]
+    assert p.request_activities(create, {"members": [], "activity": {"type": "message"}}) == [
+        {"type": "message"}
+    ]
     assert p.request_activities(create, {"members": []}) == []
     send = p.classify_connector("POST", "/v3/conversations/c/activities")
     assert p.request_activities(send, ["not", "a", "dict"]) == []
@@ -92,5 +100,5 @@ def test_response_activities_expected_replies_and_invoke():
 
 def test_error_codes_standard_and_lenient_teams_shape():
     assert p.error_code({"error": {"code": "ConversationNotFound", "message": "x"}}) == "ConversationNotFound"
-    assert p.error_code({"errorCode": 209, "message": "{\"subCode\":\"MessageWritesBlocked\"}"}) == "209"
+    assert p.error_code({"errorCode": 209, "message": '{"subCode":"MessageWritesBlocked"}'}) == "209"
     assert p.error_code("nope") is None
