@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import re
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,6 +175,7 @@ class ConnectorChannel:
         members: list[dict[str, Any]] | None = None,
         strict_conversations: bool = False,
         path_prefix: str = "",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -182,6 +184,7 @@ class ConnectorChannel:
         self.members = [dict(m) for m in members or []]
         self.strict_conversations = strict_conversations
         self.path_prefix = path_prefix.strip("/")
+        self.ssl_context = ssl_context  # serve https, like the real connector
         self.calls: list[ConnectorCall] = []
         self.conversations: dict[str, ChannelConversation] = {}
         self._attachments: dict[str, _Attachment] = {}
@@ -198,7 +201,7 @@ class ConnectorChannel:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
         logger.debug("connector channel listening at %s", self.service_url)
@@ -216,7 +219,8 @@ class ConnectorChannel:
         if self._runner is None:
             raise RuntimeError("ConnectorChannel.service_url is known only while the channel runs")
         prefix = f"{self.path_prefix}/" if self.path_prefix else ""
-        return f"http://{self.host}:{self.port}/{prefix}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}/{prefix}"
 
     # -- test controls -----------------------------------------------------------------------------
 

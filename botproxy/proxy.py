@@ -91,6 +91,16 @@ class ProxyConfig:
             raise UsageError(f"--upstream-ca {self.upstream_ca}: no such file")
 
 
+def _not_a_shutdown_cancellation(record: logging.LogRecord) -> bool:
+    """Python 3.11's StreamReaderProtocol logs a CancelledError when mitmproxy closes keep-alive
+    connections on shutdown (fixed in 3.12). It is noise, not a problem: drop exactly that record."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, asyncio.CancelledError) and "connection_made" in record.getMessage())
+
+
+logging.getLogger("asyncio").addFilter(_not_a_shutdown_cancellation)
+
+
 class _Ready:
     """Tells us when mitmproxy's listeners are up."""
 

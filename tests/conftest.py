@@ -42,3 +42,55 @@ async def sample_bot() -> AsyncIterator[SampleBotServer]:
         yield server
     finally:
         await server.stop()
+
+
+# -- the recorder, embedded in the test's event loop ------------------------------------------------
+
+from botproxy import store  # noqa: E402
+from botproxy.proxy import ProxyConfig, RecordingProxy  # noqa: E402
+from botproxy.session import LiveSession  # noqa: E402
+
+
+class Recorders:
+    """Starts real embedded recorders (mitmproxy on free ports) writing to a real SQLite file."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path = tmp_path
+        self.db_path = str(tmp_path / "botproxy.db")
+        self.running: list[RecordingProxy] = []
+
+    async def start(self, bot_url: str, *, name: str = "test", observers=(), forward: bool = False,
+                    rewrite: bool = True, upstream_ca: str | None = None) -> RecordingProxy:
+        live = LiveSession(self.db_path, name=name, observers=list(observers), bot_url=bot_url)
+        config = ProxyConfig(bot_url=bot_url, listen="127.0.0.1:0",
+                             forward_listen="127.0.0.1:0" if forward else None, rewrite=rewrite,
+                             confdir=str(self.tmp_path / "mitmproxy"), upstream_ca=upstream_ca)
+        proxy = RecordingProxy(config, live)
+        await proxy.start()
+        self.running.append(proxy)
+        return proxy
+
+    async def stop(self, proxy: RecordingProxy) -> dict:
+        self.running.remove(proxy)
+        return await proxy.stop()
+
+    def db(self):
+        return store.open_db(self.db_path)
+
+    def activities(self, name: str = "test") -> list[dict]:
+        db = self.db()
+        return list(store.iter_activities(db, store.resolve_session(db, name)["id"]))
+
+    def exchanges(self, name: str = "test") -> list[dict]:
+        db = self.db()
+        return list(store.iter_exchanges(db, store.resolve_session(db, name)["id"]))
+
+
+@pytest.fixture
+async def recorders(tmp_path) -> AsyncIterator[Recorders]:
+    kit = Recorders(tmp_path)
+    try:
+        yield kit
+    finally:
+        for proxy in list(kit.running):
+            await kit.stop(proxy)
