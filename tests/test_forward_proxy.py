@@ -1,0 +1,91 @@
+"""The authenticated path: inbound bodies pass byte for byte, and the bot's replies are captured by the
+forward listener (HTTPS_PROXY) over real TLS, with mitmproxy's CA trusted by the bot process."""
+
+import asyncio
+import json
+import os
+import ssl
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+
+from botproxy.channel import ConnectorChannel
+
+INBOUND_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzZXJ2aWNldXJsIjoiaHR0cHM6Ly9pbmJvdW5kIn0.aW5ib3VuZC1zaWduYXR1cmU"
+OUTBOUND_TOKEN = "outbound-aad-token-0123456789"
+
+
+@pytest.fixture
+async def tls_connector(tmp_path):
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_path = tmp_path / "connector-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    channel = ConnectorChannel(ssl_context=server_ctx)
+    await channel.start()
+    try:
+        yield channel, str(ca_path)
+    finally:
+        await channel.stop()
+
+
+@pytest.fixture
+async def bot_process(tmp_path):
+    procs = []
+
+    async def start(port: int, env: dict[str, str]) -> Path:
+        received = tmp_path / "received.bin"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).parent / "bots" / "forward_bot.py"), str(port), str(received),
+            OUTBOUND_TOKEN, stdout=asyncio.subprocess.PIPE, env=env)
+        procs.append(proc)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"READY", line
+        return received
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_authenticated_inbound_untouched_and_replies_recorded_through_forward_proxy(
+        recorders, tls_connector, bot_process, free_port):
+    connector, connector_ca = tls_connector
+    bot_port = free_port()
+    proxy = await recorders.start(f"http://127.0.0.1:{bot_port}/api/messages", forward=True,
+                                  upstream_ca=connector_ca)
+    env = {**os.environ, **proxy.proxy_env(), "NO_PROXY": "", "no_proxy": ""}
+    received = await bot_process(bot_port, env)
+
+    activity = connector.activity(text="hi", conversation_id="a:1")
+    # Odd spacing on purpose: any re-serialisation by the proxy would change these bytes.
+    sent = json.dumps(activity, indent=3, separators=(" ,", " :")).encode()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(proxy.endpoint, data=sent, headers={
+                "Authorization": f"Bearer {INBOUND_JWT}", "Content-Type": "application/json"}) as resp:
+            assert resp.status == 201
+    calls = await connector.wait_for_calls(1)
+    await recorders.stop(proxy)
+
+    assert received.read_bytes() == sent
+    assert calls[0].route == "reply_to_activity" and calls[0].headers["Authorization"] == f"Bearer {OUTBOUND_TOKEN}"
+
+    exchanges = recorders.exchanges()
+    inbound = next(e for e in exchanges if e["leg"] == "inbound")
+    outbound = next(e for e in exchanges if e["leg"] == "outbound")
+    assert inbound["rewritten"] == 0
+    assert outbound["listener"] == "forward" and outbound["status"] == 200
+    assert outbound["url"].startswith(connector.service_url)
+    acts = recorders.activities()
+    reply = next(a for a in acts if a["direction"] == "from_bot")
+    assert reply["text"] == "reply through the forward proxy"
+    assert reply["turn_seq"] == acts[0]["seq"] and reply["activity_id"] == calls[0].response["id"]
+    assert reply["service_url"] == connector.service_url
+
+    everything = b"".join(p.read_bytes() for p in Path(recorders.db_path).parent.glob("botproxy.db*"))
+    assert INBOUND_JWT.encode() not in everything and OUTBOUND_TOKEN.encode() not in everything
