@@ -48,6 +48,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def example(*lines: str) -> str:
+    """A help epilog: click prints it last, after the options, without re-wrapping (\\b)."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db",
@@ -75,24 +80,28 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger("mitmproxy").setLevel(logging.ERROR)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=example("botproxy demo", "botproxy record --bot http://127.0.0.1:3978/api/messages"),
+)
 @click.version_option(__version__, prog_name="botproxy")
 def cli() -> None:
     """Record, check and replay Microsoft Bot Framework traffic.
 
     botproxy sits between a bot and its channel (Bot Connector v3, Direct Line), records every HTTP
     exchange and every activity into SQLite, and shows what passed.
-
-    \b
-    Example:
-      botproxy record --bot http://127.0.0.1:3978/api/messages
     """
 
 
 # -- record ------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(
+    epilog=example(
+        "# point the Emulator at http://127.0.0.1:5055/api/messages, then:",
+        "botproxy record --bot http://127.0.0.1:3978/api/messages --session login-flow",
+    )
+)
 @click.option("--bot", "bot_url", required=True, metavar="URL", help="The bot's messaging endpoint.")
 @click.option(
     "--listen",
@@ -116,9 +125,7 @@ def cli() -> None:
     is_flag=True,
     help="Never rewrite serviceUrl in inbound activities (capture replies via the forward listener).",
 )
-@click.option(
-    "--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here)."
-)
+@click.option("--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here).")
 @click.option(
     "--upstream-ca",
     type=click.Path(dir_okay=False),
@@ -143,11 +150,6 @@ def record(
 
     Point the channel (Emulator, a test script, a tunnel) at the listen address instead of the bot.
     Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
-
-    \b
-    Example:
-      botproxy record --bot http://127.0.0.1:3978/api/messages --session login-flow
-      # then point the Emulator at http://127.0.0.1:5055/api/messages
     """
     from .console import Console
     from .proxy import ProxyConfig, RecordingProxy
@@ -197,15 +199,11 @@ async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
 def _explain_forward_proxy(proxy: Any) -> None:
     """Said once: authenticated traffic is forwarded untouched, so replies must use the forward proxy."""
     env = proxy.proxy_env()
-    click.echo(
-        "note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte"
-    )
+    click.echo("note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte")
     if not env:
         click.echo("  and cannot see the bot's replies: restart without --no-forward to capture them")
         return
-    click.echo(
-        "  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):"
-    )
+    click.echo("  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):")
     for name, value in env.items():
         click.echo(f"    export {name}={value}")
 
@@ -213,17 +211,12 @@ def _explain_forward_proxy(proxy: Any) -> None:
 # -- reading sessions --------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(epilog=example("botproxy sessions --db botproxy.db"))
 @db_option
 @json_option
 @friendly_errors
 def sessions(db_path: str, as_json: bool) -> None:
-    """List the recorded sessions.
-
-    \b
-    Example:
-      botproxy sessions --db botproxy.db
-    """
+    """List the recorded sessions."""
     from . import store
 
     rows = store.list_sessions(store.open_db(db_path))
@@ -241,7 +234,12 @@ def sessions(db_path: str, as_json: bool) -> None:
         )
 
 
-@cli.command()
+@cli.command(
+    epilog=example(
+        "botproxy show latest",
+        "botproxy show login-flow --json | jq '.activities[] | select(.direction == \"from_bot\") | .text'",
+    )
+)
 @click.argument("session", default="latest")
 @db_option
 @json_option
@@ -250,11 +248,6 @@ def show(session: str, db_path: str, as_json: bool) -> None:
     """Print a session's activities, grouped by conversation and turn.
 
     SESSION is a name, an id, or `latest` (the default).
-
-    \b
-    Example:
-      botproxy show latest
-      botproxy show login-flow --json | jq '.activities[] | select(.direction == "from_bot") | .text'
     """
     from . import show as show_mod
     from . import store
@@ -271,7 +264,7 @@ def show(session: str, db_path: str, as_json: bool) -> None:
 # -- demo ---------------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(epilog=example("botproxy demo --db demo.db"))
 @db_option
 @click.option("--session", "session_name", metavar="NAME", help="Session name [default: demo-DATE-TIME].")
 @click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
@@ -281,10 +274,6 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 
     Starts the sample bot (a Bot Framework SDK bot), a local Bot Connector stand-in and the recorder
     on free loopback ports, plays a scripted conversation through them, and shows the session.
-
-    \b
-    Example:
-      botproxy demo --db demo.db
     """
     from . import show as show_mod
     from . import store

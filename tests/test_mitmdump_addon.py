@@ -1,0 +1,47 @@
+"""The same recorder loaded into plain `mitmdump -s addons/botproxy.py`, with its options."""
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from botproxy import store
+
+ADDON = Path(__file__).parent.parent / "addons" / "botproxy.py"
+
+
+def mitmdump() -> str:
+    found = shutil.which("mitmdump", path=str(Path(sys.executable).parent)) or shutil.which("mitmdump")
+    assert found, "mitmdump is installed with botproxy"
+    return found
+
+
+async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, connector, sample_bot, free_port):
+    port = free_port()
+    db_path = tmp_path / "mitmdump.db"
+    proc = await asyncio.create_subprocess_exec(
+        mitmdump(), "-s", str(ADDON), "--mode", f"reverse:http://127.0.0.1:{sample_bot.port}@127.0.0.1:{port}",
+        "--set", f"botproxy_db={db_path}", "--set", "botproxy_session=from-mitmdump",
+        "--set", f"confdir={tmp_path / 'mitm'}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    while not any("listening at" in line for line in seen):
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line, seen
+        seen.append(line)
+    status, _ = await connector.send(f"http://127.0.0.1:{port}/api/messages",
+                                     connector.activity(text="hello mitmdump", conversation_id="md"))
+    assert status == 201
+    proc.send_signal(signal.SIGINT)
+    output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+    await proc.wait()
+
+    db = store.open_db(db_path)
+    session = store.resolve_session(db, "from-mitmdump")
+    acts = list(store.iter_activities(db, session["id"]))
+    assert [a["text"] for a in acts] == ["hello mitmdump", "You said: hello mitmdump"]
+    assert acts[1]["turn_seq"] == acts[0]["seq"]
+    assert session["ended_at"] and session["capture_mode"] == "mitmdump"
+    assert "2 exchanges, 2 activities" in output
