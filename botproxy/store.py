@@ -179,11 +179,12 @@ def open_db(path: str | os.PathLike[str], *, create: bool = False) -> sqlite_uti
     try:
         conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         db = sqlite_utils.Database(conn)
+        if not create and db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            # Never migrate our tables into somebody else's SQLite file from a read command.
+            raise StoreError(f"{path} is an SQLite file but not a botproxy database")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         migrate(db)
-        if not create and "sessions" not in db.table_names():
-            raise StoreError(f"{path} is an SQLite file but not a botproxy database")
         return db
     except sqlite3.DatabaseError as exc:
         raise StoreError(
