@@ -34,6 +34,28 @@ TEAMS_GET_CHANNELS = "teams_get_channels"
 TEAMS_GET_MEETING = "teams_get_meeting"
 TEAMS_GET_PARTICIPANT = "teams_get_participant"
 TEAMS_MEETING_NOTIFICATION = "teams_meeting_notification"
+# Direct Line 3.0 (protocol.md 1.2, D1-D9) and 1.1 (1.3, L1-L7): the client leg.
+DL_GENERATE_TOKEN = "dl_generate_token"
+DL_REFRESH_TOKEN = "dl_refresh_token"
+DL_START_CONVERSATION = "dl_start_conversation"
+DL_RECONNECT = "dl_reconnect"
+DL_GET_ACTIVITIES = "dl_get_activities"
+DL_POST_ACTIVITY = "dl_post_activity"
+DL_UPLOAD = "dl_upload"
+DL_SESSION_ID = "dl_session_id"
+DL_STREAM = "dl_stream"
+DL1_GENERATE_TOKEN = "dl1_generate_token"
+DL1_RENEW_TOKEN = "dl1_renew_token"
+DL1_GET_TOKEN = "dl1_get_token"
+DL1_START_CONVERSATION = "dl1_start_conversation"
+DL1_GET_MESSAGES = "dl1_get_messages"
+DL1_POST_MESSAGE = "dl1_post_message"
+DL1_UPLOAD = "dl1_upload"
+DL_UNKNOWN = "dl_unknown_route"
+# Responses that carry a Conversation object with a token (and a streamUrl for 3.0 start/reconnect).
+DL_CONVERSATION_RESPONSES = frozenset(
+    {DL_GENERATE_TOKEN, DL_REFRESH_TOKEN, DL_START_CONVERSATION, DL_RECONNECT, DL1_START_CONVERSATION}
+)
 # The inbound leg: a channel POSTs an activity to the bot's messaging endpoint.
 BOT_MESSAGES = "bot_messages"
 # Everything else seen through the proxy.
@@ -81,7 +103,11 @@ class Route:
 
     @property
     def is_connector(self) -> bool:
-        return self.name not in (BOT_MESSAGES, AUTH, OTHER)
+        return self.name not in (BOT_MESSAGES, AUTH, OTHER) and not self.is_directline
+
+    @property
+    def is_directline(self) -> bool:
+        return self.name.startswith(("dl_", "dl1_"))
 
 
 _SEG = r"([^/]+)"
@@ -131,6 +157,48 @@ def classify_connector(method: str, path: str) -> Route:
         values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
         return Route(name, values.get("c"), values.get("a"), values.get("m"), prefix)
     return Route(UNKNOWN_CONNECTOR, prefix=prefix)
+
+
+_DL_TABLE: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]] = [
+    (m, re.compile(rx + r"/?$"), name, groups)
+    for m, rx, name, groups in [
+        ("POST", r"/v3/directline/tokens/generate", DL_GENERATE_TOKEN, ()),
+        ("POST", r"/v3/directline/tokens/refresh", DL_REFRESH_TOKEN, ()),
+        ("POST", r"/v3/directline/conversations", DL_START_CONVERSATION, ()),
+        ("GET", r"/v3/directline/session/getsessionid", DL_SESSION_ID, ()),
+        ("GET", rf"/v3/directline/conversations/{_SEG}/stream", DL_STREAM, ("c",)),
+        ("GET", rf"/v3/directline/conversations/{_SEG}/activities", DL_GET_ACTIVITIES, ("c",)),
+        ("POST", rf"/v3/directline/conversations/{_SEG}/activities", DL_POST_ACTIVITY, ("c",)),
+        ("POST", rf"/v3/directline/conversations/{_SEG}/upload", DL_UPLOAD, ("c",)),
+        ("GET", rf"/v3/directline/conversations/{_SEG}", DL_RECONNECT, ("c",)),
+        ("POST", r"/api/tokens/conversation", DL1_GENERATE_TOKEN, ()),
+        # The 1.1 swagger says GET, its prose says POST: accept both (protocol.md 1.3).
+        (None, rf"/api/tokens/{_SEG}/renew", DL1_RENEW_TOKEN, ("c",)),
+        ("GET", r"/api/tokens", DL1_GET_TOKEN, ()),
+        ("POST", r"/api/conversations", DL1_START_CONVERSATION, ()),
+        ("GET", rf"/api/conversations/{_SEG}/messages", DL1_GET_MESSAGES, ("c",)),
+        ("POST", rf"/api/conversations/{_SEG}/messages", DL1_POST_MESSAGE, ("c",)),
+        ("POST", rf"/api/conversations/{_SEG}/upload", DL1_UPLOAD, ("c",)),
+    ]
+]
+_DL_HINT = re.compile(r"/(v3/directline|api/(tokens|conversations))(/|$)")
+
+
+def classify_directline(method: str, path: str) -> Route:
+    """Classify a Direct Line client call (3.0 or 1.1) by its path suffix; `path` excludes the query."""
+    method = method.upper()
+    hint = _DL_HINT.search(path)
+    if hint is None:
+        return Route(OTHER)
+    prefix, suffix = path[: hint.start()], path[hint.start() :]
+    for want_method, rx, name, groups in _DL_TABLE:
+        if want_method and want_method != method:
+            continue
+        match = rx.fullmatch(suffix)
+        if match is not None:
+            values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
+            return Route(name, values.get("c"), None, None, prefix)
+    return Route(DL_UNKNOWN, prefix=prefix)
 
 
 def classify_outbound(method: str, host: str, path: str) -> Route:
@@ -226,3 +294,46 @@ def error_code(body: Any) -> str | None:
     if body.get("errorCode") is not None:
         return str(body["errorCode"])
     return None
+
+
+# -- Direct Line bodies ------------------------------------------------------------------------
+
+
+def dl_message_as_activity(message: dict[str, Any]) -> dict[str, Any]:
+    """A Direct Line 1.1 `Message` in Activity shape (its `from` is a plain string, `created` its time)."""
+    activity: dict[str, Any] = {"type": "message"}
+    for src, dst in (("id", "id"), ("text", "text"), ("created", "timestamp"), ("channelData", "channelData"),
+                     ("attachments", "attachments"), ("eTag", "eTag")):
+        if message.get(src) is not None:
+            activity[dst] = message[src]
+    if message.get("from") is not None:
+        activity["from"] = {"id": str(message["from"])}
+    if message.get("conversationId") is not None:
+        activity["conversation"] = {"id": str(message["conversationId"])}
+    if message.get("images"):
+        activity["attachments"] = [*activity.get("attachments", []),
+                                   *({"contentType": "image", "contentUrl": url} for url in message["images"])]
+    return activity
+
+
+def dl_request_activities(route: Route, body: Any) -> list[dict[str, Any]]:
+    """Activities a Direct Line client sends. A list body (several activities in one POST) is kept whole,
+    so the checks can flag it."""
+    if route.name == DL_POST_ACTIVITY:
+        if isinstance(body, list):
+            return [a for a in body if isinstance(a, dict)]
+        return [body] if isinstance(body, dict) else []
+    if route.name == DL1_POST_MESSAGE and isinstance(body, dict):
+        return [dl_message_as_activity(body)]
+    return []
+
+
+def dl_delivered(route_name: str, body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """(activities, watermark) delivered to a client: a GET's ActivitySet or MessageSet, or a stream frame."""
+    if not isinstance(body, dict):
+        return [], None
+    watermark = body.get("watermark")
+    watermark = str(watermark) if watermark is not None else None
+    if route_name == DL1_GET_MESSAGES:
+        return [dl_message_as_activity(m) for m in body.get("messages") or [] if isinstance(m, dict)], watermark
+    return [a for a in body.get("activities") or [] if isinstance(a, dict)], watermark

@@ -102,3 +102,51 @@ def test_error_codes_standard_and_lenient_teams_shape():
     assert p.error_code({"error": {"code": "ConversationNotFound", "message": "x"}}) == "ConversationNotFound"
     assert p.error_code({"errorCode": 209, "message": '{"subCode":"MessageWritesBlocked"}'}) == "209"
     assert p.error_code("nope") is None
+
+
+@pytest.mark.parametrize(
+    "method,path,name,conversation",
+    [
+        ("POST", "/v3/directline/tokens/generate", p.DL_GENERATE_TOKEN, None),
+        ("POST", "/v3/directline/tokens/refresh", p.DL_REFRESH_TOKEN, None),
+        ("POST", "/v3/directline/conversations", p.DL_START_CONVERSATION, None),
+        ("GET", "/v3/directline/conversations/abc", p.DL_RECONNECT, "abc"),
+        ("GET", "/v3/directline/conversations/abc/activities", p.DL_GET_ACTIVITIES, "abc"),
+        ("POST", "/v3/directline/conversations/abc/activities", p.DL_POST_ACTIVITY, "abc"),
+        ("POST", "/v3/directline/conversations/abc/upload", p.DL_UPLOAD, "abc"),
+        ("GET", "/v3/directline/session/getsessionid", p.DL_SESSION_ID, None),
+        ("GET", "/v3/directline/conversations/abc/stream", p.DL_STREAM, "abc"),
+        ("POST", "/api/tokens/conversation", p.DL1_GENERATE_TOKEN, None),
+        ("GET", "/api/tokens/abc/renew", p.DL1_RENEW_TOKEN, "abc"),
+        ("POST", "/api/tokens/abc/renew", p.DL1_RENEW_TOKEN, "abc"),
+        ("GET", "/api/tokens", p.DL1_GET_TOKEN, None),
+        ("POST", "/api/conversations", p.DL1_START_CONVERSATION, None),
+        ("GET", "/api/conversations/abc/messages", p.DL1_GET_MESSAGES, "abc"),
+        ("POST", "/api/conversations/abc/messages", p.DL1_POST_MESSAGE, "abc"),
+        ("POST", "/api/conversations/abc/upload", p.DL1_UPLOAD, "abc"),
+        ("DELETE", "/v3/directline/conversations/abc", p.DL_UNKNOWN, None),
+    ],
+)
+def test_every_direct_line_route_is_classified(method, path, name, conversation):
+    route = p.classify_directline(method, path)
+    assert (route.name, route.conversation_id) == (name, conversation)
+    assert route.is_directline and not route.is_connector
+
+
+def test_direct_line_ids_decoded_behind_a_prefix():
+    route = p.classify_directline("POST", "/europe/v3/directline/conversations/a%7Cb/activities")
+    assert (route.name, route.conversation_id, route.prefix) == (p.DL_POST_ACTIVITY, "a|b", "/europe")
+
+
+def test_direct_line_bodies():
+    post = p.classify_directline("POST", "/v3/directline/conversations/c/activities")
+    assert p.dl_request_activities(post, {"type": "message"}) == [{"type": "message"}]
+    assert len(p.dl_request_activities(post, [{"type": "message"}, {"type": "typing"}])) == 2
+    acts, mark = p.dl_delivered(p.DL_GET_ACTIVITIES, {"activities": [{"id": "c|1"}], "watermark": "1"})
+    assert acts == [{"id": "c|1"}] and mark == "1"
+    assert p.dl_delivered(p.DL_STREAM, {"activities": [], "watermark": None}) == ([], None)
+    msgs, mark = p.dl_delivered(p.DL1_GET_MESSAGES, {"messages": [
+        {"id": "c|0", "conversationId": "c", "from": "user1", "text": "hi", "images": ["/img.png"]}], "watermark": 7})
+    assert mark == "7"
+    assert msgs[0]["from"] == {"id": "user1"} and msgs[0]["conversation"] == {"id": "c"}
+    assert msgs[0]["attachments"] == [{"contentType": "image", "contentUrl": "/img.png"}]
