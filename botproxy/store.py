@@ -143,7 +143,12 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db.table("findings").create_index(["session_id", "seq"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def _migration_2(db: sqlite_utils.Database) -> None:
+    # Direct Line: activities delivered to a client carry the watermark of their ActivitySet.
+    db.table("activities").add_column("watermark", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
