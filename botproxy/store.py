@@ -382,6 +382,7 @@ ACTIVITY_COLUMNS = (
     "turn_seq",
     "target_seq",
     "observed_at",
+    "watermark",
 )
 
 
