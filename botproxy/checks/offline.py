@@ -1,0 +1,137 @@
+"""The engine over a stored session: replays the live event order from SQLite, streaming.
+
+Live, the recorder calls `activity_seen` for request activities at request time and for response-body
+activities at response time, then `exchange_done` when the exchange completes. Each stored activity
+carries the event number it was seen at (`event`) and each exchange the event number it completed at
+(`closed`), so merging activities ordered by (event, seq) with exchanges ordered by `closed` reproduces
+that order exactly; at equal event numbers the response activities come first, as they did live. Only
+the activities of exchanges still open at that point of the replay are held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import sqlite_utils
+
+from .. import protocol as p
+from .config import CheckConfig
+from .engine import Engine
+from .rules import Finding
+
+_ASSIGNED_LATER = frozenset({*p.SEND_ROUTES, p.CREATE_CONVERSATION})
+_EXCHANGE_COLUMNS = (
+    "session_id",
+    "seq",
+    "opened",
+    "closed",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "leg",
+    "listener",
+    "method",
+    "url",
+    "route",
+    "conversation_id",
+    "url_activity_id",
+    "status",
+    "request_headers",
+    "request_body",
+    "request_malformed",
+    "response_headers",
+    "response_body",
+    "response_malformed",
+    "rewritten",
+    "error",
+    "error_code",
+)
+
+
+def check_session(
+    db: sqlite_utils.Database,
+    session_id: int,
+    config: CheckConfig | None = None,
+    *,
+    engine: Engine | None = None,
+) -> Iterator[Finding]:
+    """The findings of a stored session, in the order the live engine produced them."""
+    engine = engine if engine is not None else Engine(config)
+    activities = _activities(db, session_id)
+    exchanges = _exchanges(db, session_id)
+    open_exchanges: dict[int, list[dict[str, Any]]] = {}
+    activity = next(activities, None)
+    exchange = next(exchanges, None)
+    while activity is not None or exchange is not None:
+        if activity is not None and (exchange is None or activity["event"] <= exchange["closed"]):
+            open_exchanges.setdefault(activity["exchange_seq"], []).append(activity)
+            yield from engine.activity_seen(_as_seen(activity))
+            activity = next(activities, None)
+        else:
+            assert exchange is not None
+            yield from engine.exchange_done(exchange, open_exchanges.pop(exchange["seq"], []))
+            exchange = next(exchanges, None)
+
+
+def _as_seen(activity: dict[str, Any]) -> dict[str, Any]:
+    """The activity as the live engine saw it in `activity_seen`. A request's activities are seen before
+    the response: no status, and no connector-assigned id (or created conversation) yet. Response-body
+    activities are made from the response, status included."""
+    if activity["source"] != "request":
+        return activity
+    seen = dict(activity)
+    seen["status"] = None
+    if activity["direction"] == "from_bot" and activity["route"] in _ASSIGNED_LATER:
+        seen["activity_id"] = None
+        if activity["route"] == p.CREATE_CONVERSATION:
+            body = activity["body"] if isinstance(activity["body"], dict) else {}
+            seen["conversation_id"] = p.conversation_id(body) or activity["url_conversation_id"]
+    return seen
+
+
+def _activities(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
+    cursor = db.conn.execute(
+        "select * from activities where session_id = ? order by event, seq", [session_id]
+    )
+    names = [d[0] for d in cursor.description]
+    loads = json.loads
+    for values in cursor:
+        row = dict(zip(names, values, strict=True))
+        row["body"] = loads(row["body"]) if row["body"] else None
+        yield row
+
+
+def _exchanges(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
+    columns = ", ".join(_EXCHANGE_COLUMNS)
+    cursor = db.conn.execute(
+        f"select {columns} from exchanges where session_id = ? and closed is not null order by closed",
+        [session_id],
+    )
+    for values in cursor:
+        yield dict(zip(_EXCHANGE_COLUMNS, values, strict=True))
+
+
+def store_findings(
+    db: sqlite_utils.Database, session_id: int, findings: Iterable[Finding], batch_size: int = 1000
+) -> int:
+    """Replace a session's findings with `findings` (streamed in batches); returns how many were stored."""
+    count = 0
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for finding in findings:
+            count += 1
+            yield finding.to_row(session_id)
+
+    with db.conn:
+        db.execute("delete from findings where session_id = ?", [session_id])
+        db.table("findings").insert_all(rows(), batch_size=batch_size)
+    return count
+
+
+def stored_findings(db: sqlite_utils.Database, session_id: int) -> list[Finding]:
+    """A session's findings as stored, in the order they were written."""
+    sql = "select * from findings where session_id = ? order by rowid"
+    return [Finding.from_row(dict(row)) for row in db.query(sql, [session_id])]

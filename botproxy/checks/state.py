@@ -1,0 +1,205 @@
+"""What the engine remembers while it reads a session: ids, counters and small sets, never bodies.
+
+Memory is what bounds a check of a long session (a million activities must fit in a few hundred MB), so
+the biggest structure, the book of activity ids, packs the owning conversation and the id's flags into
+one int per id.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from base64 import urlsafe_b64decode
+from binascii import Error as Base64Error
+from typing import Any
+from urllib.parse import urlsplit
+
+# Flags of an activity id within its conversation.
+INBOUND = 1  # the channel sent an activity with this id to the bot
+CLOSED = 2  # ... and the bot's HTTP answer to it has completed (its turn is over)
+SENT = 4  # the connector returned this id to the bot for an activity it sent
+DELETED = 8  # the bot deleted it (DELETE succeeded)
+REFERENCED = 16  # an inbound activity's replyToId named it: the channel vouches it exists (e.g. a card
+#                  the user clicked, possibly sent before the recording started)
+_FLAG_BITS = 5
+_FLAG_MASK = (1 << _FLAG_BITS) - 1
+
+# Unanswered "reply before parent" candidates kept per conversation (oldest dropped first).
+MAX_DANGLING = 256
+
+
+class Conversation:
+    """Everything the checks know about one conversation."""
+
+    __slots__ = (
+        "id",
+        "index",
+        "known",
+        "bot_id",
+        "users",
+        "service_url",
+        "channel_id",
+        "locale",
+        "tenant",
+        "open_turns",
+        "in_flight",
+        "pending_edits",
+        "dangling",
+        "ended_seq",
+        "typing_at",
+        "last_timestamp",
+        "once",
+    )
+
+    def __init__(self, conversation_id: str, index: int) -> None:
+        self.id = conversation_id
+        self.index = index
+        self.known = False  # seen inbound or created through POST /v3/conversations
+        self.bot_id: str | None = None  # latest inbound recipient.id
+        self.users: set[str] = set()  # inbound from.id, membersAdded, created members
+        self.service_url: str | None = None  # latest inbound serviceUrl, normalised
+        self.channel_id: str | None = None
+        self.locale: str | None = None
+        self.tenant: str | None = None
+        # Inbound activities whose HTTP exchange is still open: seq -> (serviceUrl, locale) of that turn.
+        self.open_turns: dict[int, tuple[str | None, str | None]] = {}
+        # Sends (C3/C5) whose HTTP exchange is open: exchange seq -> (opened event, activity seq).
+        self.in_flight: dict[int, tuple[int, int]] = {}
+        # Updates/deletes of an id nobody returned yet, while a send that may return it is in flight:
+        # target id -> (activity seq, event, route).
+        self.pending_edits: dict[str, tuple[int, int, str]] = {}
+        # replyToIds that named nothing yet: id -> seq of the outbound activity (for reply-before-parent).
+        self.dangling: dict[str, int] = {}
+        self.ended_seq: int | None = None  # the endOfConversation that closed the conversation
+        self.typing_at: float | None = None  # when the bot last sent typing
+        self.last_timestamp: float | None = None  # latest inbound channel timestamp (epoch)
+        self.once: set[str] | None = None  # codes already reported once for this conversation
+
+
+class IdBook:
+    """Activity ids -> (conversation, flags). One int per id; a dict only for ids two conversations share."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int | dict[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def flags(self, conv: Conversation, activity_id: str) -> int:
+        entry = self._ids.get(activity_id)
+        if entry is None:
+            return 0
+        if isinstance(entry, int):
+            return entry & _FLAG_MASK if entry >> _FLAG_BITS == conv.index else 0
+        return entry.get(conv.index, 0)
+
+    def add(self, conv: Conversation, activity_id: str, flag: int) -> None:
+        entry = self._ids.get(activity_id)
+        if entry is None:
+            self._ids[activity_id] = conv.index << _FLAG_BITS | flag
+        elif isinstance(entry, int):
+            owner = entry >> _FLAG_BITS
+            if owner == conv.index:
+                self._ids[activity_id] = entry | flag
+            else:  # the same id in two conversations (channels may number per conversation)
+                self._ids[activity_id] = {owner: entry & _FLAG_MASK, conv.index: flag}
+        else:
+            entry[conv.index] = entry.get(conv.index, 0) | flag
+
+    def elsewhere(self, conv: Conversation, activity_id: str) -> tuple[int, int] | None:
+        """(conversation index, flags) of the id in another conversation, or None."""
+        entry = self._ids.get(activity_id)
+        if entry is None:
+            return None
+        if isinstance(entry, int):
+            owner = entry >> _FLAG_BITS
+            return None if owner == conv.index else (owner, entry & _FLAG_MASK)
+        for owner, flags in entry.items():
+            if owner != conv.index:
+                return owner, flags
+        return None
+
+
+class SessionState:
+    """Per-conversation state plus the few things that span conversations."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[str, Conversation] = {}
+        self.by_index: list[Conversation] = []
+        self.ids = IdBook()
+        self.bots: set[str] = set()  # every inbound recipient.id
+        self.users: dict[str, tuple[str | None, str | None]] = {}  # user id -> (latest serviceUrl, tenant)
+        self.service_channels: dict[str, str] = {}  # normalised serviceUrl -> channelId seen there
+        self.expect_replies: set[int] = set()  # seqs of inbound activities with deliveryMode expectReplies
+        # Transcript uploads (C4) under way: exchange seq -> (ids seen, latest timestamp).
+        self.history: dict[int, tuple[set[str], list[float]]] = {}
+
+    def conversation(self, conversation_id: str) -> Conversation:
+        conv = self.conversations.get(conversation_id)
+        if conv is None:
+            conv = Conversation(conversation_id, len(self.by_index))
+            self.conversations[conversation_id] = conv
+            self.by_index.append(conv)
+        return conv
+
+
+# -- small helpers shared by the rule families ------------------------------------------------------
+
+# botproxy's own serviceUrl rewrite (capture.py): http://<listen>/_botproxy/svc/<base64url of original>/.
+# Bots copy that URL into what they send; it stands for the original, so compare the original.
+_SVC = re.compile(r"/_botproxy/svc/([A-Za-z0-9_-]+)/?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@functools.lru_cache(maxsize=4096)
+def norm_url(url: str | None) -> str | None:
+    """A serviceUrl or request base, comparable: scheme and host lower-cased, default port and trailing
+    slashes dropped, botproxy's rewritten serviceUrl replaced by the original it stands for."""
+    if not url:
+        return None
+    match = _SVC.search(url)
+    if match:
+        key = match.group(1)
+        try:
+            url = urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
+        except (Base64Error, UnicodeDecodeError, ValueError):
+            pass
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip().rstrip("/")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or _DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+_CONNECTOR_PATH = re.compile(r"/v[13]/(conversations|attachments|teams|meetings)(/|$|\?)")
+
+
+def request_base(url: str | None) -> str | None:
+    """The serviceUrl a connector request was made against (everything before `/v3/...`), normalised."""
+    if not url:
+        return None
+    match = _CONNECTOR_PATH.search(url)
+    return norm_url(url[: match.start()] if match else url)
+
+
+def tenant_of(body: dict[str, Any]) -> str | None:
+    """The Teams tenant an activity names: conversation.tenantId or channelData.tenant.id."""
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict) and isinstance(conversation.get("tenantId"), str):
+        return conversation["tenantId"] or None
+    return channel_data_tenant(body.get("channelData"))
+
+
+def channel_data_tenant(channel_data: Any) -> str | None:
+    if isinstance(channel_data, dict):
+        tenant = channel_data.get("tenant")
+        if isinstance(tenant, dict):
+            value = tenant.get("id") or tenant.get("tenantId")  # the Python SDK writes `tenantId`
+            return value if isinstance(value, str) and value else None
+    return None
