@@ -1,0 +1,381 @@
+"""Test helpers for the checks: `Wire` drives hand-made Bot Framework traffic through the real
+`SessionRecorder` (so the engine gets exactly the activity and exchange dicts it gets in production, in
+event order), `record_session` runs the real proxy around a bot, and `MiniConnector` is a Connector
+stand-in that can hold a response until the test lets it go (for real overlapping requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from botproxy import store
+from botproxy.checks import CheckConfig, Engine, Finding, LiveChecks
+from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.session import LiveSession
+
+BOT_URL = "http://127.0.0.1:3978/api/messages"
+TEAMS = "https://smba.trafficmanager.net/amer/"
+JSON = [("content-type", "application/json; charset=utf-8")]
+
+
+def q(value: str) -> str:
+    return quote(value, safe="")
+
+
+@dataclass
+class Flow:
+    """One HTTP exchange under way."""
+
+    id: str
+    kind: str  # inbound, send, update, delete, create, other
+    activity: dict[str, Any] | None = None  # what the request carried
+    seq: int | None = None  # seq of its (first) activity, as the recorder numbered it
+    closed: bool = False
+    response: dict[str, Any] | None = None  # the JSON object it was answered with
+
+
+@dataclass
+class Wire:
+    """Hand-made traffic through a real SessionRecorder, checked by a strict Engine.
+
+    Requests and responses are fed in exactly the order the test calls them, which is the order the
+    rules see. Activities look like what the Python SDK sends (protocol.md S-1/S-2) unless told otherwise.
+    """
+
+    config: CheckConfig | None = None
+    channel: str = "msteams"
+    service_url: str = TEAMS
+    session_id: int = 1
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[RequestSeen | ResponseSeen] = field(default_factory=list)
+    clock: float = 1_700_000_000.0
+    culprit: int | None = None  # the activity a scenario expects a finding at
+    engine_class: type[Engine] = Engine
+
+    def __post_init__(self) -> None:
+        self.engine = self.engine_class(self.config, strict=True)
+        self.checks = LiveChecks(self.engine, self.session_id)
+        self.recorder = SessionRecorder(self.session_id, observers=[self.checks])
+        self._flows = itertools.count(1)
+        self._ids = itertools.count(1)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _feed(self, event: RequestSeen | ResponseSeen) -> None:
+        self.events.append(event)
+        rows = self.recorder.handle(event)
+        assert not [r for t, r in rows if t == "errors"], rows
+        self.rows += rows
+
+    def tick(self, seconds: float = 0.01) -> float:
+        self.clock += seconds
+        return self.clock
+
+    def new_id(self, prefix: str = "id") -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def _request(self, kind: str, method: str, url: str, body: Any, listener: str) -> Flow:
+        flow = Flow(f"f{next(self._flows)}", kind, body if isinstance(body, dict) else None)
+        content = json.dumps(body).encode() if body is not None else None
+        before = self.recorder.activity_seq
+        self._feed(RequestSeen(flow.id, self.tick(), listener, method, url, JSON if content else [], content))
+        if self.recorder.activity_seq > before:
+            flow.seq = before + 1
+        return flow
+
+    def done(self, flow: Flow, status: int | None = None, body: Any = None) -> Flow:
+        """Complete an exchange. Sends answer a fresh ResourceResponse id unless `body` says otherwise."""
+        assert not flow.closed, f"{flow.id} already completed"
+        if status is None:
+            status = 201 if flow.kind == "inbound" else 200
+        if body is None and flow.kind == "send" and status < 300:
+            body = {"id": self.new_id("srv")}
+        if body is None and flow.kind == "create" and status < 300:
+            body = {
+                "id": self.new_id("conv"),
+                "activityId": self.new_id("srv"),
+                "serviceUrl": self.service_url,
+            }
+        content = json.dumps(body).encode() if body is not None else None
+        self._feed(ResponseSeen(flow.id, self.tick(), status, JSON if content else [], content))
+        flow.closed = True
+        if isinstance(body, dict):
+            flow.response = body
+        return flow
+
+    # -- channel -> bot ---------------------------------------------------------------------------
+
+    def activity(
+        self,
+        text: str | None = "hi",
+        *,
+        conv: str = "c1",
+        type: str = "message",
+        id: str | None = None,
+        user: str = "u1",
+        bot: str = "b1",
+        service_url: str | None = None,
+        channel: str | None = None,
+        locale: str | None = "en-US",
+        **fields: Any,
+    ) -> dict[str, Any]:
+        activity: dict[str, Any] = {
+            "type": type,
+            "id": id or self.new_id("in"),
+            "timestamp": "2024-05-01T10:00:00.000Z",
+            "channelId": channel or self.channel,
+            "serviceUrl": service_url or self.service_url,
+            "from": {"id": user, "name": "User"},
+            "recipient": {"id": bot, "name": "Bot"},
+            "conversation": {"id": conv},
+        }
+        if locale is not None:
+            activity["locale"] = locale
+        if text is not None:
+            activity["text"] = text
+        activity.update(fields)
+        return activity
+
+    def inbound(self, text: str | None = "hi", **kw: Any) -> Flow:
+        """The channel POSTs an activity to the bot (the exchange stays open until `done`)."""
+        activity = text if isinstance(text, dict) else self.activity(text, **kw)
+        return self._request("inbound", "POST", BOT_URL, activity, "reverse")
+
+    # -- bot -> connector -------------------------------------------------------------------------
+
+    def reply_body(self, to: dict[str, Any], text: str | None = "ok", **fields: Any) -> dict[str, Any]:
+        """What the Python SDK sends for `turn_context.send_activity(text)` in the turn of `to`."""
+        body: dict[str, Any] = {
+            "type": "message",
+            "serviceUrl": to["serviceUrl"],
+            "channelId": to["channelId"],
+            "from": dict(to["recipient"]),
+            "conversation": dict(to["conversation"]),
+            "recipient": dict(to["from"]),
+            "inputHint": "acceptingInput",
+            "replyToId": to["id"],
+        }
+        if to.get("locale"):
+            body["locale"] = to["locale"]
+        if text is not None:
+            body["text"] = text
+        body.update(fields)
+        return {k: v for k, v in body.items() if v is not None}
+
+    def url(
+        self, conv: str, activity_id: str | None = None, *, service_url: str | None = None, suffix: str = ""
+    ) -> str:
+        base = (service_url or self.service_url).rstrip("/")
+        url = f"{base}/v3/conversations/{q(conv)}/activities"
+        return url + (f"/{q(activity_id)}" if activity_id else "") + suffix
+
+    def call(self, method: str, url: str, body: Any = None, *, kind: str = "other") -> Flow:
+        return self._request(kind, method, url, body, "forward")
+
+    def reply(
+        self,
+        to: Flow | dict[str, Any],
+        text: str | None = "ok",
+        *,
+        url_conv: str | None = None,
+        url_id: str | None = None,
+        service_url: str | None = None,
+        **fields: Any,
+    ) -> Flow:
+        """ReplyToActivity (C5) as the SDK sends it, with any field overridden (None removes it)."""
+        parent = to.activity if isinstance(to, Flow) else to
+        assert parent is not None
+        body = self.reply_body(parent, text, **fields)
+        conv = url_conv or body.get("conversation", {}).get("id") or parent["conversation"]["id"]
+        target = url_id or body.get("replyToId") or parent["id"]
+        return self.call(
+            "POST", self.url(conv, target, service_url=service_url or parent["serviceUrl"]), body, kind="send"
+        )
+
+    def send(self, conv: str, body: dict[str, Any], *, service_url: str | None = None) -> Flow:
+        """SendToConversation (C3)."""
+        return self.call("POST", self.url(conv, service_url=service_url), body, kind="send")
+
+    def proactive_body(self, to: dict[str, Any], text: str = "later", **fields: Any) -> dict[str, Any]:
+        """What the SDK's continue_conversation sends: a synthetic uuid1 replyToId and no locale."""
+        return self.reply_body(
+            to, text, replyToId="5e358b10-e570-11f1-91f1-02fc00000001", locale=None, **fields
+        )
+
+    def update(self, conv: str, activity_id: str, body: dict[str, Any] | None = None, **kw: Any) -> Flow:
+        body = (
+            body
+            if body is not None
+            else {"type": "message", "id": activity_id, "conversation": {"id": conv}, "text": "edited"}
+        )
+        return self.call("PUT", self.url(conv, activity_id, **kw), body, kind="update")
+
+    def delete(self, conv: str, activity_id: str, **kw: Any) -> Flow:
+        return self.call("DELETE", self.url(conv, activity_id, **kw), kind="delete")
+
+    def create(self, params: dict[str, Any], *, service_url: str | None = None) -> Flow:
+        base = (service_url or self.service_url).rstrip("/")
+        return self.call("POST", f"{base}/v3/conversations", params, kind="create")
+
+    # -- shortcuts ----------------------------------------------------------------------------------
+
+    def turn(self, text: str = "hi", *, replies: int = 1, **kw: Any) -> tuple[Flow, list[Flow]]:
+        """A whole correct turn: inbound, `replies` sequential SDK replies, the inbound's 201."""
+        inbound = self.inbound(text, **kw)
+        sent = [self.done(self.reply(inbound, f"reply {i}")) for i in range(replies)]
+        self.done(inbound)
+        return inbound, sent
+
+    # -- results ------------------------------------------------------------------------------------
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [Finding.from_row(row) for table, row in self.rows if table == "findings"]
+
+    def codes(self) -> list[str]:
+        return [f.rule for f in self.findings]
+
+    def of(self, code: str) -> list[Finding]:
+        return [f for f in self.findings if f.rule == code]
+
+    def loud(self) -> list[Finding]:
+        """Errors and warnings (what a correct bot must not get)."""
+        return [f for f in self.findings if f.severity != "info"]
+
+
+def sent_id(flow: Flow) -> str:
+    """The id the connector returned for a completed send."""
+    assert flow.response and flow.response.get("id"), f"{flow.id} returned no id"
+    return str(flow.response["id"])
+
+
+def store_rows(db_path: Path, rows: list[tuple[str, dict[str, Any]]], name: str = "wire") -> int:
+    """Store recorder rows in a real botproxy database, as the writer thread does; returns the session id."""
+    db = store.open_db(db_path, create=True)
+    session_id = db.table("sessions").insert({"name": name, "started_at": "2024-05-01T10:00:00Z"}).last_pk
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for table, row in rows:
+        by_table.setdefault(table, []).append({**row, "session_id": session_id})
+    with db.conn:
+        for table, items in by_table.items():
+            db.table(table).insert_all(items, replace=True)
+    db.conn.close()
+    return int(session_id)
+
+
+# -- the real proxy around a bot --------------------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    proxy: RecordingProxy
+    checks: LiveChecks
+    db_path: str
+
+    @property
+    def endpoint(self) -> str:
+        return self.proxy.endpoint
+
+
+@asynccontextmanager
+async def record_session(
+    tmp_path: Path, bot_url: str, *, name: str = "e2e", config: CheckConfig | None = None
+) -> AsyncIterator[Recording]:
+    """The real embedded recorder (mitmproxy on port 0, serviceUrl rewrite) with live checks, writing to
+    a real SQLite file; stopped (and flushed) on exit."""
+    db_path = str(tmp_path / "botproxy.db")
+    checks = LiveChecks(Engine(config, strict=True), session_id=0)
+    live = LiveSession(db_path, name=name, observers=[checks], bot_url=bot_url)
+    proxy = RecordingProxy(
+        ProxyConfig(
+            bot_url=bot_url, listen="127.0.0.1:0", forward_listen=None, confdir=str(tmp_path / "mitmproxy")
+        ),
+        live,
+    )
+    await proxy.start()
+    checks.session_id = live.writer.session_id if live.writer else 0
+    try:
+        yield Recording(proxy, checks, db_path)
+    finally:
+        await proxy.stop()
+
+
+# -- a Connector stand-in that can hold answers -----------------------------------------------------------
+
+
+class MiniConnector:
+    """Just enough of the Bot Connector for the wire bot: sends and replies answer a ResourceResponse with a
+    fresh id, updates echo the id, deletes answer 200, CreateConversation a new conversation.
+
+    `hold(text)` keeps the answer to the next send with that text until `release(text)`; `arrived(text)`
+    is set as soon as that request is in. Ids are assigned on arrival, so a test can know one early.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.assigned: dict[str, str] = {}  # text of a send -> id assigned to it
+        self._holds: dict[str, asyncio.Event] = {}
+        self._arrived: dict[str, asyncio.Event] = {}
+        self._counter = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        for gate in self._holds.values():
+            gate.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def url(self, prefix: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{prefix.strip('/') + '/' if prefix else ''}"
+
+    def hold(self, text: str) -> None:
+        self._holds[text] = asyncio.Event()
+        self._arrived[text] = asyncio.Event()
+
+    def release(self, text: str) -> None:
+        self._holds[text].set()
+
+    async def arrived(self, text: str) -> None:
+        await self._arrived[text].wait()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        path = request.rel_url.raw_path
+        self.calls.append((request.method, path, body))
+        if request.method == "DELETE":
+            return web.Response(status=200)
+        if request.method == "GET":
+            return web.json_response([{"id": "u1"}])
+        if path.rstrip("/").endswith("/v3/conversations"):
+            activity_id = f"mc-{next(self._counter)}"
+            return web.json_response({"id": f"created-{next(self._counter)}", "activityId": activity_id})
+        if request.method == "PUT":
+            return web.json_response({"id": path.rsplit("/", 1)[-1]})
+        activity_id = f"mc-{next(self._counter)}"
+        text = body.get("text") if isinstance(body, dict) else None
+        if isinstance(text, str):
+            self.assigned[text] = activity_id
+            if text in self._holds:
+                self._arrived[text].set()
+                await self._holds[text].wait()
+        return web.json_response({"id": activity_id})
