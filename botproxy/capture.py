@@ -21,10 +21,11 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mitmproxy import ctx, http
 
-from .recording import FailureSeen, RequestSeen, ResponseSeen
+from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,19 @@ def decode_service_url(key: str) -> str:
 class Capture:
     """Records both legs of Bot Framework traffic passing through mitmproxy."""
 
-    def __init__(self, submit: Callable[[Any], None] | None = None, *, rewrite: bool = True) -> None:
-        # `submit` receives RequestSeen/ResponseSeen/FailureSeen in event order. The embedded recorder
-        # passes one; under plain `mitmdump -s` it is set up in configure() from the options.
+    def __init__(
+        self,
+        submit: Callable[[Any], None] | None = None,
+        *,
+        rewrite: bool = True,
+        directline_targets: frozenset[tuple[str, int]] = frozenset(),
+    ) -> None:
+        # `submit` receives RequestSeen/ResponseSeen/WebSocketSeen/FailureSeen in event order. The embedded
+        # recorder passes one; under plain `mitmdump -s` it is set up when the proxy is running.
         self.submit = submit
         self.rewrite = rewrite
+        # Reverse listeners whose upstream (host, port) is a Direct Line service carry the client leg.
+        self.directline_targets = directline_targets
         self.failures = 0
         self.auth_seen = False
         self.on_auth_seen: Callable[[], None] | None = None
@@ -80,17 +89,34 @@ class Capture:
         try:
             assert flow.response is not None
             resp = flow.response
-            self._submit(
-                ResponseSeen(
-                    flow.id,
-                    time.time(),
-                    resp.status_code,
-                    list(resp.headers.items()),
-                    resp.raw_content if _is_plain(resp) else resp.content,
-                )
+            seen = ResponseSeen(
+                flow.id,
+                time.time(),
+                resp.status_code,
+                list(resp.headers.items()),
+                resp.raw_content if _is_plain(resp) else resp.content,
             )
+            try:
+                if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
+                    self._rewrite_stream_url(flow)
+            finally:
+                self._submit(seen)  # the recording keeps what the service sent
         except Exception as exc:
             self._failed(flow, "response", exc)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        try:
+            assert flow.websocket is not None
+            message = flow.websocket.messages[-1]
+            self._submit(WebSocketSeen(flow.id, time.time(), message.from_client, message.content))
+        except Exception as exc:
+            self._failed(flow, "websocket", exc)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._submit(WebSocketSeen(flow.id, time.time(), False, None))
+        except Exception as exc:
+            self._failed(flow, "websocket", exc)
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:
@@ -113,7 +139,7 @@ class Capture:
 
     def _request(self, flow: http.HTTPFlow) -> None:
         req = flow.request
-        listener = _listener(flow)
+        listener = self._listener(flow)
         service_url = None
         if listener == "reverse" and req.path.startswith(SVC_PREFIX):
             listener, service_url = "svc", self._reroute(req)
@@ -171,6 +197,25 @@ class Capture:
         flow.request.content = json.dumps(body, ensure_ascii=False).encode()
         return True
 
+    def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
+        """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's
+        WebSocket comes through the recorder too; mitmproxy carries the upgrade on to the service."""
+        assert flow.response is not None
+        body = json.loads(flow.response.content or b"null")
+        stream_url = body.get("streamUrl") if isinstance(body, dict) else None
+        if not isinstance(stream_url, str):
+            return
+        parts = urlsplit(stream_url)
+        host, port = flow.client_conn.sockname[:2]
+        body["streamUrl"] = urlunsplit(("ws", _authority(host, port), parts.path, parts.query, ""))
+        flow.response.content = json.dumps(body).encode()
+
+    def _listener(self, flow: http.HTTPFlow) -> str:
+        mode = getattr(flow.client_conn, "proxy_mode", None)
+        if getattr(mode, "type_name", "") != "reverse":
+            return "forward"
+        return "directline" if tuple(getattr(mode, "address", ())) in self.directline_targets else "reverse"
+
     def _note_auth(self) -> None:
         if not self.auth_seen:
             self.auth_seen = True
@@ -198,17 +243,17 @@ class Capture:
             pass
 
 
-def _listener(flow: http.HTTPFlow) -> str:
-    mode = getattr(flow.client_conn, "proxy_mode", None)
-    return "reverse" if getattr(mode, "type_name", "") == "reverse" else "forward"
-
-
-def _svc_url(host: str, port: int, key: str) -> str:
+def _authority(host: str, port: int) -> str:
+    """host:port of one of our listeners, as a client on this machine reaches it."""
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}{SVC_PREFIX}{key}/"
+    return f"{host}:{port}"
+
+
+def _svc_url(host: str, port: int, key: str) -> str:
+    return f"http://{_authority(host, port)}{SVC_PREFIX}{key}/"
 
 
 def _json_str(value: str) -> bytes:

@@ -102,7 +102,23 @@ def cli() -> None:
         "botproxy record --bot http://127.0.0.1:3978/api/messages --session login-flow",
     )
 )
-@click.option("--bot", "bot_url", required=True, metavar="URL", help="The bot's messaging endpoint.")
+@click.option("--bot", "bot_url", metavar="URL", help="The bot's messaging endpoint.")
+@click.option(
+    "--directline",
+    is_flag=False,
+    flag_value="https://directline.botframework.com",
+    default=None,
+    metavar="[URL]",
+    help="Also record Direct Line clients: put a listener in front of this Direct Line "
+    "service [URL default: https://directline.botframework.com].",
+)
+@click.option(
+    "--directline-listen",
+    default="127.0.0.1:5057",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where Direct Line clients connect instead of the service (directlinejs/Web Chat `domain`).",
+)
 @click.option(
     "--listen",
     default="127.0.0.1:5055",
@@ -135,7 +151,9 @@ def cli() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
 @friendly_errors
 def record(
-    bot_url: str,
+    bot_url: str | None,
+    directline: str | None,
+    directline_listen: str,
     listen: str,
     forward_listen: str,
     no_forward: bool,
@@ -158,6 +176,8 @@ def record(
     setup_logging(verbose)
     config = ProxyConfig(
         bot_url=bot_url,
+        directline=directline,
+        directline_listen=directline_listen,
         listen=listen,
         forward_listen=None if no_forward else forward_listen,
         rewrite=not no_rewrite,
@@ -186,7 +206,10 @@ async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
     await proxy.start()
     live = proxy.session
     click.echo(f"recording session {live.name!r} into {live.db_path}")
-    click.echo(f"  channel → {proxy.endpoint}  →  bot {proxy.config.bot_url}")
+    if proxy.config.bot_url:
+        click.echo(f"  channel → {proxy.endpoint}  →  bot {proxy.config.bot_url}")
+    if proxy.config.directline:
+        click.echo(f"  Direct Line clients → {proxy.directline_endpoint}  →  {proxy.config.directline}")
     if proxy.forward_listen:
         host, port = proxy.forward_listen
         click.echo(f"  forward proxy for the bot's outbound calls: http://{host}:{port}")

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:5055"
 DEFAULT_FORWARD_LISTEN = "127.0.0.1:5056"
 DEFAULT_CONFDIR = "~/.mitmproxy"
+DEFAULT_DIRECTLINE = "https://directline.botframework.com"
+DEFAULT_DIRECTLINE_LISTEN = "127.0.0.1:5057"
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -45,11 +47,25 @@ def parse_bot_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
-            f"--bot must be the bot's http(s) messaging endpoint, e.g. "
-            f"http://127.0.0.1:3978/api/messages, not {url!r}"
+            f"--bot must be the bot's http(s) messaging endpoint, e.g. http://127.0.0.1:3978/api/messages, not {url!r}"
         )
+    return _origin(parts), parts.path or "/api/messages"
+
+
+def parse_directline_url(url: str) -> tuple[str, tuple[str, int]]:
+    """(origin, (host, port)) of a Direct Line service."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--directline must be an http(s) Direct Line service URL, e.g. {DEFAULT_DIRECTLINE}, not {url!r}"
+        )
+    origin = _origin(parts)
+    return origin, (parts.hostname, int(origin.rsplit(":", 1)[1]))
+
+
+def _origin(parts: Any) -> str:
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}", parts.path or "/api/messages"
+    return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
 def check_free(host: str, port: int, what: str) -> None:
@@ -61,29 +77,35 @@ def check_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            reason = (
-                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-            )
-            raise ListenError(
-                f"{what} {host}:{port} {reason}; pick another with {_flag(what)} HOST:PORT"
-            ) from exc
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise ListenError(f"{what} {host}:{port} {reason}; pick another with {_flag(what)} HOST:PORT") from exc
 
 
 def _flag(what: str) -> str:
+    if "Direct Line" in what:
+        return "--directline-listen"
     return "--forward-listen" if "forward" in what else "--listen"
 
 
 @dataclass
 class ProxyConfig:
-    bot_url: str
+    bot_url: str | None
     listen: str = DEFAULT_LISTEN
     forward_listen: str | None = DEFAULT_FORWARD_LISTEN
     rewrite: bool = True
     confdir: str = DEFAULT_CONFDIR
     upstream_ca: str | None = None  # trust this CA for upstream TLS (a test connector, a corporate proxy)
+    directline: str | None = None  # a Direct Line service to put a listener in front of
+    directline_listen: str = DEFAULT_DIRECTLINE_LISTEN
 
     def validate(self) -> None:
-        parse_bot_url(self.bot_url)
+        if not self.bot_url and not self.directline:
+            raise UsageError("nothing to record: give --bot URL, --directline [URL], or both")
+        if self.bot_url:
+            parse_bot_url(self.bot_url)
+        if self.directline:
+            parse_directline_url(self.directline)
+            parse_hostport(self.directline_listen, "--directline-listen")
         parse_hostport(self.listen, "--listen")
         if self.forward_listen:
             parse_hostport(self.forward_listen, "--forward-listen")
@@ -118,11 +140,13 @@ class RecordingProxy:
         config.validate()
         self.config = config
         self.session = session
-        self.capture = Capture(session.submit, rewrite=config.rewrite)
+        targets = frozenset({parse_directline_url(config.directline)[1]}) if config.directline else frozenset()
+        self.capture = Capture(session.submit, rewrite=config.rewrite, directline_targets=targets)
         self.master: Master | None = None
         self._task: asyncio.Task[None] | None = None
         self.listen: tuple[str, int] | None = None
         self.forward_listen: tuple[str, int] | None = None
+        self.directline_listen: tuple[str, int] | None = None
 
     @property
     def confdir(self) -> Path:
@@ -133,10 +157,17 @@ class RecordingProxy:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
     def _modes(self) -> list[str]:
-        origin, _ = parse_bot_url(self.config.bot_url)
-        host, port = parse_hostport(self.config.listen, "--listen")
-        check_free(host, port, "listen address")
-        modes = [f"reverse:{origin}@{host}:{port}"]
+        modes = []
+        if self.config.bot_url:
+            origin, _ = parse_bot_url(self.config.bot_url)
+            host, port = parse_hostport(self.config.listen, "--listen")
+            check_free(host, port, "listen address")
+            modes.append(f"reverse:{origin}@{host}:{port}")
+        if self.config.directline:
+            origin, _ = parse_directline_url(self.config.directline)
+            dhost, dport = parse_hostport(self.config.directline_listen, "--directline-listen")
+            check_free(dhost, dport, "Direct Line listen address")
+            modes.append(f"reverse:{origin}@{dhost}:{dport}")
         if self.config.forward_listen:
             fhost, fport = parse_hostport(self.config.forward_listen, "--forward-listen")
             check_free(fhost, fport, "forward listen address")
@@ -180,17 +211,25 @@ class RecordingProxy:
                 spec = server.mode.full_spec
                 raise ListenError(f"could not listen for {spec}: {server.last_exception}")
             addr = server.listen_addrs[0][:2]
-            if server.mode.type_name == "reverse":
-                self.listen = addr
-            else:
+            if server.mode.type_name != "reverse":
                 self.forward_listen = addr
+            elif tuple(server.mode.address) in self.capture.directline_targets:
+                self.directline_listen = addr
+            else:
+                self.listen = addr
 
     @property
     def endpoint(self) -> str:
         """Where a channel should post instead of the bot."""
-        assert self.listen is not None
+        assert self.listen is not None and self.config.bot_url
         _, path = parse_bot_url(self.config.bot_url)
         return f"http://{_host(self.listen[0])}:{self.listen[1]}{path}"
+
+    @property
+    def directline_endpoint(self) -> str:
+        """The Direct Line base a client should use instead of the service (directlinejs `domain`)."""
+        assert self.directline_listen is not None
+        return f"http://{_host(self.directline_listen[0])}:{self.directline_listen[1]}/v3/directline"
 
     def proxy_env(self) -> dict[str, str]:
         """Environment lines for a bot whose outbound calls should go through the forward listener."""

@@ -26,15 +26,17 @@ log = logging.getLogger(__name__)
 
 Row = tuple[str, dict[str, Any]]  # (table, row)
 
-INBOUND, OUTBOUND, OTHER_LEG = "inbound", "outbound", "other"
+INBOUND, OUTBOUND, CLIENT, OTHER_LEG = "inbound", "outbound", "client", "other"
 TO_BOT, FROM_BOT = "to_bot", "from_bot"
+# The Direct Line client leg: what a client posts, and what Direct Line delivers to it (GET or stream).
+FROM_CLIENT, TO_CLIENT = "from_client", "to_client"
 
 
 @dataclass(slots=True)
 class RequestSeen:
     flow_id: str
     at: float
-    listener: str  # reverse (channel -> bot), forward (HTTP(S)_PROXY), svc (rewritten serviceUrl)
+    listener: str  # reverse (channel -> bot), forward (HTTP(S)_PROXY), svc (rewritten serviceUrl), directline
     method: str
     url: str  # where the request went, after any re-routing
     headers: list[tuple[str, str]]
@@ -51,6 +53,16 @@ class ResponseSeen:
     headers: list[tuple[str, str]]
     content: bytes | None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class WebSocketSeen:
+    """One WebSocket message on a flow whose handshake was recorded (`content` None: the socket closed)."""
+
+    flow_id: str
+    at: float
+    from_client: bool
+    content: bytes | None
 
 
 @dataclass(slots=True)
@@ -90,16 +102,19 @@ class SessionRecorder:
     counts: Counter[str] = field(default_factory=Counter)
     conversations: set[str] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
+    _streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # flow id -> its handshake exchange
 
     # -- entry point ------------------------------------------------------------------------
 
-    def handle(self, item: RequestSeen | ResponseSeen | FailureSeen) -> list[Row]:
+    def handle(self, item: RequestSeen | ResponseSeen | WebSocketSeen | FailureSeen) -> list[Row]:
         """Process one event; never raises (a failure is counted and recorded instead)."""
         try:
             if isinstance(item, RequestSeen):
                 return self._request(item)
             if isinstance(item, ResponseSeen):
                 return self._response(item)
+            if isinstance(item, WebSocketSeen):
+                return self._websocket(item)
             return [self._failure(item)]
         except Exception as exc:  # fail open: count it, keep it, carry on with the next event
             log.exception("botproxy failed to record an exchange")
@@ -127,6 +142,9 @@ class SessionRecorder:
         if req.listener == "reverse":
             leg = INBOUND
             route = p.Route(p.BOT_MESSAGES if req.method == "POST" else p.OTHER)
+        elif req.listener == "directline":
+            route = p.classify_directline(req.method, parts.path)
+            leg = CLIENT if route.is_directline else OTHER_LEG
         else:
             route = p.classify_outbound(req.method, parts.hostname or "", parts.path)
             leg = OUTBOUND if route.is_connector else OTHER_LEG
@@ -150,11 +168,19 @@ class SessionRecorder:
             "rewritten": int(req.rewritten),
         }
         base = req.service_url or _service_base(req.url, route)
-        activities = [
-            self._new_activity(exchange, route, a, "request", base) for a in p.request_activities(route, body)
-        ]
+        if leg == CLIENT:
+            activities = [
+                self._new_activity(exchange, route, a, "request", None, FROM_CLIENT)
+                for a in p.dl_request_activities(route, body)
+            ]
+        else:
+            direction = TO_BOT if leg == INBOUND else FROM_BOT
+            activities = [
+                self._new_activity(exchange, route, a, "request", base, direction)
+                for a in p.request_activities(route, body)
+            ]
         if route.name == p.DELETE_ACTIVITY:
-            activities.append(self._new_activity(exchange, route, None, "request", base))
+            activities.append(self._new_activity(exchange, route, None, "request", base, FROM_BOT))
         conversation = route.conversation_id or (activities[0]["conversation_id"] if activities else None)
         for activity in activities:
             self._link_request_activity(leg, route, activity)
@@ -193,20 +219,21 @@ class SessionRecorder:
         body: dict[str, Any] | None,
         source: str,
         base: str | None,
+        direction: str,
     ) -> dict[str, Any]:
         self.activity_seq += 1
         body = body if isinstance(body, dict) else None
         a = body or {}
-        inbound = exchange["leg"] == INBOUND and source == "request"
+        inbound = direction != FROM_BOT  # the id and serviceUrl in the body are the channel's own
         return {
             "session_id": self.session_id,
             "seq": self.activity_seq,
             "event": self.event,
             "exchange_seq": exchange["seq"],
-            "direction": TO_BOT if inbound else FROM_BOT,
+            "direction": direction,
             "source": source,
             "method": exchange["method"],
-            "route": route.name if source == "request" else _response_route(a),
+            "route": route.name if source == "request" or direction == TO_CLIENT else _response_route(a),
             "status": None,
             "type": p.str_field(a, "type"),
             "name": p.str_field(a, "name"),
@@ -225,11 +252,14 @@ class SessionRecorder:
             "turn_seq": None,
             "target_seq": None,
             "observed_at": exchange["started_at"] if source == "request" else exchange.get("ended_at"),
+            "watermark": None,
             "body": body,
         }
 
     def _link_request_activity(self, leg: str, route: p.Route, activity: dict[str, Any]) -> None:
         conversation = route.conversation_id or activity["conversation_id"]
+        if leg == CLIENT:
+            return
         if leg == INBOUND:
             self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"])
             return
@@ -245,9 +275,7 @@ class SessionRecorder:
         pending = self._pending.pop(resp.flow_id, None)
         if pending is None:  # its request was never seen (our request hook failed): keep what we can
             return [
-                self._failure(
-                    FailureSeen(resp.at, "response", "response without a recorded request", resp.flow_id)
-                )
+                self._failure(FailureSeen(resp.at, "response", "response without a recorded request", resp.flow_id))
             ]
         self.event += 1
         exchange = pending.exchange
@@ -276,7 +304,7 @@ class SessionRecorder:
         if exchange["leg"] == INBOUND and activities:
             inbound = activities[0]
             replies = [
-                self._new_activity(exchange, route, a, "response", None)
+                self._new_activity(exchange, route, a, "response", None, FROM_BOT)
                 for a in p.inbound_response_activities(inbound["body"] or {}, status, body)
             ]
             for reply in replies:
@@ -288,6 +316,9 @@ class SessionRecorder:
             rows += self._notify_seen(replies)
             activities = activities + replies
             self.linker.inbound_closed(pending.conversation, inbound["seq"])
+        elif exchange["leg"] == CLIENT:
+            activities = activities + self._client_response(resp.flow_id, exchange, route, status, body, activities)
+            rows += self._notify_seen(activities[len(pending.activities) :])
         elif status < 300:
             self._learn_assigned_ids(exchange, activities, body)
         self.counts[exchange["leg"]] += 1
@@ -299,9 +330,58 @@ class SessionRecorder:
             rows += observer.exchange_done(exchange, activities)
         return rows
 
-    def _learn_assigned_ids(
-        self, exchange: dict[str, Any], activities: list[dict[str, Any]], body: Any
-    ) -> None:
+    # -- Direct Line -------------------------------------------------------------------------
+
+    def _client_response(
+        self,
+        flow_id: str,
+        exchange: dict[str, Any],
+        route: p.Route,
+        status: int,
+        body: Any,
+        posted: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Ids Direct Line assigned to what the client posted; activities it delivered by GET."""
+        if route.name == p.DL_STREAM and status == 101:
+            self._streams[flow_id] = exchange
+        if status >= 300:
+            return []
+        if route.name in (p.DL_POST_ACTIVITY, p.DL1_POST_MESSAGE) and len(posted) == 1:
+            posted[0]["activity_id"] = p.resource_id(body)
+        if route.name in (p.DL_GET_ACTIVITIES, p.DL1_GET_MESSAGES):
+            return self._delivered(exchange, route, body, "response")
+        return []
+
+    def _delivered(self, exchange: dict[str, Any], route: p.Route, body: Any, source: str) -> list[dict[str, Any]]:
+        activities, watermark = p.dl_delivered(route.name, body)
+        delivered = [self._new_activity(exchange, route, a, source, None, TO_CLIENT) for a in activities]
+        for activity in delivered:
+            activity.update(status=exchange["status"], watermark=watermark, observed_at=exchange["ended_at"])
+        return delivered
+
+    def _websocket(self, msg: WebSocketSeen) -> list[Row]:
+        """Activities a Direct Line stream frame delivers; keep-alive and client frames carry none."""
+        exchange = self._streams.get(msg.flow_id)
+        if exchange is None:
+            return []
+        if msg.content is None:  # the socket closed
+            del self._streams[msg.flow_id]
+            return []
+        if msg.from_client or not msg.content.strip():
+            return []
+        try:
+            body = self.redactor.json(p.parse_json(msg.content))
+        except p.BodyError:
+            self.counts["malformed_frames"] += 1
+            return []
+        self.event += 1
+        frame = dict(exchange, ended_at=msg.at)
+        delivered = self._delivered(frame, p.Route(p.DL_STREAM, exchange["conversation_id"]), body, "stream")
+        self.counts["activities"] += len(delivered)
+        rows = self._notify_seen(delivered)
+        return rows + [("activities", _activity_row(a)) for a in delivered]
+
+    def _learn_assigned_ids(self, exchange: dict[str, Any], activities: list[dict[str, Any]], body: Any) -> None:
         route = exchange["route"]
         assigned = p.resource_id(body)
         if route == p.CREATE_CONVERSATION and isinstance(body, dict):
@@ -328,9 +408,7 @@ class SessionRecorder:
 
 def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in activity.items() if not k.startswith("_")}  # `_findings` etc. are transient
-    row["body"] = (
-        json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
-    )
+    row["body"] = json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
     return row
 
 
