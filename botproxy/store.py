@@ -148,7 +148,55 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db.table("activities").add_column("watermark", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Replay results: one row per `botproxy replay` run, one per replayed turn (JSON columns are text)."""
+    db.table("replay_runs").create(
+        {
+            "id": int,
+            "session_id": int,  # the recorded session that was replayed
+            "started_at": str,
+            "ended_at": str,
+            "candidate_url": str,
+            "baseline_url": str,
+            "candidate_session_id": int,  # the replay's own traffic, recorded as sessions with source=replay
+            "baseline_session_id": int,
+            "concurrency": int,
+            "options": str,  # JSON: quiet_ms, cap_ms, timeout_s
+            "ignore_paths": str,  # JSON list: --ignore and [tool.botproxy.replay] ignore
+            "noise_paths": str,  # JSON list: paths that differed between the recording and the baseline
+            "summary": str,  # JSON: counts by status, regressions, proactive activities
+            "status": str,  # running, passed, regressed, failed
+            "error": str,
+        },
+        pk="id",
+        foreign_keys=[("session_id", "sessions", "id")],
+    )
+    db.table("replay_turns").create(
+        {
+            "run_id": int,
+            "conversation_id": str,
+            "idx": int,  # 1-based position of the turn in its conversation
+            "inbound_seq": int,  # the inbound activity's seq in the recorded session
+            "candidate_seq": int,  # ... and in the candidate's replay session
+            "baseline_seq": int,
+            "inbound_text": str,
+            "status": str,  # same, changed, error
+            "regressed": int,
+            "duration_ms": float,
+            "recorded": str,  # JSON: the recorded activities of the turn
+            "replayed": str,  # JSON: the candidate's activities of the turn
+            "differences": str,  # JSON: [{kind, path, recorded, replayed, ...}] that count
+            "noise": str,  # JSON: differences discounted because the baseline differed there too
+            "noise_paths": str,  # JSON: what the baseline taught about this turn
+            "new_findings": str,  # JSON: check findings the recording did not have
+            "error": str,
+        },
+        pk=("run_id", "conversation_id", "idx"),
+        foreign_keys=[("run_id", "replay_runs", "id")],
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
