@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-ARROWS = {"to_bot": "→", "from_bot": "←"}
+# Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
+ARROWS = {"to_bot": "→", "from_bot": "←", "from_client": "⇢", "to_client": "⇠"}
 SEVERITY_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
@@ -87,7 +88,7 @@ class Console:
         return "  ".join(
             [
                 self.style(clock(activity["observed_at"]), dim=True),
-                self.style(arrow, fg="green" if arrow == "→" else "blue", bold=True),
+                self.style(arrow, fg="green" if arrow in "→⇢" else "blue", bold=True),
                 f"{short_id(activity['conversation_id']):<22}",
                 f"{kind:<18}",
                 f"{text:<50}",

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from . import store
-from .console import activity_excerpt
+from .console import ARROWS, activity_excerpt
 
 SESSION_KEYS = (
     "id",
@@ -56,22 +56,28 @@ def text_lines(db: sqlite_utils.Database, session: dict[str, Any]) -> Iterator[s
 
 def _conversation_lines(activities: list[dict[str, Any]]) -> Iterator[str]:
     by_turn: dict[int, list[dict[str, Any]]] = {}
+    bot_side: dict[str, int] = {}  # activity id -> seq on the bot leg, to link the client's view to it
     for activity in activities:
         if activity["turn_seq"] is not None:
             by_turn.setdefault(activity["turn_seq"], []).append(activity)
+        if activity["direction"] in ("to_bot", "from_bot") and activity["activity_id"]:
+            bot_side.setdefault(activity["activity_id"], activity["seq"])
     for activity in activities:
         if activity["direction"] == "to_bot":
             yield f"  turn {activity['seq']}"
             yield "    " + activity_line(activity)
             for reply in by_turn.get(activity["seq"], ()):
                 yield "      " + activity_line(reply)
+        elif activity["direction"] in ("from_client", "to_client"):
+            link = bot_side.get(activity["activity_id"] or "")
+            yield "  client  " + activity_line(activity) + (f" (bot side #{link})" if link else "")
         elif activity["turn_seq"] is None:
             yield "  proactive"
             yield "      " + activity_line(activity)
 
 
 def activity_line(activity: dict[str, Any]) -> str:
-    arrow = "→" if activity["direction"] == "to_bot" else "←"
+    arrow = ARROWS.get(activity["direction"], "·")
     kind = activity["type"] or ""
     route = activity["route"]
     if route in ("update_activity", "delete_activity"):
