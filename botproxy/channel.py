@@ -11,6 +11,11 @@ percent-encodes them (Teams ids such as ``19:x@thread.skype;messageid=123``).
 
 Every request is recorded as a :class:`ConnectorCall` in ``calls``; tests await them with
 :meth:`ConnectorChannel.wait_for_calls` and inject failures with :meth:`ConnectorChannel.fail_next`.
+
+For replay (``botproxy replay``): ``observers`` hear about every call with the answer it got (the
+replay feeds them to the recorder), :meth:`ConnectorChannel.wait_quiet` waits until a conversation has
+had no call for a while (the end of a turn), :meth:`ConnectorChannel.add_members` seeds a roster from a
+recording, and ``id_prefix`` keeps the ids this channel assigns apart from the ids of a recording.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import json
 import logging
 import re
 import ssl
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +60,7 @@ class ConnectorCall:
     response: Any = None  # the JSON we answered (dict or list), or None for empty/binary bodies
     params: dict[str, str] = field(default_factory=dict)  # all decoded path ids (cid, aid, mid, ...)
     query: dict[str, str] = field(default_factory=dict)
+    at: float = 0.0  # time.time() when the request arrived
 
 
 @dataclass
@@ -176,6 +183,7 @@ class ConnectorChannel:
         strict_conversations: bool = False,
         path_prefix: str = "",
         ssl_context: ssl.SSLContext | None = None,
+        id_prefix: str = "",
     ) -> None:
         self.host = host
         self.port = port
@@ -185,6 +193,10 @@ class ConnectorChannel:
         self.strict_conversations = strict_conversations
         self.path_prefix = path_prefix.strip("/")
         self.ssl_context = ssl_context  # serve https, like the real connector
+        # Set by a server that mounts this channel in its own app through handle() (a Direct Line channel):
+        # its base URL, and a hook that numbers each activity the bot sends and delivers it to clients.
+        self.public_url: str | None = None
+        self.on_bot_activity: Callable[[str, dict[str, Any]], str] | None = None
         self.calls: list[ConnectorCall] = []
         self.conversations: dict[str, ChannelConversation] = {}
         self._attachments: dict[str, _Attachment] = {}
@@ -193,6 +205,11 @@ class ConnectorChannel:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.id_prefix = id_prefix  # ids we assign start with it (a replay keeps them apart from recorded ids)
+        # Called with each call and the response it got, after the answer is decided; must not block.
+        self.observers: list[Callable[[ConnectorCall, web.Response], None]] = []
+        self._last_call: dict[str, float] = {}  # conversation id -> loop time of its latest call
+        self._call_events: dict[str, asyncio.Event] = {}  # set (and replaced) on each call of a conversation
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -214,8 +231,14 @@ class ConnectorChannel:
             await self._runner.cleanup()
             self._runner = None
 
+    async def handle(self, request: web.Request) -> web.Response:
+        """Answer one Bot Connector request; for a server that serves these routes in its own app."""
+        return await self._dispatch(request)
+
     @property
     def service_url(self) -> str:
+        if self.public_url is not None:
+            return self.public_url
         if self._runner is None:
             raise RuntimeError("ConnectorChannel.service_url is known only while the channel runs")
         prefix = f"{self.path_prefix}/" if self.path_prefix else ""
@@ -303,6 +326,47 @@ class ConnectorChannel:
         async with self._session.post(bot_url, json=activity, headers=headers) as resp:
             return resp.status, await resp.read()
 
+    def remember_inbound(self, act: dict[str, Any]) -> None:
+        """Note an inbound activity sent to the bot by other means: its sender and added members join the
+        roster, its id becomes one the channel knows."""
+        self._remember_inbound(act)
+
+    def add_members(self, conversation_id: str, members: Iterable[dict[str, Any]]) -> None:
+        """Seed a conversation's roster (e.g. with the members a recording's connector returned)."""
+        conv = self._conversation(conversation_id)
+        for member in members:
+            if isinstance(member, dict) and member.get("id"):
+                conv.members.setdefault(str(member["id"]), dict(member))
+
+    # -- the end of a turn -------------------------------------------------------------------------
+
+    async def wait_quiet(self, conversation_id: str, quiet: float, cap: float) -> bool:
+        """Wait until ``conversation_id`` has had no call for ``quiet`` seconds, counted from now or its
+        latest call, whichever is later; give up after ``cap`` seconds. True when it went quiet."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + cap
+        while True:
+            now = loop.time()
+            quiet_at = max(start, self._last_call.get(conversation_id, start)) + quiet
+            if now >= quiet_at:
+                return True
+            if now >= deadline:
+                return False
+            event = self._call_events.setdefault(conversation_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), min(quiet_at, deadline) - now)
+            except TimeoutError:
+                pass
+
+    def _note_call(self, conversation_id: str | None) -> None:
+        if conversation_id is None:
+            return
+        self._last_call[conversation_id] = asyncio.get_running_loop().time()
+        event = self._call_events.pop(conversation_id, None)
+        if event is not None:
+            event.set()
+
     def _remember_inbound(self, act: dict[str, Any]) -> None:
         conversation_id = (act.get("conversation") or {}).get("id")
         if not conversation_id:
@@ -320,7 +384,7 @@ class ConnectorChannel:
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _next_id(self) -> str:
-        return f"{next(self._counter):07d}"
+        return f"{self.id_prefix}{next(self._counter):07d}"
 
     def _conversation(self, conversation_id: str) -> ChannelConversation:
         conv = self.conversations.get(conversation_id)
@@ -330,6 +394,7 @@ class ConnectorChannel:
         return conv
 
     async def _dispatch(self, request: web.Request) -> web.Response:
+        at = time.time()
         raw = await request.read()
         route, params = match_route(request.method, request.rel_url.raw_path)
         call = ConnectorCall(
@@ -343,15 +408,24 @@ class ConnectorChannel:
             headers=dict(request.headers),
             params=params,
             query=dict(request.query),
+            at=at,
         )
         answer = self._answer(call, route)
         call.status = answer.status
         call.response = None if isinstance(answer.body, bytes) else answer.body
         logger.debug("%s %s -> %s %s", call.method, call.path, call.route, call.status)
+        response = _to_response(answer)
+        for observer in self.observers:
+            try:
+                observer(call, response)
+            except Exception:  # an observer's failure must not change what the bot gets
+                logger.exception("connector channel observer failed on %s %s", call.method, call.path)
+        created = call.response.get("id") if call.route == "create_conversation" and call.status < 300 else None
+        self._note_call(call.conversation_id or (created if isinstance(created, str) else None))
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
-        return _to_response(answer)
+        return response
 
     def _answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
         # Whatever goes wrong in here, the client gets an ErrorResponse, never a traceback.
@@ -391,7 +465,8 @@ class ConnectorChannel:
         return None
 
     def _store_sent(self, conv: ChannelConversation, body: dict[str, Any]) -> _Answer:
-        activity_id = self._next_id()
+        hook = self.on_bot_activity
+        activity_id = hook(conv.id, body) if hook is not None else self._next_id()
         conv.sent[activity_id] = body
         return _Answer(200, {"id": activity_id})
 
