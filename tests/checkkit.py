@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from botproxy import store
@@ -270,7 +271,8 @@ def store_rows(db_path: Path, rows: list[tuple[str, dict[str, Any]]], name: str 
         for table, items in by_table.items():
             db.table(table).insert_all(items, replace=True)
     db.conn.close()
-    return int(session_id)
+    assert isinstance(session_id, int)
+    return session_id
 
 
 # -- the real proxy around a bot --------------------------------------------------------------------------
@@ -317,8 +319,9 @@ class MiniConnector:
     """Just enough of the Bot Connector for the wire bot: sends and replies answer a ResourceResponse with a
     fresh id, updates echo the id, deletes answer 200, CreateConversation a new conversation.
 
-    `hold(text)` keeps the answer to the next send with that text until `release(text)`; `arrived(text)`
-    is set as soon as that request is in. Ids are assigned on arrival, so a test can know one early.
+    `hold(text)` keeps the answer to the next send with that text until `release(text)`, or until a send
+    with the text `until` comes in; `arrived(text)` returns once that request is in. Ids are assigned on
+    arrival, so a test can know one early (`assigned`).
     """
 
     def __init__(self) -> None:
@@ -326,6 +329,7 @@ class MiniConnector:
         self.assigned: dict[str, str] = {}  # text of a send -> id assigned to it
         self._holds: dict[str, asyncio.Event] = {}
         self._arrived: dict[str, asyncio.Event] = {}
+        self._until: dict[str, str] = {}  # text that releases -> text held
         self._counter = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -347,9 +351,11 @@ class MiniConnector:
     def url(self, prefix: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/{prefix.strip('/') + '/' if prefix else ''}"
 
-    def hold(self, text: str) -> None:
+    def hold(self, text: str, *, until: str | None = None) -> None:
         self._holds[text] = asyncio.Event()
         self._arrived[text] = asyncio.Event()
+        if until is not None:
+            self._until[until] = text
 
     def release(self, text: str) -> None:
         self._holds[text].set()
@@ -375,7 +381,50 @@ class MiniConnector:
         text = body.get("text") if isinstance(body, dict) else None
         if isinstance(text, str):
             self.assigned[text] = activity_id
+            if text in self._until:
+                self.release(self._until.pop(text))
             if text in self._holds:
                 self._arrived[text].set()
                 await self._holds[text].wait()
         return web.json_response({"id": activity_id})
+
+
+class ChannelClient:
+    """The channel side for the wire bot: builds inbound activities and POSTs them to an endpoint."""
+
+    def __init__(self, endpoint: str, *, bot: str = "b1", user: str = "u1") -> None:
+        self.endpoint = endpoint
+        self.bot, self.user = bot, user
+        self._ids = itertools.count(1)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ChannelClient:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._session is not None
+        await self._session.close()
+
+    def activity(self, service_url: str, conv: str, text: str | None, **fields: Any) -> dict[str, Any]:
+        activity: dict[str, Any] = {
+            "type": "message",
+            "id": f"act-{next(self._ids)}",
+            "timestamp": "2024-05-01T10:00:00.000Z",
+            "channelId": "test",
+            "serviceUrl": service_url,
+            "from": {"id": self.user, "name": "Ada"},
+            "recipient": {"id": self.bot, "name": "Bot"},
+            "conversation": {"id": conv},
+            "locale": "en-US",
+            "text": text,
+        }
+        activity.update(fields)
+        return {k: v for k, v in activity.items() if v is not None}
+
+    async def say(self, service_url: str, conv: str, text: str | None, **fields: Any) -> tuple[int, Any]:
+        assert self._session is not None
+        activity = self.activity(service_url, conv, text, **fields)
+        async with self._session.post(self.endpoint, json=activity) as resp:
+            data = await resp.read()
+            return resp.status, json.loads(data) if data else None
