@@ -1,0 +1,408 @@
+"""Compare what a bot did in a recorded turn with what it did in a replay of that turn.
+
+Pure functions over plain dicts: no HTTP, no SQLite. A turn's activities are aligned as sequences,
+then each matched pair is compared field by field with deepdiff:
+
+    changed    a field of a matched pair differs; `path` is deepdiff's, relative to the activity
+               (``root['text']``, ``root['attachments'][0]['content']['title']``)
+    missing    a recorded activity has no counterpart in the replay; `path` is its recorded position (``[2]``)
+    extra      a replayed activity has no counterpart in the recording; `path` is its replayed position
+    reordered  the same activity at another position; `path` is its recorded position
+
+Alignment, in three passes: identical activities in order (difflib.SequenceMatcher over their content);
+identical activities out of order (`reordered`); the rest in order by signature (route kind, type, text
+or not, attachment content types), where a pair is `changed` and the leftovers are `missing`/`extra`.
+
+Activities are compared as *views* (`comparable()` makes one from a stored activity): the JSON body
+with the connector-assigned ids mapped into the recording's id space, every serviceUrl written as
+``<serviceUrl>``, and two keys of our own: ``@route`` (which Connector call carried it) and, for updates
+and deletes, ``@target`` (the id they changed). Paths in `Ignore` are removed from both sides first:
+the volatile profile (`VOLATILE`, fields that differ on every run) and the user's paths. A path is
+either a deepdiff path (``root['channelData']``, which also covers everything below it) or a regular
+expression searched in each path (``\\['nonce'\\]``).
+
+Noise (Diffy's primary/secondary idea): what differs between the recording and a replay of the *same*
+build (the baseline) is noise for that turn. `noise_paths()` learns it; `diff_turn(noise=...)` marks the
+candidate's differences at those paths (or below them) as noise, which reports do not count.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from deepdiff import DeepDiff
+from deepdiff.helper import notpresent
+
+from .errors import UsageError
+
+CHANGED, MISSING, EXTRA, REORDERED = "changed", "missing", "extra", "reordered"
+KINDS = (CHANGED, MISSING, EXTRA, REORDERED)
+# Noise keys of the structural kinds: a baseline that lost, added or moved an activity in a turn makes
+# those kinds noise for that turn.
+STRUCTURAL = {MISSING: "<missing>", EXTRA: "<extra>", REORDERED: "<reordered>"}
+
+# Fields that differ between any two runs of the same bot. Ids (`id`, `replyToId`, `@target`) are not
+# here: `comparable()` maps them instead, so a reply to the wrong activity still shows.
+VOLATILE: tuple[str, ...] = ("root['timestamp']", "root['localTimestamp']", "root['serviceUrl']")
+
+ABSENT = "<absent>"  # the recorded/replayed value of a field that one side does not have
+GENERATED = "<generated>"  # an id neither the channel nor the recording issued (e.g. the SDK's uuid1)
+SERVICE_URL = "<serviceUrl>"
+IGNORED = "<ignored>"  # stands in for an ignored list item, so the items after it keep their paths
+
+_EXACT_PATH = re.compile(r"root(\[(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|-?\d+)\])*")
+_ATTACHMENT_URL = re.compile(re.escape(SERVICE_URL) + r"/?v3/attachments/[^/\"?]+")
+_SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
+_EDIT_ROUTES = frozenset({"update_activity", "delete_activity"})
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    kind: str
+    path: str
+    recorded: Any = None
+    replayed: Any = None
+    recorded_index: int | None = None  # position of the activity in the recorded turn
+    replayed_index: int | None = None
+    noise: bool = False  # the baseline differed here too: reported, not counted
+
+    @property
+    def noise_key(self) -> str:
+        return self.path if self.kind == CHANGED else STRUCTURAL[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "recorded": self.recorded,
+            "replayed": self.replayed,
+            "recorded_index": self.recorded_index,
+            "replayed_index": self.replayed_index,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, noise: bool = False) -> Difference:
+        return cls(
+            data["kind"],
+            data["path"],
+            data.get("recorded"),
+            data.get("replayed"),
+            data.get("recorded_index"),
+            data.get("replayed_index"),
+            noise,
+        )
+
+
+# -- what to leave out ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Paths removed from both sides before comparing: exact deepdiff paths and regexes."""
+
+    exact: frozenset[str] = frozenset()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    user: tuple[str, ...] = field(default=())  # as the user gave them, for the record
+
+    def matches(self, path: str) -> bool:
+        return path in self.exact or any(rx.search(path) for rx in self.patterns)
+
+
+def parse_ignore(values: Iterable[str] = (), *, volatile: bool = True) -> Ignore:
+    """An `Ignore` from user paths (``root['x']`` or a regex), on top of `VOLATILE` unless told not to."""
+    exact = set(VOLATILE if volatile else ())
+    patterns: list[re.Pattern[str]] = []
+    user: list[str] = []
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            continue
+        user.append(value)
+        if _EXACT_PATH.fullmatch(value):
+            exact.add(value)
+            continue
+        try:
+            patterns.append(re.compile(value))
+        except re.error as exc:
+            raise UsageError(
+                f"ignore path {value!r} is neither a deepdiff path like root['channelData'] "
+                f"nor a regular expression ({exc})"
+            ) from None
+    return Ignore(frozenset(exact), tuple(patterns), tuple(user))
+
+
+DEFAULT_IGNORE = parse_ignore()
+
+
+def prune(value: Any, ignore: Ignore, path: str = "root") -> Any:
+    """A copy of `value` without the parts whose deepdiff path `ignore` matches."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            child = f"{path}[{key!r}]"
+            if not ignore.matches(child):
+                out[key] = prune(item, ignore, child)
+        return out
+    if isinstance(value, list):
+        items = []
+        for n, item in enumerate(value):
+            child = f"{path}[{n}]"
+            items.append(IGNORED if ignore.matches(child) else prune(item, ignore, child))
+        return items
+    return value
+
+
+# -- views ------------------------------------------------------------------------------------------
+
+
+def comparable(
+    activity: Mapping[str, Any],
+    *,
+    canon_id: Callable[[str], str] | None = None,
+    service_urls: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The view of a stored activity record (`show --json` shape) that `diff_turn` compares."""
+    bases = sorted({u.rstrip("/") for u in service_urls if u}, key=len, reverse=True)
+    body = activity.get("body")
+    view: dict[str, Any] = _rewrite_urls(body, bases) if isinstance(body, dict) else {}
+    if canon_id is not None:
+        for key in ("id", "replyToId"):
+            if isinstance(view.get(key), str):
+                view[key] = canon_id(view[key])
+    route = activity.get("route")
+    if route:
+        view["@route"] = route
+    if route in _EDIT_ROUTES:
+        target = activity.get("url_activity_id") or activity.get("activity_id")
+        view["@target"] = canon_id(target) if canon_id is not None and isinstance(target, str) else target
+    return view
+
+
+def _rewrite_urls(value: Any, bases: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _rewrite_urls(v, bases) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_urls(v, bases) for v in value]
+    if isinstance(value, str) and bases and "://" in value:
+        for base in bases:
+            value = value.replace(base, SERVICE_URL)
+        if SERVICE_URL in value:
+            value = _ATTACHMENT_URL.sub(SERVICE_URL + "/v3/attachments/<id>", value)
+    return value
+
+
+def signature(view: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What must agree for two activities to be the same reply, changed: kind of call, type, text or
+    not, attachment content types."""
+    attachments = view.get("attachments")
+    kinds = tuple(a.get("contentType") for a in attachments if isinstance(a, dict)) if isinstance(
+        attachments, list
+    ) else ()
+    return (*_weak(view), bool(view.get("text")), kinds)
+
+
+def _weak(view: Mapping[str, Any]) -> tuple[Any, ...]:
+    route = view.get("@route")
+    return ("send" if route in _SEND_ROUTES else route, view.get("type"))
+
+
+def summary(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A few words about an activity, for `missing`/`extra`/`reordered` differences."""
+    out = {"type": view.get("type"), "route": view.get("@route")}
+    text = view.get("text")
+    if isinstance(text, str) and text:
+        out["text"] = text if len(text) <= 120 else text[:117] + "..."
+    attachments = view.get("attachments")
+    if isinstance(attachments, list) and attachments:
+        out["attachments"] = [a.get("contentType") for a in attachments if isinstance(a, dict)]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# -- alignment and comparison ------------------------------------------------------------------------
+
+
+Op = tuple[str, int | None, int | None]  # (kind, recorded index, replayed index)
+
+
+def align(recorded: Sequence[Mapping[str, Any]], replayed: Sequence[Mapping[str, Any]]) -> list[Op]:
+    """Pairs (kind, recorded index, replayed index): kind is ``same`` (identical, in order),
+    ``reordered``, ``matched`` (to be compared field by field), ``missing`` or ``extra``."""
+    rec_keys = [_content_key(v) for v in recorded]
+    rep_keys = [_content_key(v) for v in replayed]
+    ops: list[Op] = []
+    rec_done: set[int] = set()
+    rep_done: set[int] = set()
+    for block in difflib.SequenceMatcher(None, rec_keys, rep_keys, autojunk=False).get_matching_blocks():
+        for n in range(block.size):
+            ops.append(("same", block.a + n, block.b + n))
+            rec_done.add(block.a + n)
+            rep_done.add(block.b + n)
+    waiting: dict[str, list[int]] = {}
+    for j, key in enumerate(rep_keys):
+        if j not in rep_done:
+            waiting.setdefault(key, []).append(j)
+    for i, key in enumerate(rec_keys):
+        if i not in rec_done and waiting.get(key):
+            j = waiting[key].pop(0)
+            ops.append(("reordered", i, j))
+            rec_done.add(i)
+            rep_done.add(j)
+    rec_left = [i for i in range(len(recorded)) if i not in rec_done]
+    rep_left = [j for j in range(len(replayed)) if j not in rep_done]
+    ops += _align_by(rec_left, rep_left, [signature(recorded[i]) for i in rec_left],
+                     [signature(replayed[j]) for j in rep_left], recorded, replayed)
+    # Turn order: by recorded position; an extra activity just before the first pair that follows it
+    # (so after whatever went missing in the same gap).
+    paired = [(i, j) for _, i, j in ops if i is not None and j is not None]
+
+    def position(op: Op) -> tuple[float, int]:
+        _, i, j = op
+        if i is not None:
+            return (i, j if j is not None else -1)
+        assert j is not None
+        after = [a for a, b in paired if b > j]
+        return ((min(after) if after else len(recorded)) - 0.25, j)
+
+    return sorted(ops, key=position)
+
+
+def _align_by(
+    rec_left: list[int],
+    rep_left: list[int],
+    rec_sigs: list[Any],
+    rep_sigs: list[Any],
+    recorded: Sequence[Mapping[str, Any]],
+    replayed: Sequence[Mapping[str, Any]],
+    weak: bool = False,
+) -> list[Op]:
+    ops: list[Op] = []
+    matcher = difflib.SequenceMatcher(None, rec_sigs, rep_sigs, autojunk=False)
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            ops += [("matched", rec_left[a0 + n], rep_left[b0 + n]) for n in range(a1 - a0)]
+        elif tag == "replace" and not weak:
+            # A reply whose text became a card is still the same reply, changed: try type alone.
+            rl, pl = rec_left[a0:a1], rep_left[b0:b1]
+            ops += _align_by(rl, pl, [_weak(recorded[i]) for i in rl], [_weak(replayed[j]) for j in pl],
+                             recorded, replayed, weak=True)
+        else:
+            ops += [("missing", i, None) for i in rec_left[a0:a1]]
+            ops += [("extra", None, j) for j in rep_left[b0:b1]]
+    return ops
+
+
+def _content_key(view: Mapping[str, Any]) -> str:
+    return json.dumps(view, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def diff_turn(
+    recorded: Sequence[Mapping[str, Any]],
+    replayed: Sequence[Mapping[str, Any]],
+    *,
+    ignore: Ignore = DEFAULT_IGNORE,
+    noise: Iterable[str] = (),
+) -> list[Difference]:
+    """The differences between a recorded turn's activities and a replay's, in turn order; those at a
+    `noise` path (or below it, or of a structural kind listed in `noise`) are marked ``noise=True``."""
+    rec = [prune(dict(v), ignore) for v in recorded]
+    rep = [prune(dict(v), ignore) for v in replayed]
+    differences: list[Difference] = []
+    for kind, i, j in align(rec, rep):
+        if kind == "matched":
+            assert i is not None and j is not None
+            differences += field_differences(rec[i], rep[j], i, j)
+        elif kind == "missing":
+            assert i is not None
+            differences.append(Difference(MISSING, f"[{i}]", summary(rec[i]), None, i, None))
+        elif kind == "extra":
+            assert j is not None
+            differences.append(Difference(EXTRA, f"[{j}]", None, summary(rep[j]), None, j))
+        elif kind == "reordered":
+            assert i is not None and j is not None
+            differences.append(Difference(REORDERED, f"[{i}]", summary(rec[i]), summary(rep[j]), i, j))
+    return mark_noise(differences, noise)
+
+
+def field_differences(
+    recorded: Any, replayed: Any, recorded_index: int | None = None, replayed_index: int | None = None
+) -> list[Difference]:
+    """deepdiff of one matched pair, as `changed` differences with deepdiff paths."""
+    found: list[Difference] = []
+    tree = DeepDiff(recorded, replayed, verbose_level=2, view="tree")
+    for levels in tree.values():
+        for level in levels:
+            found.append(
+                Difference(
+                    CHANGED,
+                    level.path(),
+                    ABSENT if level.t1 is notpresent else level.t1,
+                    ABSENT if level.t2 is notpresent else level.t2,
+                    recorded_index,
+                    replayed_index,
+                )
+            )
+    found.sort(key=lambda d: d.path)
+    return found
+
+
+def mark_noise(differences: Iterable[Difference], noise: Iterable[str]) -> list[Difference]:
+    paths = set(noise)
+    if not paths:
+        return list(differences)
+    return [replace(d, noise=True) if _is_noise(d.noise_key, paths) else d for d in differences]
+
+
+def _is_noise(key: str, paths: set[str]) -> bool:
+    if key in paths:
+        return True
+    return any(key.startswith(p + "[") for p in paths if p.startswith("root"))
+
+
+def noise_paths(
+    recorded_turns: Iterable[Sequence[Mapping[str, Any]]],
+    baseline_turns: Iterable[Sequence[Mapping[str, Any]]],
+    *,
+    ignore: Ignore = DEFAULT_IGNORE,
+) -> set[str]:
+    """The paths (and structural kinds) at which the baseline's turns differ from the recorded ones."""
+    paths: set[str] = set()
+    for recorded, baseline in zip(recorded_turns, baseline_turns, strict=True):
+        paths.update(d.noise_key for d in diff_turn(recorded, baseline, ignore=ignore))
+    return paths
+
+
+def describe(difference: Difference | Mapping[str, Any]) -> str:
+    """One line for people: ``changed root['text']: 'a' → 'b'``, ``missing [1]: message 'done'``."""
+    d = difference if isinstance(difference, Difference) else Difference.from_dict(difference)
+    if d.kind == CHANGED:
+        return f"changed {d.path}: {_short(d.recorded)} → {_short(d.replayed)}"
+    if d.kind == MISSING:
+        return f"missing {d.path}: {_label(d.recorded)}"
+    if d.kind == EXTRA:
+        return f"extra {d.path}: {_label(d.replayed)}"
+    return f"reordered {d.path} → [{d.replayed_index}]: {_label(d.recorded)}"
+
+
+def _label(info: Any) -> str:
+    if not isinstance(info, Mapping):
+        return _short(info)
+    words = [str(info.get("type") or "activity")]
+    if info.get("text"):
+        words.append(_short(info["text"]))
+    elif info.get("attachments"):
+        words.append("with " + ", ".join(str(a) for a in info["attachments"]))
+    if info.get("route"):
+        words.append(f"({info['route']})")
+    return " ".join(words)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if value == ABSENT:
+        return "(absent)"
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
