@@ -1,0 +1,69 @@
+"""The chat page the Direct Line channel serves at ``/``, in headless Chromium, against the SDK sample bot."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from browser import Browser, Page
+
+from botproxy import protocol as p
+from botproxy.directline import DirectLineChannel
+from botproxy.sample_bot import SampleBotServer
+
+BOT_BUBBLES = "[...document.querySelectorAll('.bubble.bot .text')].map(e => e.textContent)"
+
+
+@pytest.fixture
+async def channel(sample_bot: SampleBotServer) -> AsyncIterator[DirectLineChannel]:
+    ch = DirectLineChannel(sample_bot.url)
+    await ch.start()
+    try:
+        yield ch
+    finally:
+        await ch.stop()
+
+
+async def say(page: Page, text: str) -> None:
+    await page.type("#text", text)
+    await page.click("#send")
+
+
+@pytest.mark.slow
+async def test_chat_page_talks_to_the_bot_and_shows_activity_json(channel: DirectLineChannel, tmp_path: Path) -> None:
+    async with Browser.launch(tmp_path) as browser:
+        page = await browser.new_page()
+        await page.goto(channel.base_url + "/")
+        await page.wait_for("document.getElementById('status').textContent.startsWith('connected')")
+        await page.wait_for(f"{BOT_BUBBLES}.includes('Welcome, You!')")
+
+        await say(page, "hello <b>there</b>")
+        await page.wait_for(f"{BOT_BUBBLES}.includes('You said: hello <b>there</b>')")
+        # Rendered as text: the markup the user typed is not markup on the page.
+        assert await page.evaluate("document.querySelectorAll('#transcript b').length") == 0
+        users = await page.evaluate("[...document.querySelectorAll('.bubble.user .text')].map(e => e.textContent)")
+        assert users == ["hello <b>there</b>"]
+
+        await say(page, "card")
+        await page.wait_for("document.querySelector('.card .title')?.textContent === 'Sample card'")
+        buttons = await page.evaluate("[...document.querySelectorAll('.card button, .card a')].map(e => e.textContent)")
+        assert buttons == ["Say hello", "Docs"]
+        assert await page.evaluate("document.querySelector('.card a').rel") == "noopener noreferrer"
+        chips = await page.evaluate("[...document.querySelectorAll('.chips button')].map(e => e.textContent)")
+        assert chips == ["Help", "Two"]
+        await page.click(".chips button:last-child")  # a suggested action is sent as the user's message
+        await page.wait_for(f"{BOT_BUBBLES}.includes('second')")
+        assert await page.evaluate("document.querySelectorAll('.chips').length") == 0
+
+        await page.evaluate("[...document.querySelectorAll('.bubble.bot')].pop().click()")
+        shown = await page.evaluate("JSON.parse(document.getElementById('json').textContent)")
+        assert shown["text"] == "second" and shown["id"].endswith("|0000007")
+        assert shown["channelId"] == "directline" and shown["from"]["id"] == "bot"
+
+        screenshot = tmp_path / "chat-page.png"
+        screenshot.write_bytes(await page.screenshot())
+        print(f"\nchat page screenshot: {screenshot}")
+        assert screenshot.stat().st_size > 10_000
+        assert page.errors == []
+    assert channel.served[p.DL_STREAM] == 1 and channel.served[p.DL_POST_ACTIVITY] == 3
