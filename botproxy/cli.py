@@ -284,6 +284,94 @@ def show(session: str, db_path: str, as_json: bool) -> None:
             click.echo(line)
 
 
+# -- channel ------------------------------------------------------------------------------------
+
+
+@cli.command(
+    epilog=example(
+        "botproxy channel --bot http://127.0.0.1:3978/api/messages",
+        "# recorded, both sides: the recorder in front of the bot and of this channel",
+        "botproxy record --bot http://127.0.0.1:3978/api/messages --directline http://127.0.0.1:5080",
+        "botproxy channel --bot http://127.0.0.1:5055/api/messages   # clients: http://127.0.0.1:5057",
+    )
+)
+@click.option(
+    "--bot",
+    "bot_url",
+    required=True,
+    metavar="URL",
+    help="The bot's messaging endpoint (or a recorder's listen address in front of it).",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:5080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where the channel serves Direct Line, the Bot Connector API and the chat page.",
+)
+@click.option(
+    "--secret",
+    envvar="BOTPROXY_DIRECTLINE_SECRET",
+    show_envvar=True,
+    metavar="SECRET",
+    help="The Direct Line secret clients authenticate with [default: a random one, printed].",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the channel does.")
+@friendly_errors
+def channel(bot_url: str, listen: str, secret: str | None, verbose: bool) -> None:
+    """Serve a local Direct Line channel in front of a bot, with a chat page, until Ctrl-C.
+
+    Direct Line 3.0 clients (botframework-directlinejs, Web Chat, the chat page at /) talk to the bot
+    through it with no Azure account: tokens, conversations, posts, GET with watermarks, uploads and
+    the WebSocket stream. The bot replies to the Bot Connector API on the same port.
+    """
+    from .directline import DirectLineChannel
+    from .errors import ListenError
+    from .proxy import check_free, parse_bot_url, parse_hostport
+
+    setup_logging(verbose)
+    parse_bot_url(bot_url)
+    host, port = parse_hostport(listen, "--listen")
+    check_free(host, port, "listen address")
+    dl = DirectLineChannel(bot_url, host, port, secret=secret)
+    try:
+        asyncio.run(_serve_channel(dl))
+    except OSError as exc:
+        raise ListenError(f"could not serve the channel on {listen}: {exc.strerror or exc}") from exc
+
+
+async def _serve_channel(dl: Any) -> None:
+    from urllib.parse import urlsplit
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await dl.start()
+    try:
+        click.echo(f"Direct Line channel for the bot at {dl.bot_url}")
+        click.echo(f"  chat page:         {dl.base_url}/")
+        click.echo(f"  Direct Line base:  {dl.directline_url}")
+        click.echo(f"  secret:            {dl.secret}")
+        click.echo(f"  the bot replies to serviceUrl {dl.service_url}")
+        click.echo("directlinejs / Web Chat: pass the base as `domain`, e.g.")
+        click.echo(f"  new DirectLine({{ domain: '{dl.directline_url}', secret: '{dl.secret}' }})")
+        click.echo(f"  or a token from: curl -X POST -H 'Authorization: Bearer {dl.secret}' "
+                   f"{dl.directline_url}/tokens/generate")
+        path = urlsplit(dl.bot_url).path or "/api/messages"
+        click.echo("to record both sides, put the recorder in front of the bot and of this channel:")
+        click.echo(f"  botproxy record --bot {dl.bot_url} --directline {dl.base_url}")
+        click.echo(f"  botproxy channel --bot http://127.0.0.1:5055{path}   (this channel, bot side through it)")
+        click.echo("  and clients use http://127.0.0.1:5057/v3/directline (the recorder's defaults)")
+        click.echo("press Ctrl-C to stop")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await dl.stop()
+    activities = sum(len(c.activities) for c in dl.conversations.values())
+    click.echo(f"stopped: {len(dl.conversations)} conversations, {activities} activities delivered to clients")
+
+
 # -- demo ---------------------------------------------------------------------------------------
 
 

@@ -9,8 +9,11 @@ import pytest
 from browser import Browser, Page
 
 from botproxy import protocol as p
+from botproxy import store
 from botproxy.directline import DirectLineChannel
+from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.sample_bot import SampleBotServer
+from botproxy.session import LiveSession
 
 BOT_BUBBLES = "[...document.querySelectorAll('.bubble.bot .text')].map(e => e.textContent)"
 
@@ -67,3 +70,32 @@ async def test_chat_page_talks_to_the_bot_and_shows_activity_json(channel: Direc
         assert screenshot.stat().st_size > 10_000
         assert page.errors == []
     assert channel.served[p.DL_STREAM] == 1 and channel.served[p.DL_POST_ACTIVITY] == 3
+
+
+@pytest.mark.slow
+async def test_chat_page_through_the_recorder_is_recorded(channel: DirectLineChannel, sample_bot: SampleBotServer,
+                                                          tmp_path: Path) -> None:
+    """The page loaded from the recorder's Direct Line listener: its stream comes through the recorder too."""
+    db_path = str(tmp_path / "botproxy.db")
+    config = ProxyConfig(bot_url=sample_bot.url, listen="127.0.0.1:0", forward_listen=None,
+                         confdir=str(tmp_path / "mitmproxy"), directline=channel.base_url,
+                         directline_listen="127.0.0.1:0")
+    proxy = RecordingProxy(config, LiveSession(db_path, name="page", bot_url=sample_bot.url))
+    await proxy.start()
+    try:
+        channel.bot_url = proxy.endpoint
+        async with Browser.launch(tmp_path) as browser:
+            page = await browser.new_page()
+            await page.goto(proxy.directline_endpoint.removesuffix("/v3/directline") + "/")
+            await page.wait_for(f"{BOT_BUBBLES}.includes('Welcome, You!')")
+            await say(page, "hello")
+            await page.wait_for(f"{BOT_BUBBLES}.includes('You said: hello')")
+            assert page.errors == []
+    finally:
+        await proxy.stop()
+    db = store.open_db(db_path)
+    rows = list(store.iter_activities(db, store.resolve_session(db, "page")["id"]))
+    seen = {(r["direction"], r["text"]) for r in rows}
+    assert {("from_client", "hello"), ("to_client", "hello"), ("to_bot", "hello"), ("from_bot", "You said: hello"),
+            ("to_client", "You said: hello")} <= seen
+    assert {r["route"] for r in rows if r["direction"] == "to_client"} == {p.DL_STREAM}

@@ -12,6 +12,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -479,3 +482,58 @@ async def test_directlinejs_through_the_recorder_to_the_sdk_bot(
     delivered = [r for r in rows if r["direction"] == "to_client"]
     assert all(r["watermark"] is not None for r in delivered)
     assert {r["route"] for r in delivered} == ({p.DL_STREAM} if web_socket else {p.DL_GET_ACTIVITIES})
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+
+async def test_channel_command_serves_until_ctrl_c(sample_bot: SampleBotServer, free_port: Any) -> None:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botproxy", "channel", "--bot", sample_bot.url, "--listen", f"127.0.0.1:{port}",
+        "--secret", SECRET, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        banner: list[str] = []
+        async with asyncio.timeout(30):
+            while not banner or "Ctrl-C" not in banner[-1]:
+                banner.append((await proc.stdout.readline()).decode())
+                assert banner[-1], f"the command ended early: {''.join(banner)}"
+        text = "".join(banner)
+        assert f"chat page:         http://127.0.0.1:{port}/" in text
+        assert f"Direct Line base:  http://127.0.0.1:{port}/v3/directline" in text and SECRET in text
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/v3/directline/conversations",
+                                    headers={"Authorization": f"Bearer {SECRET}"}, json={"user": {"id": "u1"}}) as r:
+                conv = await r.json()
+                assert r.status == 201
+            async with session.post(f"http://127.0.0.1:{port}/v3/directline/conversations/"
+                                    f"{conv['conversationId']}/activities",
+                                    headers={"Authorization": f"Bearer {conv['token']}"},
+                                    json={"type": "message", "from": {"id": "u1"}, "text": "hi"}) as r:
+                assert r.status == 200
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert "stopped: 1 conversations, 3 activities delivered to clients" in out.decode()
+    assert "Traceback" not in err.decode()
+
+
+def test_channel_command_refuses_bad_options_in_one_line(free_port: Any) -> None:
+    from click.testing import CliRunner
+
+    from botproxy.cli import cli
+
+    bad_bot = CliRunner().invoke(cli, ["channel", "--bot", "localhost:3978"])
+    assert bad_bot.exit_code == 2 and bad_bot.output.count("\n") == 1 and "--bot must be" in bad_bot.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = CliRunner().invoke(cli, ["channel", "--bot", "http://127.0.0.1:3978/api/messages",
+                                        "--listen", f"127.0.0.1:{taken.getsockname()[1]}"])
+    assert busy.exit_code == 2 and "already in use" in busy.output and busy.output.count("\n") == 1
