@@ -11,7 +11,8 @@ follows the Direct Line 3.0 swagger prose (shared/reference/protocol.md 1.2):
 - a watermark is how many activities of the conversation a client has been given, as a string;
 - typing reaches clients over the stream only; conversationUpdate never reaches them;
 - a POST answers once the bot has: 200 ``{id}``, or 502 ``BotRejectedActivity`` when the bot failed or is
-  down; the posted activity reaches the clients through GET and the stream, never inline;
+  down; the posted activity reaches the clients through GET and the stream, never inline, and before the
+  bot's replies (it joins the conversation before the bot is called, so a rejected one stays there too);
 - the stream replays from the watermark in its streamUrl, then pushes ActivitySets as they happen, and an
   empty frame every ``keepalive`` seconds. A streamUrl is built from the request's Host header, so a
   client behind a reverse proxy is sent to the proxy.

@@ -256,6 +256,8 @@ async def test_post_assigns_sequence_ids_and_get_pages_by_watermark(client: Clie
     ]
     assert everything["watermark"] == "5"
     assert all("serviceUrl" not in a for a in everything["activities"])
+    held = await channel.wait_for_activities(cid, 5)
+    assert [a["type"] for a in held] == ["message", "message", "message", "typing", "message"]
     later = await client.get(conv, watermark="2")
     assert [a["id"] for a in later["activities"]] == [f"{cid}|0000002", f"{cid}|0000004"]
     assert await client.get(conv, watermark="5") == {"activities": [], "watermark": "5"}
