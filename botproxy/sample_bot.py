@@ -18,6 +18,8 @@ What it does (message commands are trimmed and case-insensitive):
     proactive            "will send proactively"; then, outside the turn, continue_conversation sends
                          "proactive hello" and sets ``SampleBot.proactive_done``
     two                  "first" and "second" in one send_activities call
+    random               "a random value", carrying ``value: {"nonce": <random hex>}`` (different every time:
+                         what a replay learns to ignore from a baseline)
     anything else        echo: "You said: <text>"
     invoke (any name)    HTTP response body {"echo": <activity.value>}, status 200
 
@@ -28,11 +30,15 @@ Under ``deliveryMode: expectReplies`` the SDK returns the replies in the HTTP re
 of posting them; ``update`` and ``delete`` then skip their second step, because a buffered reply has
 no id to update or delete.
 
-Build 2 differs from build 1 on purpose, so that a replay of a build-1 recording shows diffs:
+Build 2 differs from build 1 on purpose, so that a replay of a build-1 recording shows each kind of
+difference:
 
-    echo     texts containing "weather" (any case) get a "!": "You said: <text>!"
-    help     HELP_TEXT_BUILD_2 instead of HELP_TEXT
-    card     the HeroCard title is "Sample card (build 2)" instead of "Sample card"
+    echo     texts containing "weather" (any case) get a "!": "You said: <text>!"   (changed text)
+    help     HELP_TEXT_BUILD_2 instead of HELP_TEXT                                (changed text)
+    card     the HeroCard title is "Sample card (build 2)" instead of "Sample card" (changed card)
+    welcome  after the welcomes, one more message: WELCOME_HINT_BUILD_2             (an extra reply)
+    typing   no typing activity, only "done typing"                                (a missing reply)
+    two      "second" and then "first"                                             (a reordered pair)
 
 Everything else is identical.
 """
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +87,7 @@ logger = logging.getLogger(__name__)
 HELP_TEXT = "Commands: hello, help, typing, card, update, delete, proactive, two. Anything else is echoed."
 HELP_TEXT_BUILD_2 = "Try one of: help, typing, card, update, delete, proactive, two (or say anything)."
 ERROR_TEXT = "The bot encountered an error or bug."
+WELCOME_HINT_BUILD_2 = "Type help to see what I can do."
 
 
 class AnonymousConfig:
@@ -141,15 +149,20 @@ class SampleBot(ActivityHandler):
             "delete": self._delete,
             "proactive": self._proactive,
             "two": self._two,
+            "random": self._random,
         }
 
     async def on_members_added_activity(
         self, members_added: list[ChannelAccount], turn_context: TurnContext
     ) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        welcomed = False
         for member in members_added:
             if member.id != bot_id:
                 await turn_context.send_activity(f"Welcome, {member.name or member.id}!")
+                welcomed = True
+        if welcomed and self.build == 2:
+            await turn_context.send_activity(WELCOME_HINT_BUILD_2)
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         text = (turn_context.activity.text or "").strip()
@@ -179,7 +192,8 @@ class SampleBot(ActivityHandler):
         await turn_context.send_activity(HELP_TEXT_BUILD_2 if self.build == 2 else HELP_TEXT)
 
     async def _typing(self, turn_context: TurnContext) -> None:
-        await turn_context.send_activity(Activity(type=ActivityTypes.typing))
+        if self.build == 1:
+            await turn_context.send_activity(Activity(type=ActivityTypes.typing))
         await turn_context.send_activity("done typing")
 
     async def _card(self, turn_context: TurnContext) -> None:
@@ -239,7 +253,13 @@ class SampleBot(ActivityHandler):
             self.proactive_done.set()
 
     async def _two(self, turn_context: TurnContext) -> None:
-        await turn_context.send_activities([MessageFactory.text("first"), MessageFactory.text("second")])
+        texts = ["first", "second"] if self.build == 1 else ["second", "first"]
+        await turn_context.send_activities([MessageFactory.text(text) for text in texts])
+
+    async def _random(self, turn_context: TurnContext) -> None:
+        reply = MessageFactory.text("a random value")
+        reply.value = {"nonce": secrets.token_hex(8)}
+        await turn_context.send_activity(reply)
 
 
 def _error_handler(bot: SampleBot) -> Callable[[TurnContext, Exception], Awaitable[None]]:
