@@ -1,0 +1,67 @@
+"""Project settings: a table of the nearest botproxy.toml, or of `[tool.botproxy]` in pyproject.toml.
+
+    # botproxy.toml                          # pyproject.toml
+    [replay]                                 [tool.botproxy.replay]
+    ignore = ["root['channelData']"]         ignore = ["root['channelData']"]
+
+The nearest directory (from `start_dir` upwards) holding botproxy.toml, or a pyproject.toml with a
+`[tool.botproxy]` table, decides; when it holds both, botproxy.toml wins. These are the same rules as
+the checks' `[checks]` table (botproxy/checks/config.py).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+
+def find_table(section: str, start_dir: str | Path = ".") -> tuple[dict[str, Any] | None, str]:
+    """(the `section` table or None, where it was looked up) for the project around `start_dir`."""
+    directory = Path(start_dir).resolve()
+    for folder in (directory, *directory.parents):
+        own, pyproject = folder / "botproxy.toml", folder / "pyproject.toml"
+        if own.is_file():
+            return _table(_read(own).get(section), f"{own} [{section}]")
+        if pyproject.is_file():
+            tool = _read(pyproject).get("tool", {}).get("botproxy")
+            if tool is not None:
+                return _table(tool.get(section), f"{pyproject} [tool.botproxy.{section}]")
+    return None, "defaults"
+
+
+def _table(value: Any, source: str) -> tuple[dict[str, Any] | None, str]:
+    if value is not None and not isinstance(value, dict):
+        raise UsageError(f"{source} must be a table")
+    return value, source
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    ignore: tuple[str, ...] = ()
+    source: str = "defaults"
+
+
+def load_replay_config(start_dir: str | Path = ".") -> ReplayConfig:
+    """`[replay]` / `[tool.botproxy.replay]`: ``ignore``, a list of deepdiff paths or regexes."""
+    table, source = find_table("replay", start_dir)
+    if table is None:
+        return ReplayConfig(source=source)
+    unknown = set(table) - {"ignore"}
+    if unknown:
+        raise UsageError(f"{source}: unknown key(s) {', '.join(sorted(unknown))} (expected ignore)")
+    ignore = table.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise UsageError(f"{source}: ignore must be a list of paths, e.g. [\"root['channelData']\"]")
+    return ReplayConfig(tuple(ignore), source)

@@ -1,0 +1,74 @@
+"""A replay run as JUnit XML, so CI systems (GitHub, GitLab, Jenkins, Azure Pipelines) show it natively.
+
+One testcase per replayed turn, named ``<conversation> turn <index>: <inbound text>``: a `changed` turn
+is a <failure> listing its differences, an `error` turn an <error> (or <skipped> when the recording
+itself was incomplete, which is no fault of the build under test).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .diff import describe
+
+
+def testcase_name(turn: Mapping[str, Any], limit: int = 80) -> str:
+    text = " ".join(str(turn.get("inbound_text") or turn.get("inbound_name") or turn.get("inbound_type") or "").split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{turn['conversation_id']} turn {turn['index']}: {text}"
+
+
+def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:
+    """The tree for a `ReplayResult.to_json()` dict."""
+    session = result["session"]["name"]
+    turns = result["turns"]
+    failures = sum(1 for t in turns if t["status"] == "changed")
+    errors = sum(1 for t in turns if t["status"] == "error" and t["regressed"])
+    skipped = sum(1 for t in turns if t["status"] == "error" and not t["regressed"])
+    seconds = sum((t.get("duration_ms") or 0) for t in turns) / 1000
+    counts = {"tests": str(len(turns)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped),
+              "time": f"{seconds:.3f}"}
+    root = ET.Element("testsuites", {"name": "botproxy replay", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": f"botproxy replay {session}", **counts,
+                                              "timestamp": result["run"].get("started_at") or ""})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("run", result["run"]["id"]), ("candidate", result["run"]["candidate_url"]),
+                        ("baseline", result["run"].get("baseline_url") or ""),
+                        ("noise_paths", ", ".join(result["run"].get("noise_paths") or []))):
+        ET.SubElement(properties, "property", {"name": name, "value": str(value)})
+    for turn in turns:
+        case = ET.SubElement(suite, "testcase", {
+            "classname": f"{session}.{turn['conversation_id']}",
+            "name": testcase_name(turn),
+            "time": f"{(turn.get('duration_ms') or 0) / 1000:.3f}",
+        })
+        if turn["status"] == "changed":
+            lines = [describe(d) for d in turn["differences"]]
+            lines += [f"new finding {f['rule']} ({f['severity']}): {f['message']}" for f in turn["new_findings"]
+                      if not f.get("noise")]
+            failure = ET.SubElement(case, "failure", {"message": _message(lines), "type": "changed"})
+            failure.text = "\n".join(lines)
+        elif turn["status"] == "error" and turn["regressed"]:
+            ET.SubElement(case, "error", {"message": turn["error"] or "error", "type": "error"}).text = turn["error"]
+        elif turn["status"] == "error":
+            ET.SubElement(case, "skipped", {"message": turn["error"] or "incomplete recording"})
+        noise = [describe(d) for d in turn.get("noise") or []]
+        if noise:
+            ET.SubElement(case, "system-out").text = "not counted (the baseline differs there too):\n" + "\n".join(
+                noise)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def _message(lines: list[str]) -> str:
+    first = lines[0] if lines else "changed"
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return first + more
+
+
+def write_junit(result: Mapping[str, Any], path: str | Path) -> None:
+    to_xml(result).write(path, encoding="utf-8", xml_declaration=True)
