@@ -402,5 +402,181 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
         click.echo(line)
 
 
+# -- replay -------------------------------------------------------------------------------------
+
+
+@cli.command(
+    epilog=example(
+        "botproxy replay login-flow --bot http://127.0.0.1:3979/api/messages",
+        "botproxy replay latest --bot http://127.0.0.1:3979/api/messages "
+        "--baseline http://127.0.0.1:3978/api/messages --junit results.xml",
+    )
+)
+@click.argument("session")
+@click.option("--bot", "bot_url", required=True, metavar="URL", help="The messaging endpoint of the build to test.")
+@click.option(
+    "--baseline",
+    "baseline_url",
+    metavar="URL",
+    help="A build that behaves like the recording: what differs between it and the recording is noise.",
+)
+@db_option
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), metavar="PATH", help="Write an HTML report.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="PATH", help="Write JUnit XML.")
+@json_option
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="PATH",
+    help="A deepdiff path (root['channelData']) or regex of fields not to compare; repeatable.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Conversations replayed at once.")
+@click.option("--quiet-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="A turn ends when its conversation has had no connector call for this long after the answer.")
+@click.option("--cap-ms", type=click.FloatRange(min=0), default=2000.0, show_default=True,
+              help="The longest a turn waits for that quiet, after the answer.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
+              show_default=True, help="Seconds the bot has to answer an inbound activity.")
+@click.option("--no-checks", is_flag=True, help="Do not run the checks over the replayed traffic.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what botproxy does.")
+@friendly_errors
+def replay(
+    session: str,
+    bot_url: str,
+    baseline_url: str | None,
+    db_path: str,
+    report_path: str | None,
+    junit_path: str | None,
+    as_json: bool,
+    ignore: tuple[str, ...],
+    concurrency: int,
+    quiet_ms: float,
+    cap_ms: float,
+    timeout_s: float,
+    no_checks: bool,
+    verbose: bool,
+) -> None:
+    """Replay a recorded session against a build of the bot and report what changed, turn by turn.
+
+    SESSION is a name, an id, or `latest`. Each recorded inbound activity is sent again, in order per
+    conversation, with a local Bot Connector stand-in as its serviceUrl; the bot's replies are compared
+    with the recording's. Exit code 0 when no turn regressed, 1 when some did, 2 when the replay could
+    not run.
+    """
+    from .config import load_replay_config
+    from .replay import replay_session
+
+    setup_logging(verbose)
+    config = load_replay_config()
+    check_config = None
+    if not no_checks:
+        try:
+            from .checks import load_config
+        except ImportError:
+            pass
+        else:
+            check_config = load_config()
+    bar = _ProgressBar() if sys.stderr.isatty() else None
+    try:
+        result = asyncio.run(
+            replay_session(
+                db_path,
+                session,
+                bot_url,
+                baseline_url=baseline_url,
+                ignore=(*config.ignore, *ignore),
+                concurrency=concurrency,
+                quiet_ms=quiet_ms,
+                cap_ms=cap_ms,
+                timeout_s=timeout_s,
+                checks=not no_checks,
+                check_config=check_config,
+                progress=bar.update if bar else None,
+            )
+        )
+    finally:
+        if bar:
+            bar.close()
+    data = result.to_json()
+    if junit_path:
+        from .junit import write_junit
+
+        write_junit(data, junit_path)
+    if report_path:
+        _replay_report(db_path, result.run_id, report_path)
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        for line in _replay_lines(data):
+            click.echo(line)
+    if result.regressed:
+        sys.exit(EXIT_PROBLEM)
+
+
+class _ProgressBar:
+    """A click progress bar on stderr, made when the total is known (the first turn done)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.done = 0
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="replaying", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _replay_report(db_path: str, run_id: int, path: str) -> None:
+    try:
+        from .report import render_replay
+    except ImportError:
+        click.echo(f"botproxy: note: this botproxy cannot write HTML reports (no botproxy.report); "
+                   f"the results are stored as replay run {run_id} in {db_path}", err=True)
+        return
+    from . import store
+
+    written = render_replay(store.open_db(db_path), run_id, path)
+    click.echo(f"report: {written}", err=True)
+
+
+def _replay_lines(data: dict[str, Any]) -> list[str]:
+    from .diff import describe
+
+    run, summary = data["run"], data["summary"]
+    against = f"{run['candidate_url']}" + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")
+    lines = [f"replayed session {data['session']['name']!r} against {against}"]
+    for turn in data["turns"]:
+        if turn["status"] == "same":
+            continue
+        text = " ".join(str(turn["inbound_text"] or turn.get("inbound_name") or turn["inbound_type"] or "").split())
+        head = f"  {turn['conversation_id']} turn {turn['index']} {text[:40]!r}: {turn['status']}"
+        if turn["status"] == "error":
+            lines.append(f"{head}: {turn['error']}" + ("" if turn["regressed"] else " (not counted)"))
+            continue
+        lines.append(head)
+        lines += [f"      {describe(d)}" for d in turn["differences"]]
+        lines += [f"      new finding {f['rule']} ({f['severity']}): {f['message']}"
+                  for f in turn["new_findings"] if not f["noise"]]
+    if run["noise_paths"]:
+        lines.append(f"  noise (the baseline differs there too, not counted): {', '.join(run['noise_paths'])}")
+    not_replayed = summary["proactive_not_replayed"]
+    if not_replayed:
+        lines.append(f"  {not_replayed} proactive activit{'y' if not_replayed == 1 else 'ies'} of the recording "
+                     "did not happen again (the bot's own initiative; not counted)")
+    lines.append(
+        f"run {run['id']}: {summary['turns']} turns, {summary['same']} same, {summary['changed']} changed, "
+        f"{summary['error']} errors ({summary['incomplete']} incomplete in the recording); "
+        f"{summary['regressed']} regressed · replay session {run['candidate_session']['name']!r}"
+    )
+    return lines
+
+
 def main() -> None:
     cli(prog_name="botproxy")
