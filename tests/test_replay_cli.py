@@ -1,0 +1,156 @@
+"""`botproxy replay` as a user meets it: exit codes, one-line errors, --json, --junit, --report, config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+
+import pytest
+from click.testing import CliRunner
+
+from botproxy import replay as replay_mod
+from botproxy.cli import cli
+from botproxy.config import load_replay_config
+from botproxy.demo import run_demo
+from botproxy.errors import UsageError
+from botproxy.sample_bot import SampleBotServer, start_bot
+
+
+async def run_cli(*args: str):
+    """The CLI runs its own event loop (asyncio.run), so it runs in a thread while the bots serve here."""
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+async def demo_db(tmp_path) -> str:
+    db = str(tmp_path / "demo.db")
+    await run_demo(db, "demo", confdir=str(tmp_path / "mitm"))
+    return db
+
+
+@pytest.fixture
+async def bot2() -> AsyncIterator[SampleBotServer]:
+    server = await start_bot(build=2)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_same_build_exits_0_and_prints_a_summary(demo_db, sample_bot):
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--quiet-ms", "50")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"replayed session 'demo' against {sample_bot.url}"
+    assert lines[-1].startswith("run 1: 10 turns, 10 same, 0 changed, 0 errors") and "0 regressed" in lines[-1]
+
+
+async def test_a_regression_exits_1_with_json_and_junit(demo_db, bot2, tmp_path):
+    junit = tmp_path / "results.xml"
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", bot2.url, "--quiet-ms", "50", "--json",
+                           "--junit", str(junit))
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert set(data) == {"run", "session", "summary", "turns", "proactive"}
+    assert data["session"]["name"] == "demo" and data["run"]["candidate_url"] == bot2.url
+    assert data["summary"]["turns"] == 10 and data["summary"]["changed"] == 5 and data["summary"]["regressed"] == 5
+    for turn in data["turns"]:
+        assert {"conversation_id", "index", "inbound_seq", "inbound_text", "status", "differences"} <= set(turn)
+        assert turn["status"] in ("same", "changed", "error")
+        for difference in turn["differences"]:
+            assert {"kind", "path", "recorded", "replayed"} <= set(difference)
+    card = next(t for t in data["turns"] if t["inbound_text"] == "card")
+    assert card["differences"] == [{
+        "kind": "changed", "path": "root['attachments'][0]['content']['title']", "recorded": "Sample card",
+        "replayed": "Sample card (build 2)", "recorded_index": 0, "replayed_index": 0}]
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == 10 and suite.get("tests") == "10" and suite.get("failures") == "5"
+    by_name = {c.get("name"): c for c in cases}
+    assert by_name["demo-conversation turn 3: card"].find("failure").text == (
+        "changed root['attachments'][0]['content']['title']: 'Sample card' → 'Sample card (build 2)'")
+    assert by_name["demo-conversation turn 2: hello"].find("failure") is None
+    assert "demo-conversation turn 9: test/echo" in by_name  # an invoke is named by its name
+
+
+async def test_text_output_lists_each_changed_turn_with_its_differences(demo_db, bot2):
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", bot2.url, "--quiet-ms", "50")
+    assert result.exit_code == 1
+    assert "  demo-conversation turn 7 'two': changed\n      reordered [1] → [0]: message 'second'" in result.output
+    assert "turn 2 'hello'" not in result.output
+
+
+async def test_a_bot_that_is_down_is_one_line_and_exit_2(demo_db, free_port):
+    url = f"http://127.0.0.1:{free_port()}/api/messages"
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", url)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output == f"botproxy: error: cannot reach the bot at {url} (connection refused); is it running?\n"
+
+
+async def test_unknown_session_and_bad_options_are_one_line_and_exit_2(demo_db, sample_bot):
+    unknown = await run_cli("replay", "nope", "--db", demo_db, "--bot", sample_bot.url)
+    assert unknown.exit_code == 2 and unknown.output.count("\n") == 1 and "no session 'nope'" in unknown.output
+    bad_ignore = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--ignore", "root['x")
+    assert bad_ignore.exit_code == 2 and "neither a deepdiff path" in bad_ignore.output
+    bad_url = await run_cli("replay", "demo", "--db", demo_db, "--bot", "localhost:3978")
+    assert bad_url.exit_code == 2 and bad_url.output.count("\n") == 1 and "--bot" in bad_url.output
+
+
+async def test_ignore_paths_come_from_the_project_config_too(tmp_path, recorders, connector, sample_bot, monkeypatch):
+    proxy = await recorders.start(sample_bot.url, name="s")
+    await connector.send(proxy.endpoint, connector.activity(text="random", conversation_id="c1"))
+    await recorders.stop(proxy)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.botproxy.replay]\nignore = [\"root['value']['nonce']\"]\n")
+    monkeypatch.chdir(project)
+    result = await run_cli("replay", "s", "--db", recorders.db_path, "--bot", sample_bot.url, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run"]["ignore"] == ["root['value']['nonce']"]
+
+
+def test_config_tables_and_their_mistakes(tmp_path):
+    assert load_replay_config(tmp_path).ignore == ()
+    (tmp_path / "pyproject.toml").write_text("[tool.botproxy.replay]\nignore = ['a']\n")
+    (tmp_path / "sub").mkdir()
+    assert load_replay_config(tmp_path / "sub").ignore == ("a",)  # the nearest project upwards
+    (tmp_path / "botproxy.toml").write_text("[replay]\nignore = ['b']\n")
+    config = load_replay_config(tmp_path)
+    assert config.ignore == ("b",) and config.source.endswith("botproxy.toml [replay]")  # botproxy.toml wins
+    (tmp_path / "botproxy.toml").write_text("[replay]\nignored = ['b']\n")
+    with pytest.raises(UsageError, match="unknown key"):
+        load_replay_config(tmp_path)
+    (tmp_path / "botproxy.toml").write_text("[replay]\nignore = 'b'\n")
+    with pytest.raises(UsageError, match="must be a list"):
+        load_replay_config(tmp_path)
+    (tmp_path / "botproxy.toml").write_text("[replay\n")
+    with pytest.raises(UsageError, match="cannot read"):
+        load_replay_config(tmp_path)
+
+
+async def test_report_is_written_by_the_report_module(demo_db, sample_bot, tmp_path):
+    pytest.importorskip("botproxy.report")
+    report = tmp_path / "run.html"
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--report", str(report))
+    assert result.exit_code == 0
+    assert report.is_file() and "demo" in report.read_text()
+
+
+def test_cli_defaults_are_the_library_defaults():
+    params = {p.name: p.default for p in cli.commands["replay"].params}
+    assert params["concurrency"] == replay_mod.DEFAULT_CONCURRENCY
+    assert params["quiet_ms"] == replay_mod.DEFAULT_QUIET_MS and params["cap_ms"] == replay_mod.DEFAULT_CAP_MS
+    assert params["timeout_s"] == replay_mod.DEFAULT_TIMEOUT_S
+
+
+async def test_without_the_report_module_the_user_is_told_and_the_run_stands(demo_db, sample_bot, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setitem(sys.modules, "botproxy.report", None)  # an install without the HTML report
+    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--report",
+                           str(tmp_path / "r.html"))
+    assert result.exit_code == 0
+    assert "cannot write HTML reports" in result.output and "replay run 1" in result.output
