@@ -331,3 +331,15 @@ def test_concurrent_sends_to_different_conversations_are_fine():
     w.done(two)
     w.done(one)
     assert w.findings == []
+
+
+def test_typing_from_a_timer_may_overlap_the_replies():
+    # ShowTypingMiddleware sends typing from a timer task while the turn's replies go out.
+    w = Wire()
+    inbound = w.inbound("hi")
+    typing = w.reply(inbound, None, type="typing")
+    reply = w.reply(inbound, "answer")
+    w.done(reply)
+    w.done(typing)
+    w.done(inbound)
+    assert w.findings == []

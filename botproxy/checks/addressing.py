@@ -899,7 +899,8 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
     if new_id is not None:
         conv = state.conversation(new_id)
         conv.known = True
-        conv.service_url = norm_url(p.str_field(response, "serviceUrl")) or base
+        # The SDK sends into the new conversation through the serviceUrl it created it with.
+        conv.service_url = base or norm_url(p.str_field(response, "serviceUrl"))
         conv.bot_id = bot or conv.bot_id or (next(iter(state.bots)) if len(state.bots) == 1 else None)
         conv.users.update(members)
         conv.channel_id = channel or conv.channel_id

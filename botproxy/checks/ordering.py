@@ -36,7 +36,9 @@ RULES: tuple[Rule, ...] = (
         "A channel orders activities as it processes them, not as the bot meant them; two sends in flight "
         "at once to one conversation can be shown in either order, and Teams answers 412 PreconditionFailed "
         "to concurrent operations on a conversation. The JavaScript CloudAdapter once sent a turn's replies "
-        "in parallel and Web Chat showed them shuffled. Source: botbuilder-js#4314 (fix PR#4322); "
+        "in parallel and Web Chat showed them shuffled. Typing activities are left out: they are ephemeral "
+        "and the SDK's ShowTypingMiddleware sends them from a timer alongside the replies by design. "
+        "Source: botbuilder-js#4314 (fix PR#4322); "
         'TEAMS-DOCS 412 PreconditionFailed; DOCS-REST send-and-receive (quick successive sends "may not '
         'always render in the proper sequence").',
         "botbuilder-js#4314; TEAMS-DOCS 412; DOCS-REST send-and-receive",
@@ -218,7 +220,10 @@ def after_end(eng: Engine, a: dict[str, Any], conv: Conversation) -> None:
 def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: int) -> None:
     """O01, O04, O05, O06 and O12 for a send (C3/C5) at the moment its request is seen."""
     seq = a["seq"]
-    if conv.in_flight:
+    # Typing is ephemeral and the SDK's ShowTypingMiddleware sends it from a timer, concurrently with
+    # the turn's replies by design: it neither counts as a send in flight nor is checked for overlap.
+    ordered = a["type"] != "typing"
+    if ordered and conv.in_flight:
         exchange_seq, (_, other) = next(iter(conv.in_flight.items()))
         eng.emit(
             "BP-O01",
@@ -231,7 +236,8 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
                 "in_flight": len(conv.in_flight),
             },
         )
-    conv.in_flight[a["exchange_seq"]] = (a["event"], seq)
+    if ordered:
+        conv.in_flight[a["exchange_seq"]] = (a["event"], seq)
     if reply_to_flags & CLOSED and reply_to_flags & INBOUND:
         eng.emit(
             "BP-O04",
