@@ -6,19 +6,20 @@ pyproject.toml.
     disable = ["BP-A15", "BP-O04"]           disable = ["BP-A15"]
     severity = { "BP-O01" = "error" }        severity = { "BP-O01" = "error" }
 
-The nearest directory (from `start_dir` upwards) holding either file decides; when it holds both,
-botproxy.toml wins. A severity set here applies to every finding of the rule.
+The nearest directory (from `start_dir` upwards) holding botproxy.toml, or a pyproject.toml with a
+`[tool.botproxy]` table, decides; when it holds both, botproxy.toml wins (`botproxy.config.find_table`).
+A severity set here applies to every finding of the rule, whatever severity the rule gave it.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import find_table
 from ..errors import UsageError
 from .registry import RULES
 from .rules import SEVERITIES
@@ -55,32 +56,15 @@ def _spelled(code: str) -> list[str]:
 
 
 def load_config(start_dir: str | Path = ".") -> CheckConfig:
-    """The check configuration for a project: the nearest botproxy.toml or pyproject.toml upwards."""
-    directory = Path(start_dir).resolve()
-    for folder in (directory, *directory.parents):
-        own, pyproject = folder / "botproxy.toml", folder / "pyproject.toml"
-        if own.is_file():
-            return _from_table(_read(own).get("checks"), f"{own} [checks]")
-        if pyproject.is_file():
-            table = _read(pyproject).get("tool", {}).get("botproxy")
-            if table is not None:
-                return _from_table(table.get("checks"), f"{pyproject} [tool.botproxy.checks]")
-    return CheckConfig()
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
+    """The check configuration for a project: the nearest botproxy.toml or pyproject.toml upwards
+    (found the same way as every other botproxy table, `botproxy.config.find_table`)."""
+    table, source = find_table("checks", start_dir)
+    return _from_table(table, source)
 
 
 def _from_table(table: Any, source: str) -> CheckConfig:
     if table is None:
         return CheckConfig(source=source)
-    if not isinstance(table, dict):
-        raise UsageError(f"{source} must be a table")
     unknown = set(table) - {"disable", "severity"}
     if unknown:
         raise UsageError(
