@@ -11,6 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
+from .addressing import foreign_edit  # an update that no send returned turns out foreign: BP-A21
 from .rules import ERROR, INFO, WARNING, Rule
 from .state import CLOSED, INBOUND, MAX_DANGLING, Conversation
 
@@ -290,8 +291,6 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], a: dict[str, Any], conv:
 def resolve_edits(eng: Engine, conv: Conversation, returned_id: str | None) -> None:
     """Decide pending updates/deletes once a send completes: O07 if it returned their id, A21 once no send
     that started before them is left."""
-    from .addressing import foreign_edit  # the two families share this decision
-
     pending = conv.pending_edits
     if returned_id is not None and returned_id in pending:
         seq, _, route = pending.pop(returned_id)
