@@ -42,6 +42,7 @@ from aiohttp import web
 logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
+_ANY = "\0any"  # the key under which every call is noted too (no conversation id can be this)
 
 
 @dataclass
@@ -340,32 +341,34 @@ class ConnectorChannel:
 
     # -- the end of a turn -------------------------------------------------------------------------
 
-    async def wait_quiet(self, conversation_id: str, quiet: float, cap: float) -> bool:
-        """Wait until ``conversation_id`` has had no call for ``quiet`` seconds, counted from now or its
-        latest call, whichever is later; give up after ``cap`` seconds. True when it went quiet."""
+    async def wait_quiet(self, conversation_id: str | None, quiet: float, cap: float) -> bool:
+        """Wait until ``conversation_id`` (None: the whole channel) has had no call for ``quiet`` seconds,
+        counted from now or its latest call, whichever is later; give up after ``cap`` seconds. True when
+        it went quiet."""
+        key = _ANY if conversation_id is None else conversation_id
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + cap
         while True:
             now = loop.time()
-            quiet_at = max(start, self._last_call.get(conversation_id, start)) + quiet
+            quiet_at = max(start, self._last_call.get(key, start)) + quiet
             if now >= quiet_at:
                 return True
             if now >= deadline:
                 return False
-            event = self._call_events.setdefault(conversation_id, asyncio.Event())
+            event = self._call_events.setdefault(key, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), min(quiet_at, deadline) - now)
             except TimeoutError:
                 pass
 
     def _note_call(self, conversation_id: str | None) -> None:
-        if conversation_id is None:
-            return
-        self._last_call[conversation_id] = asyncio.get_running_loop().time()
-        event = self._call_events.pop(conversation_id, None)
-        if event is not None:
-            event.set()
+        now = asyncio.get_running_loop().time()
+        for key in (_ANY, conversation_id) if conversation_id is not None else (_ANY,):
+            self._last_call[key] = now
+            event = self._call_events.pop(key, None)
+            if event is not None:
+                event.set()
 
     def _remember_inbound(self, act: dict[str, Any]) -> None:
         conversation_id = (act.get("conversation") or {}).get("id")

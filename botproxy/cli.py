@@ -432,10 +432,12 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 )
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="Conversations replayed at once.")
-@click.option("--quiet-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
-              help="A turn ends when its conversation has had no connector call for this long after the answer.")
+@click.option("--quiet-ms", type=click.FloatRange(min=0), default=200.0, show_default=True,
+              help="A turn ends when its conversation has had no connector call for this long after the answer "
+              "(waited where the recording shows the bot talking after its answer, and at the end).")
 @click.option("--cap-ms", type=click.FloatRange(min=0), default=2000.0, show_default=True,
               help="The longest a turn waits for that quiet, after the answer.")
+@click.option("--quiet-every-turn", is_flag=True, help="Wait for the quiet window after every turn.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
               show_default=True, help="Seconds the bot has to answer an inbound activity.")
 @click.option("--no-checks", is_flag=True, help="Do not run the checks over the replayed traffic.")
@@ -454,6 +456,7 @@ def replay(
     quiet_ms: float,
     cap_ms: float,
     timeout_s: float,
+    quiet_every_turn: bool,
     no_checks: bool,
     verbose: bool,
 ) -> None:
@@ -490,6 +493,7 @@ def replay(
                 quiet_ms=quiet_ms,
                 cap_ms=cap_ms,
                 timeout_s=timeout_s,
+                quiet_every_turn=quiet_every_turn,
                 checks=not no_checks,
                 check_config=check_config,
                 progress=bar.update if bar else None,

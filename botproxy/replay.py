@@ -11,8 +11,12 @@
    channel assigned to the same reply. Conversations run in parallel up to `concurrency`; the turns of
    one conversation strictly in order. A turn is over when the bot has answered the inbound POST and
    its conversation has had no connector call for `quiet_ms` (counted from the answer or the latest
-   call; at most `cap_ms`). A bot that answers 5xx, breaks the connection, cannot be reached or does
-   not answer within `timeout_s` makes that turn an error; the run goes on.
+   call; at most `cap_ms`). That quiet window is waited for where the recording shows the bot talking
+   after its answer (a reply that came late, proactive sends after the turn), and once for the whole
+   channel at the end; elsewhere the turn is over at the answer (an SDK bot's in-turn sends are done
+   by then), unless `quiet_every_turn`. Anything the bot sends late anyway is still recorded, and the
+   recorder ties it to its turn by `replyToId`. A bot that answers 5xx, breaks the connection, cannot
+   be reached or does not answer within `timeout_s` makes that turn an error; the run goes on.
 3. **Record.** Each build's traffic is recorded as a session of its own (`source` "replay", named
    ``<session>-replay-<run>-candidate``) by the same `LiveSession`/`SessionRecorder` as `botproxy record`,
    so it gets the same turn model, redaction and live checks, and `botproxy show` reads it. The events
@@ -52,7 +56,7 @@ from .session import LiveSession
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
-DEFAULT_QUIET_MS = 50.0
+DEFAULT_QUIET_MS = 200.0
 DEFAULT_CAP_MS = 2000.0
 DEFAULT_TIMEOUT_S = 30.0
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
@@ -78,6 +82,7 @@ class PlannedTurn:
     proactive: list[dict[str, Any]] = field(default_factory=list)  # proactive activities that followed it
     incomplete: str | None = None  # why the recording cannot be compared, if it cannot
     send: bool = True  # False: the bot never saw it in the recording either
+    late: bool = False  # the recording shows the bot talking after its answer: wait for quiet after it
 
     @property
     def text(self) -> str:
@@ -104,19 +109,22 @@ class Plan:
 def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
     """The replay plan of a stored session (see the module docstring)."""
     sid = session["id"]
-    failed = {
-        row["seq"]: row["error"]
-        for row in db.query("select seq, error from exchanges where session_id = ? and error is not null", [sid])
+    inbound_exchanges = {
+        row["seq"]: row
+        for row in db.query("select seq, error, closed from exchanges where session_id = ? and leg = 'inbound'", [sid])
     }
     plan = Plan(session, {}, {}, _recorded_members(db, sid), None, set(), {}, {}, {})
     last_turn: dict[str, PlannedTurn] = {}
     by_inbound: dict[int, PlannedTurn] = {}
+    answered_at: dict[int, int | None] = {}  # inbound seq -> event number of the bot's answer
     for activity in store.iter_activities(db, sid):
         conversation = activity["conversation_id"]
         if activity["service_url"]:
             plan.service_urls.add(activity["service_url"])
         if activity["direction"] == "to_bot" and activity["route"] == "bot_messages":
-            turn = _planned_turn(plan, activity, failed.get(activity["exchange_seq"]))
+            exchange = inbound_exchanges.get(activity["exchange_seq"]) or {}
+            turn = _planned_turn(plan, activity, exchange.get("error"))
+            answered_at[activity["seq"]] = exchange.get("closed")
             by_inbound[activity["seq"]] = turn
             last_turn[turn.conversation_id] = turn
             plan.seq_turn[activity["seq"]] = turn
@@ -133,8 +141,12 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
         if owner is not None:
             owner.replies.append(activity)
             plan.seq_turn[activity["seq"]] = owner
+            answered = answered_at.get(owner.inbound["seq"])
+            if answered is not None and activity["source"] == "request" and (activity["event"] or 0) > answered:
+                owner.late = True
         elif activity["turn_seq"] is None and conversation in last_turn:
             last_turn[conversation].proactive.append(activity)
+            last_turn[conversation].late = True
             plan.seq_turn[activity["seq"]] = last_turn[conversation]
         elif activity["turn_seq"] is None:
             plan.proactive_before.setdefault(conversation or "", []).append(activity)
@@ -239,6 +251,7 @@ class _Options:
     quiet: float
     cap: float
     timeout: float
+    quiet_every_turn: bool = False
 
 
 class _Driver:
@@ -267,6 +280,8 @@ class _Driver:
         try:
             async with aiohttp.ClientSession(connector=connector) as self.http:
                 await asyncio.gather(*(self._conversation(turns, limit) for turns in self.plan.conversations.values()))
+            # What the bot still sends after its last answers (late replies, proactive sends) belongs too.
+            await self.channel.wait_quiet(None, self.options.quiet, self.options.cap)
         finally:
             await self.channel.stop()
 
@@ -313,7 +328,8 @@ class _Driver:
         if outcome.status is None:
             self.feed.live.submit(ResponseSeen(flow, time.time(), None, [], None, error=outcome.error))
             return
-        await self.channel.wait_quiet(turn.conversation_id, self.options.quiet, self.options.cap)
+        if turn.late or self.options.quiet_every_turn:
+            await self.channel.wait_quiet(turn.conversation_id, self.options.quiet, self.options.cap)
         self._learn_ids(turn, mark, ids)
 
     def _learn_ids(self, turn: PlannedTurn, mark: int, ids: dict[str, str]) -> None:
@@ -329,11 +345,16 @@ class _Driver:
         ]
         if not sent or not recorded:
             return
-        rec_views = [diff.comparable(a) for a in recorded]
-        rep_views = [diff.comparable({"route": c.route, "body": c.body}) for c in sent]
-        for _, i, j in diff.align(rec_views, rep_views):
-            if i is not None and j is not None:
-                ids[recorded[i]["activity_id"]] = sent[j].response["id"]
+        rec_sigs = [diff.signature({**(a["body"] or {}), "@route": a["route"]}) for a in recorded]
+        rep_sigs = [diff.signature({**c.body, "@route": c.route}) for c in sent]
+        if rec_sigs == rep_sigs:  # the common case: the same sends in the same order
+            pairs = list(zip(range(len(recorded)), range(len(sent)), strict=True))
+        else:
+            rec_views = [diff.comparable(a) for a in recorded]
+            rep_views = [diff.comparable({"route": c.route, "body": c.body}) for c in sent]
+            pairs = [(i, j) for _, i, j in diff.align(rec_views, rep_views) if i is not None and j is not None]
+        for i, j in pairs:
+            ids[recorded[i]["activity_id"]] = sent[j].response["id"]
 
     def assigned(self) -> set[str]:
         return {
@@ -590,6 +611,7 @@ async def replay_session(
     quiet_ms: float = DEFAULT_QUIET_MS,
     cap_ms: float = DEFAULT_CAP_MS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    quiet_every_turn: bool = False,
     checks: bool = True,
     check_config: Any = None,
     progress: Progress | None = None,
@@ -601,6 +623,7 @@ async def replay_session(
     """
     rules = diff.parse_ignore(ignore)
     options = _validate(candidate_url, baseline_url, concurrency, quiet_ms, cap_ms, timeout_s)
+    options.quiet_every_turn = quiet_every_turn
     db = store.open_db(db_path)
     session = store.resolve_session(db, session_ref)
     plan = load_plan(db, session)
@@ -835,7 +858,8 @@ def _start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url
 
 
 def _options_json(options: _Options) -> dict[str, Any]:
-    return {"quiet_ms": options.quiet * 1000, "cap_ms": options.cap * 1000, "timeout_s": options.timeout}
+    return {"quiet_ms": options.quiet * 1000, "cap_ms": options.cap * 1000, "timeout_s": options.timeout,
+            "quiet_every_turn": options.quiet_every_turn}
 
 
 def _fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None:

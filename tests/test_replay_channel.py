@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -51,13 +52,11 @@ async def test_wait_quiet_returns_at_once_counting_from_now_when_nothing_calls(c
 
 
 async def test_a_call_restarts_the_quiet_window_of_its_own_conversation_only(connector):
-    loop = asyncio.get_running_loop()
     waiter = asyncio.create_task(connector.wait_quiet("c1", 0.2, 5.0))
     other = asyncio.create_task(connector.wait_quiet("c2", 0.2, 5.0))
     await post(connector, "v3/conversations/c1/activities", {"type": "message"})
-    called = loop.time()
     assert await waiter is True
-    assert loop.time() >= called + 0.2  # the window counted from the call, not from the start
+    assert time.time() >= connector.calls[-1].at + 0.2  # the window counted from the call, not from the start
     assert await other is True
 
 
@@ -98,3 +97,11 @@ async def test_seeded_members_and_remembered_inbound_senders_are_the_roster(conn
 async def test_unknown_ids_are_404_error_responses(connector, route):
     status, body = await post(connector, route, {"type": "message"}, "PUT")
     assert status == 404 and body["error"]["code"] == "ActivityNotFoundInConversation"
+
+
+async def test_wait_quiet_for_the_whole_channel_hears_every_conversation(connector):
+    waiter = asyncio.create_task(connector.wait_quiet(None, 0.2, 5.0))
+    await post(connector, "v3/conversations/c1/activities", {"type": "message"})
+    await post(connector, "v3/conversations", {"bot": {"id": "bot"}, "members": [{"id": "u"}]})  # no conversation
+    assert await waiter is True
+    assert time.time() >= connector.calls[-1].at + 0.2

@@ -7,6 +7,7 @@ rule BP-A15 now fires).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -15,8 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from botproxy import store
 from botproxy.channel import ConnectorChannel
-from botproxy.replay import replay_session
+from botproxy.replay import load_plan, replay_session
 
 pytest.importorskip("botproxy.checks")
 
@@ -24,8 +26,9 @@ pytest.importorskip("botproxy.checks")
 class WireBot:
     """Echoes messages via ReplyToActivity; `members` answers with the roster the connector returns."""
 
-    def __init__(self, stamps: bool = False) -> None:
+    def __init__(self, stamps: bool = False, late: bool = False) -> None:
         self.stamps = stamps
+        self.late = late  # answer the POST first, then reply 50 ms later (fire and forget)
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -49,6 +52,18 @@ class WireBot:
         activity = await request.json()
         if activity.get("type") != "message":
             return web.Response(status=200)
+        if self.late:
+            answer = web.Response(status=200)
+            await answer.prepare(request)
+            await answer.write_eof()
+            await asyncio.sleep(0.05)  # the bot's own behaviour: a reply sent after it answered
+            await self._reply(activity)
+            return answer
+        await self._reply(activity)
+        return web.Response(status=200)
+
+    async def _reply(self, activity: dict) -> None:
+        assert self.session is not None
         base = activity["serviceUrl"].rstrip("/")
         conversation = quote(activity["conversation"]["id"], safe="")
         text = activity.get("text") or ""
@@ -66,7 +81,6 @@ class WireBot:
         url = f"{base}/v3/conversations/{conversation}/activities/{quote(activity['id'], safe='')}"
         async with self.session.post(url, json=reply) as resp:
             await resp.read()
-        return web.Response(status=200)
 
 
 @pytest.fixture
@@ -125,3 +139,34 @@ async def test_the_channel_knows_the_members_the_recording_s_connector_returned(
     result = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=50)
     [turn] = result.turns
     assert turn.replayed[0]["text"] == "members: Nine, Ada" and turn.status == "same"
+
+
+async def test_turns_the_recording_shows_answered_late_wait_for_the_quiet_window(recorders, connector):
+    bot = WireBot(late=True)
+    await bot.start()
+    try:
+        proxy = await recorders.start(bot.url, name="s")
+        for text in ("one", "two"):
+            await connector.send(proxy.endpoint, connector.activity(text=text, conversation_id="c1"))
+        await connector.wait_for_calls(2)
+        await recorders.stop(proxy)
+        db = store.open_db(recorders.db_path)
+        plan = load_plan(db, store.resolve_session(db, "s"))
+        assert [t.late for t in plan.turns] == [True, True]  # each reply came after the bot's answer
+
+        result = await replay_session(recorders.db_path, "s", bot.url, quiet_ms=300)
+        assert [(t.status, [a["text"] for a in t.replayed]) for t in result.turns] == [
+            ("same", ["echo: one"]), ("same", ["echo: two"])]
+    finally:
+        await bot.stop()
+
+
+async def test_turns_answered_in_time_do_not_wait_and_every_turn_can_be_asked_for(recorders, connector, wire_bots):
+    plain, _ = wire_bots
+    proxy = await recorders.start(plain.url, name="s")
+    await connector.send(proxy.endpoint, connector.activity(text="one", conversation_id="c1"))
+    await recorders.stop(proxy)
+    db = store.open_db(recorders.db_path)
+    assert [t.late for t in load_plan(db, store.resolve_session(db, "s")).turns] == [False]
+    result = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=100, quiet_every_turn=True)
+    assert result.run["options"]["quiet_every_turn"] is True and result.turns[0].status == "same"
