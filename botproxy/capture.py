@@ -89,6 +89,8 @@ class Capture:
         try:
             assert flow.response is not None
             resp = flow.response
+            if "botproxy_svc" in flow.metadata:
+                self._restore_service_url(flow)
             seen = ResponseSeen(
                 flow.id,
                 time.time(),
@@ -195,7 +197,17 @@ class Capture:
         host, port = flow.client_conn.sockname[:2]
         body["serviceUrl"] = _svc_url(host, port, encode_service_url(original))
         flow.request.content = json.dumps(body, ensure_ascii=False).encode()
+        flow.metadata["botproxy_svc"] = (body["serviceUrl"], original)
         return True
+
+    def _restore_service_url(self, flow: http.HTTPFlow) -> None:
+        """Replies in the inbound response body (ExpectedReplies) carry the serviceUrl we gave the bot:
+        the channel gets, and we record, the original instead."""
+        assert flow.response is not None
+        rewritten, original = flow.metadata["botproxy_svc"]
+        needle = _json_str(rewritten)
+        if flow.response.content and needle in flow.response.content:
+            flow.response.content = flow.response.content.replace(needle, _json_str(original))
 
     def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
         """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's

@@ -169,6 +169,7 @@ def record(
     Point the channel (Emulator, a test script, a tunnel) at the listen address instead of the bot.
     Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
     """
+    from .checks import Engine, load_config
     from .console import Console
     from .proxy import ProxyConfig, RecordingProxy
     from .session import LiveSession
@@ -189,6 +190,7 @@ def record(
         db_path,
         name=session_name,
         observers=[console],
+        engine=Engine(load_config(".")),
         bot_url=bot_url,
         capture_mode=("forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"),
     )
@@ -356,8 +358,10 @@ async def _serve_channel(dl: Any) -> None:
         click.echo(f"  the bot replies to serviceUrl {dl.service_url}")
         click.echo("directlinejs / Web Chat: pass the base as `domain`, e.g.")
         click.echo(f"  new DirectLine({{ domain: '{dl.directline_url}', secret: '{dl.secret}' }})")
-        click.echo(f"  or a token from: curl -X POST -H 'Authorization: Bearer {dl.secret}' "
-                   f"{dl.directline_url}/tokens/generate")
+        click.echo(
+            f"  or a token from: curl -X POST -H 'Authorization: Bearer {dl.secret}' "
+            f"{dl.directline_url}/tokens/generate"
+        )
         path = urlsplit(dl.bot_url).path or "/api/messages"
         click.echo("to record both sides, put the recorder in front of the bot and of this channel:")
         click.echo(f"  botproxy record --bot {dl.bot_url} --directline {dl.base_url}")
@@ -430,16 +434,33 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     metavar="PATH",
     help="A deepdiff path (root['channelData']) or regex of fields not to compare; repeatable.",
 )
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Conversations replayed at once.")
-@click.option("--quiet-ms", type=click.FloatRange(min=0), default=200.0, show_default=True,
-              help="A turn ends when its conversation has had no connector call for this long after the answer "
-              "(waited where the recording shows the bot talking after its answer, and at the end).")
-@click.option("--cap-ms", type=click.FloatRange(min=0), default=2000.0, show_default=True,
-              help="The longest a turn waits for that quiet, after the answer.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Conversations replayed at once."
+)
+@click.option(
+    "--quiet-ms",
+    type=click.FloatRange(min=0),
+    default=200.0,
+    show_default=True,
+    help="A turn ends when its conversation has had no connector call for this long after the answer "
+    "(waited where the recording shows the bot talking after its answer, and at the end).",
+)
+@click.option(
+    "--cap-ms",
+    type=click.FloatRange(min=0),
+    default=2000.0,
+    show_default=True,
+    help="The longest a turn waits for that quiet, after the answer.",
+)
 @click.option("--quiet-every-turn", is_flag=True, help="Wait for the quiet window after every turn.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=30.0,
-              show_default=True, help="Seconds the bot has to answer an inbound activity.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds the bot has to answer an inbound activity.",
+)
 @click.option("--no-checks", is_flag=True, help="Do not run the checks over the replayed traffic.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what botproxy does.")
 @friendly_errors
@@ -541,8 +562,11 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
     try:
         from .report import render_replay
     except ImportError:
-        click.echo(f"botproxy: note: this botproxy cannot write HTML reports (no botproxy.report); "
-                   f"the results are stored as replay run {run_id} in {db_path}", err=True)
+        click.echo(
+            f"botproxy: note: this botproxy cannot write HTML reports (no botproxy.report); "
+            f"the results are stored as replay run {run_id} in {db_path}",
+            err=True,
+        )
         return
     from . import store
 
@@ -566,20 +590,151 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
             continue
         lines.append(head)
         lines += [f"      {describe(d)}" for d in turn["differences"]]
-        lines += [f"      new finding {f['rule']} ({f['severity']}): {f['message']}"
-                  for f in turn["new_findings"] if not f["noise"]]
+        lines += [
+            f"      new finding {f['rule']} ({f['severity']}): {f['message']}"
+            for f in turn["new_findings"]
+            if not f["noise"]
+        ]
     if run["noise_paths"]:
         lines.append(f"  noise (the baseline differs there too, not counted): {', '.join(run['noise_paths'])}")
     not_replayed = summary["proactive_not_replayed"]
     if not_replayed:
-        lines.append(f"  {not_replayed} proactive activit{'y' if not_replayed == 1 else 'ies'} of the recording "
-                     "did not happen again (the bot's own initiative; not counted)")
+        lines.append(
+            f"  {not_replayed} proactive activit{'y' if not_replayed == 1 else 'ies'} of the recording "
+            "did not happen again (the bot's own initiative; not counted)"
+        )
     lines.append(
         f"run {run['id']}: {summary['turns']} turns, {summary['same']} same, {summary['changed']} changed, "
         f"{summary['error']} errors ({summary['incomplete']} incomplete in the recording); "
         f"{summary['regressed']} regressed · replay session {run['candidate_session']['name']!r}"
     )
     return lines
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+@cli.command(epilog=example("botproxy report login-flow", "botproxy report latest --out reports/today.html"))
+@click.argument("session", default="latest")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Where to write the HTML file [default: reports/<session name>.html].",
+)
+@db_option
+@friendly_errors
+def report(session: str, out_path: str | None, db_path: str) -> None:
+    """Write a session's HTML report: its transcript, turn by turn, with the findings of the checks.
+
+    SESSION is a name, an id, or `latest` (the default). The report is one self-contained file (nothing
+    is fetched from the network) that any browser opens; prints the path of the file it wrote.
+    """
+    from . import store
+    from .report import default_report_path, render_session
+
+    db = store.open_db(db_path)
+    row = store.resolve_session(db, session)
+    written = render_session(db, row, out_path or default_report_path(row["name"]))
+    click.echo(str(written))
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+@cli.command(
+    epilog=example(
+        "botproxy check latest --fail-on warning",
+        "botproxy check login-flow --json --disable BP-A17 | jq '.findings[] | .rule'",
+    )
+)
+@click.argument("session", default="latest")
+@db_option
+@json_option
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info"]),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding at or above this severity exists.",
+)
+@click.option("--disable", "disabled", multiple=True, metavar="CODE", help="Turn a rule off (repeatable).")
+@friendly_errors
+def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tuple[str, ...]) -> None:
+    """Check a stored session for addressing mistakes and out-of-order sends.
+
+    Re-runs the rule engine over SESSION (a name, an id, or `latest`), stores its findings, and prints
+    them grouped by conversation and turn with the activity that broke each rule. Rules are configured in
+    `[tool.botproxy.checks]` of pyproject.toml or `[checks]` of botproxy.toml. Exit code 1 when a finding
+    at or above --fail-on exists, 0 otherwise, 2 when the check could not run.
+    """
+    from . import store
+    from .checks import load_config
+    from .checks import report_text as rt
+    from .show import session_summary
+
+    config = load_config(".")
+    config = type(config)(config.disabled | set(disabled), config.severity, config.source)
+    config.validate()
+    db = store.open_db(db_path)
+    row = store.resolve_session(db, session)
+    findings = rt.run_checks(db, row, config)
+    activities = rt.activities_by_seq(db, row["id"], {f.seq for f in findings if f.seq is not None})
+    if as_json:
+        payload = {
+            "session": session_summary(row),
+            "fail_on": fail_on,
+            "findings": [rt.finding_json(f, activities.get(f.seq or -1)) for f in findings],
+        }
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        for line in rt.text_lines(row, findings, activities):
+            click.echo(line)
+    if rt.at_or_above(findings, fail_on):
+        sys.exit(EXIT_PROBLEM)
+
+
+@cli.command(
+    epilog=example("botproxy rules", "botproxy rules --json | jq '.[] | select(.severity == \"error\") | .code'")
+)
+@json_option
+@friendly_errors
+def rules(as_json: bool) -> None:
+    """List every rule the checks apply, with why it matters and how to fix it.
+
+    Severities shown are the project's (after `[tool.botproxy.checks]` / botproxy.toml).
+    """
+    from .checks import NOT_CHECKED, RULES, load_config
+
+    config = load_config(".")
+    listed = []
+    for code in sorted(RULES):
+        rule = RULES[code]
+        listed.append(
+            {
+                "code": code,
+                "name": rule.name,
+                "severity": config.severity.get(code, rule.severity),
+                "enabled": code not in config.disabled,
+                "family": rule.family,
+                "catches": rule.catches,
+                "explanation": rule.explanation,
+                "fix": rule.fix,
+                "source": rule.source,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
+    for item in listed:
+        state = "" if item["enabled"] else " (disabled)"
+        click.echo(f"{item['code']} {item['name']} [{item['severity']}]{state}")
+        click.echo(f"    {item['explanation']}")
+        click.echo(f"    fix: {item['fix']}")
+        click.echo("")
+    if NOT_CHECKED:
+        click.echo("not checked: " + ", ".join(sorted(NOT_CHECKED)))
 
 
 def main() -> None:

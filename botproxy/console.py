@@ -31,9 +31,7 @@ def activity_excerpt(activity: dict[str, Any], width: int = 48) -> str:
     body = activity.get("body") or {}
     attachments = body.get("attachments") or []
     if attachments:
-        kinds = ", ".join(
-            str(a.get("contentType", "?")).rsplit(".", 1)[-1] for a in attachments if isinstance(a, dict)
-        )
+        kinds = ", ".join(str(a.get("contentType", "?")).rsplit(".", 1)[-1] for a in attachments if isinstance(a, dict))
         return f"[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: {kinds}]"
     if activity.get("type") == "invokeResponse":
         value = body.get("value") or {}
@@ -75,6 +73,8 @@ class Console:
                 self.echo(self.finding_line(finding))
         if not activities:
             self.echo(self.exchange_line(exchange))
+            for finding in exchange.get("_findings", ()):
+                self.echo(self.finding_line(finding))
         return []
 
     # -- formatting -------------------------------------------------------------------------
@@ -128,13 +128,13 @@ class Console:
             f"{summary['activities']} activities, {summary['conversations']} conversations, "
             f"{summary['errors']} recorder errors"
         )
+        if summary.get("unfinished"):
+            self.echo(f"{summary['unfinished']} exchanges had no response when recording stopped (kept, unfinished)")
         findings = summary.get("findings") or {}
         if findings:
             parts = ", ".join(f"{n} {sev}" for sev, n in findings.items())
             self.echo(f"findings: {parts} (details: botproxy check {summary['name']})")
-        self.echo(
-            f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})"
-        )
+        self.echo(f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})")
 
 
 def json_quote(text: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .channel import ConnectorChannel
+from .checks import Engine
 from .errors import UpstreamError
 from .proxy import ProxyConfig, RecordingProxy
 from .recording import Observer
@@ -51,6 +52,7 @@ async def run_demo(
         db_path,
         name=session_name,
         observers=observers,
+        engine=Engine(),
         bot_url=bot.url,
         capture_mode="rewrite",
         source="record",
@@ -76,9 +78,7 @@ async def _converse(channel: ConnectorChannel, endpoint: str, proactive_done: as
             raise UpstreamError(f"the sample bot answered {status}: {body[:200]!r}")
 
     user = {"id": "user1", "name": "Ada"}
-    await send(
-        channel.activity("conversationUpdate", conversation_id=CONVERSATION, membersAdded=[user, channel.bot])
-    )
+    await send(channel.activity("conversationUpdate", conversation_id=CONVERSATION, membersAdded=[user, channel.bot]))
     for text in SCRIPT:
         await send(channel.activity(text=text, conversation_id=CONVERSATION, user_name="Ada"))
     try:
@@ -87,7 +87,5 @@ async def _converse(channel: ConnectorChannel, endpoint: str, proactive_done: as
         raise UpstreamError("the sample bot's proactive message did not arrive within 10 s") from None
     await send(channel.activity("invoke", conversation_id=CONVERSATION, name="test/echo", value={"n": 1}))
     await send(
-        channel.activity(
-            text="what is the weather?", conversation_id=CONVERSATION, deliveryMode="expectReplies"
-        )
+        channel.activity(text="what is the weather?", conversation_id=CONVERSATION, deliveryMode="expectReplies")
     )

@@ -13,6 +13,7 @@ from mitmproxy import ctx
 from mitmproxy.exceptions import OptionsError
 
 from .capture import Capture
+from .checks import Engine, load_config
 from .console import Console
 from .errors import BotproxyError
 from .session import LiveSession
@@ -38,10 +39,16 @@ class MitmdumpRecorder(Capture):
 
     def running(self) -> None:
         observers = [Console(echo=log.info)] if ctx.options.botproxy_console else []
+        try:
+            engine = Engine(load_config("."))
+        except BotproxyError as exc:  # a bad [tool.botproxy.checks] table must not stop the recording
+            log.error("botproxy: checks run with default settings: %s", exc)
+            engine = Engine()
         live = LiveSession(
             ctx.options.botproxy_db,
             name=ctx.options.botproxy_session or None,
             observers=observers,
+            engine=engine,
             capture_mode="mitmdump",
             listen=", ".join(ctx.options.mode),
         )

@@ -99,6 +99,7 @@ class SessionRecorder:
     activity_seq: int = 0
     event: int = 0
     errors: int = 0
+    unfinished: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     conversations: set[str] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
@@ -324,10 +325,10 @@ class SessionRecorder:
         self.counts[exchange["leg"]] += 1
         self.counts["activities"] += len(activities)
         self.conversations.update(a["conversation_id"] for a in activities if a["conversation_id"])
-        rows.append(("exchanges", exchange))
-        rows += [("activities", _activity_row(a)) for a in activities]
         for observer in self.observers:
             rows += observer.exchange_done(exchange, activities)
+        rows.append(("exchanges", _exchange_row(exchange)))
+        rows += [("activities", _activity_row(a)) for a in activities]
         return rows
 
     # -- Direct Line -------------------------------------------------------------------------
@@ -402,8 +403,21 @@ class SessionRecorder:
                 rows += observer.activity_seen(activity)
         return rows
 
-    def open_exchanges(self) -> int:
-        return len(self._pending)
+    def finish(self) -> list[Row]:
+        """Rows for exchanges still open when recording stops (a bot that never answered): kept, not
+        lost, with no `closed` event so the checks know they never completed."""
+        rows: list[Row] = []
+        for pending in self._pending.values():
+            pending.exchange["error"] = "no response before the recorder stopped"
+            rows.append(("exchanges", _exchange_row(pending.exchange)))
+            rows += [("activities", _activity_row(a)) for a in pending.activities]
+            self.unfinished += 1
+        self._pending.clear()
+        return rows
+
+
+def _exchange_row(exchange: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in exchange.items() if not k.startswith("_")}  # `_findings` is for the console
 
 
 def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:

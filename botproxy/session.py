@@ -34,12 +34,17 @@ class LiveSession:
         *,
         name: str | None = None,
         observers: Sequence[Observer] | None = None,
+        engine: Any = None,
         **session_fields: Any,
     ) -> None:
+        """`engine`: a `checks.Engine` to run live; its findings are stored and shown by the observers
+        after it (the console prints them under the activity)."""
         self.db_path = db_path
         self.name = name or default_session_name()
         self.session_fields = session_fields
         self.observers = list(observers or [])
+        self.engine = engine
+        self.checks: Any = None
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
         self.hook_failures = 0
@@ -54,7 +59,13 @@ class LiveSession:
         }
         self.writer = Writer(self.db_path, row)
         session_id = self.writer.start()
-        self.recorder = SessionRecorder(session_id, Redactor(), self.observers)
+        observers = self.observers
+        if self.engine is not None:
+            from .checks import LiveChecks  # the checks read what recording produces, never the reverse
+
+            self.checks = LiveChecks(self.engine, session_id)
+            observers = [self.checks, *observers]
+        self.recorder = SessionRecorder(session_id, Redactor(), observers)
         return session_id
 
     def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None:
@@ -71,6 +82,8 @@ class LiveSession:
         def finish(db: Any) -> None:
             db["sessions"].update(session_id, {"ended_at": ended, "error_count": recorder.errors})
 
+        # Exchanges still open (a bot that never answered) are kept, marked unfinished.
+        self.writer.submit(recorder.finish)
         self.writer.call(finish)
         self.writer.close()
         return {
@@ -81,5 +94,6 @@ class LiveSession:
             "activities": recorder.activity_seq,
             "conversations": len(recorder.conversations),
             "errors": recorder.errors,
-            "open_exchanges": recorder.open_exchanges(),
+            "unfinished": recorder.unfinished,
+            "findings": dict(self.checks.counts) if self.checks is not None else {},
         }

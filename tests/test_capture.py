@@ -137,3 +137,15 @@ def test_response_and_error_hooks_snapshot(addon, seen):
         addon.error(failed)
     assert isinstance(seen[0], ResponseSeen) and seen[0].status == 201 and seen[0].content == b'{"id":"1"}'
     assert seen[1].status is None and seen[1].error == "error"
+
+
+def test_expected_replies_in_the_response_get_the_original_service_url_back(addon, seen):
+    flow = inbound_flow(activity(deliveryMode="expectReplies"))
+    with taddons.context(addon):
+        addon.request(flow)
+        ours = json.loads(flow.request.content or b"")["serviceUrl"]
+        reply = {"activities": [{"type": "message", "text": "hi", "serviceUrl": ours}]}
+        flow.response = tutils.tresp(content=json.dumps(reply).encode())
+        addon.response(flow)
+    assert json.loads(flow.response.content or b"")["activities"][0]["serviceUrl"] == ORIGINAL
+    assert json.loads(seen[-1].content)["activities"][0]["serviceUrl"] == ORIGINAL

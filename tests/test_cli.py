@@ -137,3 +137,11 @@ async def test_authorization_header_prints_forward_proxy_instructions_once(tmp_p
 def test_botproxy_db_environment_variable(tmp_path):
     result = run_cli("sessions", env={"BOTPROXY_DB": str(tmp_path / "env.db")})
     assert result.exit_code == 2 and "env.db" in result.output
+
+
+def test_readme_rule_table_is_generated_from_the_code():
+    from botproxy.checks import rules_markdown
+
+    text = README.read_text()
+    table = text.split("<!-- rules:start -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
+    assert table == rules_markdown(), "regenerate the README rule table from botproxy.checks.rules_markdown()"

@@ -31,20 +31,23 @@ class LiveChecks:
         return self._rows(self.engine.activity_seen(activity), [activity])
 
     def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Row]:
-        return self._rows(self.engine.exchange_done(exchange, activities), activities)
+        return self._rows(self.engine.exchange_done(exchange, activities), activities, exchange)
 
-    def _rows(self, findings: list[Finding], activities: list[dict[str, Any]]) -> list[Row]:
+    def _rows(
+        self, findings: list[Finding], activities: list[dict[str, Any]], exchange: dict[str, Any] | None = None
+    ) -> list[Row]:
         rows: list[Row] = []
         for finding in findings:
             self.counts[finding.severity] += 1
             rows.append(("findings", finding.to_row(self.session_id)))
             # Under the activity it is about; a finding about an earlier activity (decided only now, e.g.
             # reply-before-parent) goes under the activity that revealed it, and says which one it means.
-            target = next(
-                (a for a in activities if a["seq"] == finding.seq), activities[0] if activities else None
-            )
-            if target is None:
-                self.unshown += 1
+            target = next((a for a in activities if a["seq"] == finding.seq), activities[0] if activities else None)
+            if target is None:  # about an exchange that carries no activity (a members call, an unknown route)
+                if exchange is None:
+                    self.unshown += 1
+                else:
+                    exchange.setdefault("_findings", []).append(finding.to_dict())
                 continue
             shown = finding.to_dict()
             if finding.seq is not None and finding.seq != target["seq"]:

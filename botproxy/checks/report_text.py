@@ -1,0 +1,87 @@
+"""Offline checking of a stored session, as the `botproxy check` command presents it.
+
+Runs the engine over the session (streaming), replaces the session's stored findings, and renders them
+grouped by conversation and turn with an excerpt of the activity that broke each rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlite_utils
+
+from .. import store
+from ..console import activity_excerpt
+from .config import CheckConfig
+from .offline import check_session, store_findings
+from .registry import RULES
+from .rules import SEVERITIES, Finding
+
+RANK = {severity: rank for rank, severity in enumerate(reversed(SEVERITIES))}  # info 0, warning 1, error 2
+
+
+def run_checks(db: sqlite_utils.Database, session: dict[str, Any], config: CheckConfig) -> list[Finding]:
+    findings = list(check_session(db, session["id"], config))
+    store_findings(db, session["id"], findings)
+    return findings
+
+
+def at_or_above(findings: list[Finding], level: str) -> list[Finding]:
+    return [f for f in findings if RANK[f.severity] >= RANK[level]]
+
+
+def activities_by_seq(db: sqlite_utils.Database, session_id: int, seqs: set[int]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    ordered = sorted(seqs)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        sql = f"select * from activities where session_id = ? and seq in ({','.join('?' * len(chunk))})"
+        for row in db.query(sql, [session_id, *chunk]):
+            found[row["seq"]] = store.activity_record(row)
+    return found
+
+
+def finding_json(finding: Finding, activity: dict[str, Any] | None) -> dict[str, Any]:
+    rule = RULES.get(finding.rule)
+    data = finding.to_dict()
+    data["turn_seq"] = _turn_of(activity)
+    data["excerpt"] = activity_excerpt(activity) if activity else None
+    data["fix"] = rule.fix if rule else None
+    return data
+
+
+def text_lines(
+    session: dict[str, Any], findings: list[Finding], activities: dict[int, dict[str, Any]]
+) -> Iterator[str]:
+    if not findings:
+        yield f"session {session['name']!r}: no findings"
+        return
+    counts = {sev: sum(1 for f in findings if f.severity == sev) for sev in SEVERITIES}
+    yield f"session {session['name']!r}: " + ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
+    groups: dict[str | None, dict[int | None, list[Finding]]] = {}
+    for finding in sorted(findings, key=lambda f: (f.seq or 0, f.rule)):
+        turn = _turn_of(activities.get(finding.seq or -1))
+        groups.setdefault(finding.conversation_id, {}).setdefault(turn, []).append(finding)
+    for conversation, turns in groups.items():
+        yield ""
+        yield f"conversation {conversation or '(none)'}"
+        for turn, turn_findings in turns.items():
+            yield f"  turn {turn}" if turn is not None else "  proactive / outside a turn"
+            for finding in turn_findings:
+                activity = activities.get(finding.seq or -1)
+                where = f"#{finding.seq}" if finding.seq is not None else "(exchange)"
+                excerpt = activity_excerpt(activity) if activity else ""
+                yield f"    {finding.severity.upper():<7} {finding.rule} {finding.name} at {where} {excerpt}".rstrip()
+                yield f"            {finding.message}"
+                rule = RULES.get(finding.rule)
+                if rule:
+                    yield f"            fix: {rule.fix}"
+
+
+def _turn_of(activity: dict[str, Any] | None) -> int | None:
+    if activity is None:
+        return None
+    if activity["direction"] == "to_bot":
+        return activity["seq"]
+    return activity["turn_seq"]
