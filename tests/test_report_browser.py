@@ -1,0 +1,201 @@
+"""HTML reports in headless Chromium: the page a reviewer sees, its numbers, its filter, and that nothing runs
+that should not.
+
+A session is recorded for real (the SDK sample bot through the embedded recorder) with hostile texts the
+bot echoes, plus a crafted card and findings; a replay run is crafted row by row. Each page is loaded
+from a file:// URL over the DevTools protocol (tests/browser.py), its console and exceptions watched,
+and a full-page screenshot saved under the test's tmp_path (the path is printed: `pytest -s`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from browser import Browser, Page
+from test_report import XSS_IMG, XSS_TEXT, add_run, add_session, bot, compact, new_db, user
+
+from botproxy import report, store
+
+pytestmark = pytest.mark.slow
+
+XSS_CARD = '<img src=x onerror="window.__xss=3">'
+XSS_BUTTON = "<script>window.__xss=4</script>"
+TEXTS = "[...document.querySelectorAll('.text')].map(e => e.textContent)"
+VISIBLE_TURNS = "[...document.querySelectorAll('details.turn')].filter(d => d.offsetParent !== null).length"
+
+
+async def open_report(browser: Browser, path: Path) -> Page:
+    page = await browser.new_page()
+    await page.goto(path.as_uri())
+    await page.wait_for("document.documentElement.dataset.ready === '1'")  # our script ran
+    return page
+
+
+async def counts(page: Page) -> dict[str, int]:
+    return await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('[data-count]')]"
+        ".map(e => [e.dataset.count, Number(e.textContent)]))"
+    )
+
+
+async def nothing_ran(page: Page) -> None:
+    """The payloads are on the page as text, and none of them became an element or ran."""
+    assert await page.evaluate("typeof window.__xss") == "undefined"
+    assert await page.evaluate("document.images.length") == 0
+    assert await page.evaluate("document.scripts.length") == 1  # ours
+    assert await page.evaluate("document.querySelectorAll('[onerror], [onclick], [onmouseover]').length") == 0
+
+
+async def screenshot(page: Page, path: Path) -> None:
+    path.write_bytes(await page.screenshot(full_page=True))
+    print(f"\nscreenshot: {path}")
+
+
+async def test_a_recorded_session_in_chromium(recorders, connector, sample_bot, tmp_path):
+    proxy = await recorders.start(sample_bot.url, name="hostile")
+    for text in ("hello", "card", XSS_TEXT, XSS_IMG, "typing"):
+        status, _ = await connector.send(proxy.endpoint, connector.activity(text=text, conversation_id="conv-x"))
+        assert status < 300
+    await recorders.stop(proxy)
+    db = recorders.db()
+    session = store.resolve_session(db, "hostile")
+    activities = list(store.iter_activities(db, session["id"]))
+    xss_inbound = next(a for a in activities if a["text"] == XSS_TEXT)
+    # A card with hostile titles and findings with hostile messages, as a bot and the checks could produce.
+    seq = activities[-1]["seq"] + 1
+    card = {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "content": {
+            "type": "AdaptiveCard", "body": [{"type": "TextBlock", "text": XSS_CARD, "weight": "bolder"}],
+            "actions": [{"type": "Action.Submit", "title": XSS_BUTTON}]}},
+        {"contentType": "application/vnd.microsoft.card.hero", "content": {"title": XSS_TEXT}}]}
+    db["activities"].insert({"session_id": session["id"], "seq": seq, "direction": "from_bot", "type": "message",
+                             "route": "reply_to_activity", "status": 200, "conversation_id": "conv-x",
+                             "turn_seq": xss_inbound["seq"], "body": json.dumps(card)})
+    db["findings"].insert_all([
+        {"session_id": session["id"], "seq": seq, "rule": "BP-A04", "name": "dangling-replyToId",
+         "severity": "warning", "conversation_id": "conv-x", "message": XSS_IMG,
+         "details": json.dumps({"x": XSS_TEXT})},
+        {"session_id": session["id"], "seq": xss_inbound["seq"], "rule": "BP-Z01", "name": "crafted",
+         "severity": "error", "conversation_id": "conv-x", "message": "crafted error", "details": "{}"},
+    ])
+    db.conn.commit()
+    out = report.render_session(db, session, tmp_path / "session.html")
+
+    async with Browser.launch(tmp_path, width=1280, height=2000) as browser:
+        page = await open_report(browser, out)
+        await nothing_ran(page)
+        texts = await page.evaluate(TEXTS)
+        assert XSS_TEXT in texts and XSS_IMG in texts and f"You said: {XSS_IMG}" in texts
+        titles = await page.evaluate(
+            "[...document.querySelectorAll('.card-title, .card-item')].map(e => e.textContent)")
+        assert XSS_TEXT in titles and XSS_CARD in titles
+        assert await page.evaluate("[...document.querySelectorAll('.card .button')].map(e => e.textContent)") == [
+            "Say hello", "Docs", XSS_BUTTON]
+        finding = await page.evaluate("document.querySelector('details.finding[data-rule=\"BP-A04\"] .message')"
+                                      ".textContent")
+        assert finding == XSS_IMG
+
+        shown = await counts(page)
+        assert shown["activities"] == len(activities) + 1
+        assert shown["turns"] == 5 and shown["conversations"] == 1
+        by_severity = [shown[f"{severity}_findings"] for severity in ("error", "warning", "info")]
+        assert shown["findings"] == 2 and by_severity == [1, 1, 0]
+        assert shown["flagged_turns"] == 1
+        await screenshot(page, tmp_path / "session-report.png")
+
+        # the filter leaves the turn with findings; collapse and expand reach every turn
+        assert await page.evaluate(VISIBLE_TURNS) == 5
+        await page.click("#only-flagged")
+        assert await page.evaluate(VISIBLE_TURNS) == 1
+        await page.click("#only-flagged")
+        await page.click("button[data-expand='0']")
+        assert await page.evaluate("[...document.querySelectorAll('details.turn')].every(d => !d.open)")
+        await page.click("button[data-expand='1']")
+        assert await page.evaluate("[...document.querySelectorAll('details.turn')].every(d => d.open)")
+        assert page.errors == []
+
+
+async def test_a_replay_report_in_chromium(tmp_path):
+    db = new_db(tmp_path / "r.db")
+    session = add_session(db, "rec", [user("hello"), user(XSS_TEXT), user("same"), user("boom")])
+    run_id = add_run(db, session, [
+        {"inbound_seq": 1, "inbound_text": "hello", "status": "changed", "regressed": 1,
+         "recorded": [compact(10, "hi"), compact(11, "bye")], "replayed": [compact(20, "hi!")],
+         "differences": [
+             {"kind": "changed", "path": "root['text']", "recorded": "hi", "replayed": "hi!",
+              "recorded_index": 0, "replayed_index": 0},
+             {"kind": "missing", "path": "[1]", "recorded": {"text": "bye"}, "replayed": None,
+              "recorded_index": 1, "replayed_index": None}],
+         "new_findings": [{"rule": "BP-A04", "name": "dangling-replyToId", "severity": "warning", "seq": 20,
+                           "message": XSS_IMG, "details": {}, "noise": False}]},
+        {"inbound_seq": 2, "inbound_text": XSS_TEXT, "status": "changed", "regressed": 1,
+         "recorded": [compact(12, "x")], "replayed": [compact(21, XSS_IMG)],
+         "differences": [{"kind": "changed", "path": "root['text']", "recorded": "x", "replayed": XSS_IMG,
+                          "recorded_index": 0, "replayed_index": 0}]},
+        {"inbound_seq": 3, "inbound_text": "same", "status": "same",
+         "recorded": [compact(13, "ok")], "replayed": [compact(22, "ok")]},
+        {"inbound_seq": 4, "inbound_text": "boom", "status": "error", "error": XSS_TEXT},
+    ], noise_paths=json.dumps(["root['channelData']"]))
+    out = report.render_replay(db, run_id, tmp_path / "replay.html")
+
+    async with Browser.launch(tmp_path, width=1280, height=1800) as browser:
+        page = await open_report(browser, out)
+        await nothing_ran(page)
+        shown = await counts(page)
+        expected = {"turns": 4, "same": 1, "changed": 2, "error": 1, "regressed": 2, "findings": 1,
+                    "warning_findings": 1}
+        assert {key: shown[key] for key in expected} == expected
+        highlighted = await page.evaluate("[...document.querySelectorAll('.text.hl')].map(e => e.textContent)")
+        assert highlighted == ["hi", "hi!", "x", XSS_IMG]
+        assert await page.evaluate("document.querySelectorAll('.act.mark-missing').length") == 1
+        assert XSS_TEXT in await page.evaluate("document.querySelector('.error-box').textContent")
+        assert "root['channelData']" in await page.evaluate("document.querySelector('.noise-paths').textContent")
+        await screenshot(page, tmp_path / "replay-report.png")
+        assert await page.evaluate(VISIBLE_TURNS) == 4
+        await page.click("#only-flagged")
+        assert await page.evaluate(VISIBLE_TURNS) == 3  # the same turn is hidden
+        assert page.errors == []
+
+
+async def test_the_policy_stops_markup_that_escaped_escaping(tmp_path):
+    """Defence in depth: markup spliced into a report unescaped (a bug we do not have) still runs nothing,
+    fetches nothing, and the report's own script still works."""
+    db = new_db(tmp_path / "t.db")
+    out = report.render_session(db, add_session(db, "t", [user("hi")]), tmp_path / "t.html")
+    html = out.read_text()
+    spliced = '<script>window.__xss=1</script><img src="x" onerror="window.__xss=2"><img src="https://example.com/p.png">'
+    out.write_text(html.replace('<div class="text">hi</div>', spliced, 1))
+    async with Browser.launch(tmp_path) as browser:
+        page = await open_report(browser, out)
+        assert await page.evaluate("typeof window.__xss") == "undefined"
+        assert any("Content Security Policy" in e for e in page.errors), page.errors
+
+
+async def test_a_10000_activity_session_opens_and_filters_quickly(tmp_path):
+    db = new_db(tmp_path / "big.db")
+    activities = []
+    for n in range(5000):
+        conversation = f"conv-{n % 20}"
+        activities += [user(f"question {n}", conversation=conversation),
+                       bot(f"answer {n}", 2 * n + 1, conversation=conversation)]
+    session = add_session(db, "big", activities, findings=[
+        {"seq": s, "rule": "BP-A04", "severity": "warning", "message": "dangling"} for s in range(2, 10000, 500)])
+    out = report.render_session(db, session, tmp_path / "big.html")
+    async with Browser.launch(tmp_path) as browser:
+        page = await browser.new_page()
+        started = time.perf_counter()
+        await page.goto(out.as_uri())
+        await page.wait_for("document.documentElement.dataset.ready === '1'")
+        loaded = time.perf_counter() - started
+        started = time.perf_counter()
+        await page.click("#only-flagged")
+        visible = await page.evaluate(VISIBLE_TURNS)
+        filtered = time.perf_counter() - started
+        size = out.stat().st_size / 1e6
+        print(f"\n10,000 activities: {size:.1f} MB, loaded in {loaded:.2f} s, filtered in {filtered:.2f} s")
+        assert visible == 20 and (await counts(page))["activities"] == 10000
+        assert loaded < 30 and filtered < 10
+        assert page.errors == []
