@@ -632,11 +632,12 @@ def report(session: str, out_path: str | None, db_path: str) -> None:
     is fetched from the network) that any browser opens; prints the path of the file it wrote.
     """
     from . import store
+    from .checks import load_config
     from .report import default_report_path, render_session
 
     db = store.open_db(db_path)
     row = store.resolve_session(db, session)
-    written = render_session(db, row, out_path or default_report_path(row["name"]))
+    written = render_session(db, row, out_path or default_report_path(row["name"]), check_config=load_config("."))
     click.echo(str(written))
 
 

@@ -462,7 +462,8 @@ def _string(value: Any) -> str:
 # -- a session ------------------------------------------------------------------------------------
 
 
-def session_findings(db: sqlite_utils.Database, session_id: int) -> tuple[list[dict[str, Any]], str]:
+def session_findings(db: sqlite_utils.Database, session_id: int,
+                     check_config: Any = None) -> tuple[list[dict[str, Any]], str]:
     """The session's findings as stored; when none are stored (a session recorded before the checks ran
     live, or imported), the checks run now over the stored traffic, in memory: a report never writes
     to the database. Returns the findings and where they came from: "stored", "checked" or "unchecked"."""
@@ -473,18 +474,18 @@ def session_findings(db: sqlite_utils.Database, session_id: int) -> tuple[list[d
     try:
         from .checks import check_session
 
-        return [finding_view(f.to_dict()) for f in check_session(db, session_id)], "checked"
+        return [finding_view(f.to_dict()) for f in check_session(db, session_id, check_config)], "checked"
     except Exception:  # a report without findings is still a transcript; say so instead of failing
         log.warning("could not run the checks over session %s", session_id, exc_info=True)
         return [], "unchecked"
 
 
-def session_view(db: sqlite_utils.Database, session: dict[str, Any]) -> dict[str, Any]:
+def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_config: Any = None) -> dict[str, Any]:
     """Conversations in order of first appearance; in each, turns (the inbound activity and what the bot
     did because of it) and proactive activities, each activity with its findings."""
     activities = list(store.iter_activities(db, session["id"]))
     large = len(activities) > LARGE
-    findings, findings_source = session_findings(db, session["id"])
+    findings, findings_source = session_findings(db, session["id"], check_config)
     by_seq: dict[int, list[dict[str, Any]]] = {}
     loose: list[dict[str, Any]] = []  # findings about an exchange that carried no activity
     known = {a["seq"] for a in activities}
@@ -579,9 +580,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def render_session(db: sqlite_utils.Database, session: dict[str, Any], out_path: str | os.PathLike[str]) -> Path:
-    """Write the HTML report of one recorded session (a `sessions` row, e.g. from `store.resolve_session`)."""
-    view = session_view(db, session)
+def render_session(db: sqlite_utils.Database, session: dict[str, Any], out_path: str | os.PathLike[str],
+                   *, check_config: Any = None) -> Path:
+    """Write the HTML report of one recorded session (a `sessions` row, e.g. from `store.resolve_session`).
+    `check_config` (a `checks.CheckConfig`) is used only when the session has no stored findings."""
+    view = session_view(db, session, check_config)
     return _write("session.html.j2", view, out_path)
 
 

@@ -417,6 +417,25 @@ def test_report_command_writes_reports_session_html_and_prints_its_path(tmp_path
     assert "cannot write report" in unwritable.output
 
 
+async def test_report_command_checks_an_unchecked_session_with_the_project_s_check_config(demo_db, tmp_path,
+                                                                                          monkeypatch):
+    db = store.open_db(demo_db)
+    with db.conn:
+        db.execute("delete from findings")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "botproxy.toml").write_text('[checks]\ndisable = ["BP-A19"]\n')
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(cli, ["report", "demo", "--db", str(demo_db)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    html = (project / "reports" / "demo.html").read_text()
+    assert 'data-rule="BP-A04"' in html and "BP-A19" not in html and "ran its checks" in html
+    assert db.execute("select count(*) from findings").fetchone()[0] == 0  # a report writes nothing
+    (project / "botproxy.toml").write_text('[checks]\nseverity = "loud"\n')
+    bad = CliRunner().invoke(cli, ["report", "demo", "--db", str(demo_db)])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1
+
+
 def test_every_template_is_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["botproxy"]
     templates = [p.relative_to(ROOT / "botproxy").as_posix() for p in (ROOT / "botproxy" / "templates").rglob("*")
