@@ -231,6 +231,7 @@ RICH_CARDS = {
     "video": "Video card",
 }
 SYSTEM_KINDS = ("update", "delete", "invoke_response", "event")
+CLIENT_LEG = ("from_client", "to_client")
 
 
 def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | None = None,
@@ -258,7 +259,9 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
     text = activity.get("text") if activity.get("text") is not None else body.get("text")
     view: dict[str, Any] = {
         "seq": activity.get("seq"),
-        "side": "user" if direction == "to_bot" else "bot",
+        "side": _side(direction, body),
+        "client": direction in CLIENT_LEG,  # the Direct Line client's view of the conversation
+        "bot_side": None,  # for a client's view: the seq of the same activity on the bot's leg
         "kind": kind,
         "system": kind in SYSTEM_KINDS,
         "type": kind_of,
@@ -282,6 +285,15 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
     if status is None and activity.get("direction") and route not in ("", "invoke_response", "expected_replies"):
         view["failed"] = True  # the exchange never got an HTTP answer
     return view
+
+
+def _side(direction: str, body: dict[str, Any]) -> str:
+    """user (left) or bot (right). What Direct Line delivers to a client is the bot's, or the user's echo."""
+    if direction in ("to_bot", "from_client"):
+        return "user"
+    if direction == "to_client":
+        return "user" if _dict(body.get("from")).get("role") == "user" else "bot"
+    return "bot"
 
 
 def _record_of_bare(body: dict[str, Any]) -> dict[str, Any]:
@@ -497,8 +509,12 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
 
     conversations: dict[str | None, dict[str, Any]] = {}
     # Every inbound activity opens a turn; made first, so a reply observed before its inbound one still joins it.
-    turns = {a["seq"]: {"seq": a["seq"], "inbound": None, "replies": [], "proactive": False}
+    turns = {a["seq"]: {"seq": a["seq"], "inbound": None, "replies": [], "proactive": False, "client": False}
              for a in activities if a["direction"] == "to_bot"}
+    bot_side: dict[str, int] = {}  # activity id -> seq on the bot's leg, to link a client's view to it
+    for a in activities:
+        if a["direction"] in ("to_bot", "from_bot") and a["activity_id"]:
+            bot_side.setdefault(a["activity_id"], a["seq"])
     for activity in activities:
         seq = activity["seq"]
         view = activity_view(activity, by_seq.get(seq), raw=not large or seq in by_seq)
@@ -510,10 +526,19 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         if activity["direction"] == "to_bot":
             turns[seq]["inbound"] = view
             conversation["turns"].append(turns[seq])
+        elif view["client"]:  # runs of the client's view go together, beside the bot's turns (as in show)
+            view["bot_side"] = bot_side.get(activity["activity_id"] or "")
+            last = conversation["turns"][-1] if conversation["turns"] else None
+            if last is not None and last["client"]:
+                last["replies"].append(view)
+            else:
+                conversation["turns"].append({"seq": seq, "inbound": None, "replies": [view], "proactive": False,
+                                              "client": True})
         elif activity["turn_seq"] in turns:
             turns[activity["turn_seq"]]["replies"].append(view)
         else:
-            conversation["turns"].append({"seq": seq, "inbound": None, "replies": [view], "proactive": True})
+            conversation["turns"].append({"seq": seq, "inbound": None, "replies": [view], "proactive": True,
+                                          "client": False})
     for finding in loose:
         if finding["conversation_id"] in conversations:
             conversations[finding["conversation_id"]]["findings"].append(finding)
@@ -521,7 +546,7 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
 
     turn_count = 0
     for conversation in conversations.values():
-        turn_count += sum(1 for t in conversation["turns"] if not t["proactive"])
+        turn_count += sum(1 for t in conversation["turns"] if not t["proactive"] and not t["client"])
         flagged_in_conversation = bool(conversation["findings"])
         for turn in conversation["turns"]:
             views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"]
@@ -547,6 +572,7 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         "conversations": len(conversations),
         "turns": turn_count,
         "proactive": sum(1 for c in conversations.values() for t in c["turns"] if t["proactive"]),
+        "client": sum(len(t["replies"]) for c in conversations.values() for t in c["turns"] if t["client"]),
         "failed": sum(1 for c in conversations.values() for t in c["turns"] for v in t["views"] if v["failed"]),
         "findings": len(findings),
         "severity": severity_counts(findings),
@@ -566,6 +592,9 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
 
 
 def _turn_title(turn: dict[str, Any]) -> str:
+    if turn["client"]:
+        count = len(turn["replies"])
+        return f"Direct Line client's view · {count} activit{'y' if count == 1 else 'ies'}"
     if turn["proactive"]:
         reply = turn["replies"][0]
         return f"proactive #{reply['seq']}"

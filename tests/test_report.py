@@ -263,6 +263,27 @@ def test_a_session_without_activities_and_odd_rows_still_renders(tmp_path):
     self_contained(html)
 
 
+def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turns_and_links_to_them(tmp_path):
+    db = new_db(tmp_path / "dl.db")
+    session = add_session(db, "dl", [
+        {"direction": "from_client", "text": "hi", "route": "dl_post_activity", "activity_id": "c1|1",
+         "body": {"from": {"id": "u", "role": "user"}}},
+        user("hi", activity_id="c1|1"),
+        bot("hello", 2, activity_id="c1|2"),
+        {"direction": "to_client", "text": "hi", "route": "dl_get_activities", "activity_id": "c1|1",
+         "body": {"from": {"id": "u", "role": "user"}}},
+        {"direction": "to_client", "text": "hello", "route": "dl_get_activities", "activity_id": "c1|2",
+         "body": {"from": {"id": "b", "role": "bot"}}},
+    ])
+    html = report.render_session(db, session, tmp_path / "dl.html").read_text()
+    page = Page(html)
+    assert (page.counts["turns"], page.counts["proactive"], page.counts["client"]) == (1, 0, 3)
+    assert [a["class"].split()[1] for a in page.find("div") if (a.get("class") or "").startswith("act ")] == [
+        "user", "user", "bot", "user", "bot"]
+    assert "Direct Line client&#39;s view · 1 activity" in html and "client&#39;s view · 2 activities" in html
+    assert '(bot side <a href="#a3">#3</a>)' in html and '(bot side <a href="#a2">#2</a>)' in html
+
+
 def test_report_paths_are_safe_file_names_and_unwritable_ones_are_one_error(tmp_path):
     assert report.default_report_path("login-flow") == Path("reports/login-flow.html")
     assert report.default_report_path("../../etc/x y") == Path("reports/etc-x-y.html")
