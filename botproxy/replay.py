@@ -25,20 +25,18 @@
 4. **Compare.** Per turn, `diff.diff_turn` of the recorded and replayed activities; with a baseline,
    what differs between the recording and the baseline is noise for that turn (`diff.noise_paths`).
    Check findings (`botproxy.checks`) that the candidate has in a turn and the recording had not are
-   regressions too, unless the baseline has them as well.
+   regressions too, unless the baseline has them as well. (replay_results.py)
 5. **Store.** `replay_runs` and `replay_turns` rows; `ReplayResult.to_json()` is `botproxy replay --json`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import json
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -51,6 +49,7 @@ from . import __version__, diff, store
 from .channel import ConnectorCall, ConnectorChannel
 from .errors import UpstreamError, UsageError
 from .recording import Observer, RequestSeen, ResponseSeen
+from .replay_results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
 from .session import LiveSession
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,6 @@ DEFAULT_QUIET_MS = 200.0
 DEFAULT_CAP_MS = 2000.0
 DEFAULT_TIMEOUT_S = 30.0
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
-SAME, CHANGED, ERROR = "same", "changed", "error"
-CANDIDATE, BASELINE = "candidate", "baseline"
 _SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
 _MEMBER_ROUTES = frozenset({"get_members", "get_paged_members", "get_member"})
 _JSON = "application/json; charset=utf-8"
@@ -434,170 +431,7 @@ def read_back(db: sqlite_utils.Database, phase: PhaseResult, plan: Plan) -> None
             phase.unattached.append(activity)
 
 
-# -- comparing ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class TurnResult:
-    turn: PlannedTurn
-    status: str
-    regressed: bool
-    error: str | None
-    outcome: TurnOutcome
-    recorded: list[dict[str, Any]]
-    replayed: list[dict[str, Any]]
-    differences: list[diff.Difference]  # all, noise included (`noise=True`)
-    noise_paths: set[str]
-    new_findings: list[dict[str, Any]]
-    candidate_seq: int | None
-    baseline_seq: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "conversation_id": self.turn.conversation_id,
-            "index": self.turn.index,
-            "inbound_seq": self.turn.inbound["seq"],
-            "inbound_type": self.turn.inbound["type"],
-            "inbound_text": self.turn.inbound["text"],
-            "inbound_name": self.turn.inbound["name"],
-            "status": self.status,
-            "regressed": self.regressed,
-            "error": self.error,
-            "http_status": self.outcome.status,
-            "duration_ms": self.outcome.duration_ms,
-            "candidate_seq": self.candidate_seq,
-            "baseline_seq": self.baseline_seq,
-            "differences": [d.to_dict() for d in self.differences if not d.noise],
-            "noise": [d.to_dict() for d in self.differences if d.noise],
-            "noise_paths": sorted(self.noise_paths),
-            "new_findings": self.new_findings,
-            "recorded": self.recorded,
-            "replayed": self.replayed,
-        }
-
-
-class _Comparer:
-    def __init__(self, plan: Plan, ignore: diff.Ignore) -> None:
-        self.plan = plan
-        self.ignore = ignore
-
-    def recorded_views(self, turn: PlannedTurn, with_proactive: bool) -> tuple[list[dict[str, Any]], list[Any]]:
-        known = self.plan.inbound_ids.get(turn.conversation_id, set()) | self.plan.assigned_ids.get(
-            turn.conversation_id, set()
-        )
-
-        def canon(value: str) -> str:
-            return value if value in known else diff.GENERATED
-
-        acts = turn.replies + (turn.proactive if with_proactive else [])
-        return acts, [diff.comparable(a, canon_id=canon, service_urls=self.plan.service_urls) for a in acts]
-
-    def replayed_views(
-        self, turn: PlannedTurn, phase: PhaseResult
-    ) -> tuple[list[dict[str, Any]], list[Any]]:
-        replayed = phase.turns.get(turn.key)
-        acts = (replayed.replies + replayed.proactive) if replayed else []
-        back = {v: k for k, v in phase.id_maps.get(turn.conversation_id, {}).items()}
-        inbound = self.plan.inbound_ids.get(turn.conversation_id, set())
-
-        def canon(value: str) -> str:
-            if value in back:
-                return back[value]
-            if value in phase.assigned:
-                return f"<unmatched {value}>"
-            return value if value in inbound else diff.GENERATED
-
-        return acts, [diff.comparable(a, canon_id=canon, service_urls=[phase.service_url]) for a in acts]
-
-    def compare(self, turn: PlannedTurn, phase: PhaseResult, noise: set[str]) -> tuple[list[Any], list[Any],
-                                                                                       list[diff.Difference]]:
-        replayed = phase.turns.get(turn.key)
-        rep_acts, rep_views = self.replayed_views(turn, phase)
-        rec_acts, rec_views = self.recorded_views(turn, bool(replayed and replayed.proactive))
-        differences = diff.diff_turn(rec_views, rep_views, ignore=self.ignore, noise=noise)
-        recorded_status, replayed_status = turn.inbound["status"], phase.outcomes[turn.key].status
-        if recorded_status is not None and replayed_status is not None and recorded_status != replayed_status:
-            status_diff = diff.Difference(diff.CHANGED, "http_status", recorded_status, replayed_status)
-            differences = diff.mark_noise([status_diff], noise) + differences
-        return rec_acts, rep_acts, differences
-
-
-def _compact(activity: dict[str, Any], proactive: bool) -> dict[str, Any]:
-    return {
-        "seq": activity["seq"],
-        "route": activity["route"],
-        "type": activity["type"],
-        "text": activity["text"],
-        "activity_id": activity["activity_id"],
-        "reply_to_id": activity["reply_to_id"],
-        "status": activity["status"],
-        "proactive": proactive,
-        "body": activity["body"],
-    }
-
-
-def _compacts(turn_acts: list[dict[str, Any]], proactive: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    late = {a["seq"] for a in proactive}
-    return [_compact(a, a["seq"] in late) for a in turn_acts]
-
-
-# -- findings ----------------------------------------------------------------------------------------
-
-
-def _findings_by_turn(findings: Iterable[Any], seq_key: Callable[[int | None], str | None]) -> dict[str, list[Any]]:
-    turns: dict[str, list[Any]] = {}
-    for finding in findings:
-        key = seq_key(finding.seq)
-        if key is not None:
-            turns.setdefault(key, []).append(finding)
-    return turns
-
-
-def _new_findings(candidate: list[Any], recorded: list[Any], baseline: list[Any] | None) -> list[dict[str, Any]]:
-    """Candidate findings of rules the recording did not break (as often) in this turn; `noise` when the
-    baseline broke them too."""
-    seen = Counter(f.rule for f in recorded)
-    noisy = Counter(f.rule for f in baseline or []) - seen
-    new: list[dict[str, Any]] = []
-    for finding in candidate:
-        if seen[finding.rule] > 0:
-            seen[finding.rule] -= 1
-            continue
-        entry = finding.to_dict()
-        entry["noise"] = noisy[finding.rule] > 0
-        if entry["noise"]:
-            noisy[finding.rule] -= 1
-        new.append(entry)
-    return new
-
-
 # -- the run -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReplayResult:
-    run: dict[str, Any]
-    session: dict[str, Any]
-    summary: dict[str, Any]
-    turns: list[TurnResult]
-    proactive: list[dict[str, Any]]
-
-    @property
-    def run_id(self) -> int:
-        return int(self.run["id"])
-
-    @property
-    def regressed(self) -> bool:
-        return bool(self.summary["regressed"])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "session": self.session,
-            "summary": self.summary,
-            "turns": [t.to_json() for t in self.turns],
-            "proactive": self.proactive,
-        }
 
 
 async def replay_session(
@@ -632,7 +466,7 @@ async def replay_session(
     for url in filter(None, (baseline_url, candidate_url)):
         await _reachable(url)
     engine_factory = _engine_factory(checks, check_config)
-    run_id = _start_run(db, session, candidate_url, baseline_url, options, rules)
+    run_id = start_run(db, session, candidate_url, baseline_url, options.concurrency, _options_json(options), rules)
     roles = [(BASELINE, baseline_url)] if baseline_url else []
     roles.append((CANDIDATE, candidate_url))
     total = len(plan.turns) * len(roles)
@@ -649,11 +483,11 @@ async def replay_session(
             engine = engine_factory() if engine_factory else None
             phases[role] = await _run_phase(db_path, plan, role, url, run_id, options, engine, tick)
             read_back(db, phases[role], plan)
-        result = _compare(db, plan, phases, rules, engine_factory, run_id)
+        result = compare(db, plan, phases, rules, engine_factory, run_id)
     except BaseException as exc:
-        _fail_run(db, run_id, exc)
+        fail_run(db, run_id, exc)
         raise
-    _store_run(db, result)
+    store_run(db, result)
     return result
 
 
@@ -708,236 +542,6 @@ def _engine_factory(enabled: bool, config: Any) -> Callable[[], Any] | None:
     return lambda: Engine(config)
 
 
-def _compare(
-    db: sqlite_utils.Database,
-    plan: Plan,
-    phases: dict[str, PhaseResult],
-    ignore: diff.Ignore,
-    engine_factory: Callable[[], Any] | None,
-    run_id: int,
-) -> ReplayResult:
-    candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
-    comparer = _Comparer(plan, ignore)
-    recorded_findings, candidate_findings, baseline_findings = _all_findings(db, plan, phases, engine_factory)
-    results: list[TurnResult] = []
-    all_noise: set[str] = set()
-    for turn in plan.turns:
-        noise: set[str] = set()
-        if baseline is not None and turn.incomplete is None and baseline.outcomes[turn.key].error is None:
-            _, base_acts, base_diffs = comparer.compare(turn, baseline, set())
-            noise = {d.noise_key for d in base_diffs}
-            all_noise |= noise
-        rec_acts, rep_acts, differences = comparer.compare(turn, candidate, noise)
-        outcome = candidate.outcomes[turn.key]
-        new = _new_findings(candidate_findings.get(turn.key, []), recorded_findings.get(turn.key, []),
-                            baseline_findings.get(turn.key) if baseline is not None else None)
-        if turn.incomplete is not None:
-            status, regressed, error = ERROR, False, turn.incomplete
-            differences, new = [], []
-        elif outcome.error is not None:
-            status, regressed, error = ERROR, True, outcome.error
-            differences, new = [], []
-        elif any(not d.noise for d in differences) or any(not f["noise"] for f in new):
-            status, regressed, error = CHANGED, True, None
-        else:
-            status, regressed, error = SAME, False, None
-        replayed = candidate.turns.get(turn.key)
-        results.append(
-            TurnResult(
-                turn, status, regressed, error, outcome,
-                _compacts(rec_acts, turn.proactive),
-                _compacts(rep_acts, replayed.proactive if replayed else []),
-                differences, noise, new,
-                replayed.inbound["seq"] if replayed else None,
-                _seq(baseline, turn.key) if baseline else None,
-            )
-        )
-    proactive = _proactive_report(plan, candidate)
-    summary = _summary(results, proactive, candidate, engine_factory is not None)
-    run = _run_json(db, run_id, plan, phases, ignore, all_noise, summary)
-    return ReplayResult(run, _session_json(plan.session), summary, results, proactive)
-
-
-def _seq(phase: PhaseResult, key: str) -> int | None:
-    turn = phase.turns.get(key)
-    return turn.inbound["seq"] if turn else None
-
-
-def _all_findings(
-    db: sqlite_utils.Database, plan: Plan, phases: dict[str, PhaseResult], engine_factory: Callable[[], Any] | None
-) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[Any]]]:
-    if engine_factory is None:
-        return {}, {}, {}
-    from .checks import check_session, stored_findings
-
-    def planned(seq: int | None) -> str | None:
-        turn = plan.seq_turn.get(seq) if seq is not None else None
-        return turn.key if turn else None
-
-    recorded = _findings_by_turn(check_session(db, plan.session["id"], engine=engine_factory()), planned)
-    by_phase = {role: _findings_by_turn(stored_findings(db, phase.session_id), _lookup(phase.seq_key))
-                for role, phase in phases.items()}
-    return recorded, by_phase.get(CANDIDATE, {}), by_phase.get(BASELINE, {})
-
-
-def _lookup(seq_key: dict[int, str]) -> Callable[[int | None], str | None]:
-    return lambda seq: seq_key.get(seq) if seq is not None else None
-
-
-def _proactive_report(plan: Plan, candidate: PhaseResult) -> list[dict[str, Any]]:
-    """Recorded proactive activities the replay did not bring about (the bot's own initiative, which
-    replaying inbound activities need not trigger), and replayed ones outside every planned turn."""
-    report = []
-    for conversation, acts in plan.proactive_before.items():
-        report.append({"conversation_id": conversation, "after_index": 0, "status": "not_replayed",
-                       "recorded": [_compact(a, True) for a in acts], "replayed": []})
-    for turn in plan.turns:
-        replayed = candidate.turns.get(turn.key)
-        if turn.proactive and not (replayed and replayed.proactive):
-            report.append({"conversation_id": turn.conversation_id, "after_index": turn.index,
-                           "status": "not_replayed", "recorded": [_compact(a, True) for a in turn.proactive],
-                           "replayed": []})
-    if candidate.unattached:
-        for conversation, group in itertools.groupby(candidate.unattached, key=lambda a: a["conversation_id"]):
-            report.append({"conversation_id": conversation, "after_index": None, "status": "unattached",
-                           "recorded": [], "replayed": [_compact(a, True) for a in group]})
-    return report
-
-
-def _summary(results: list[TurnResult], proactive: list[dict[str, Any]], candidate: PhaseResult,
-             checks: bool) -> dict[str, Any]:
-    statuses = Counter(r.status for r in results)
-    return {
-        "turns": len(results),
-        "conversations": len({r.turn.conversation_id for r in results}),
-        SAME: statuses[SAME],
-        CHANGED: statuses[CHANGED],
-        ERROR: statuses[ERROR],
-        "incomplete": sum(1 for r in results if r.turn.incomplete),
-        "regressed": sum(1 for r in results if r.regressed),
-        "differences": sum(1 for r in results for d in r.differences if not d.noise),
-        "noise": sum(1 for r in results for d in r.differences if d.noise),
-        "new_findings": sum(1 for r in results for f in r.new_findings if not f["noise"]),
-        "proactive_not_replayed": sum(len(p["recorded"]) for p in proactive if p["status"] == "not_replayed"),
-        "proactive_unattached": sum(len(p["replayed"]) for p in proactive if p["status"] == "unattached"),
-        "checks": checks,
-    }
-
-
-def _session_json(session: dict[str, Any]) -> dict[str, Any]:
-    from .show import session_summary
-
-    return session_summary(session)
-
-
-# -- storage -----------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
-
-
-def _start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url: str, baseline_url: str | None,
-               options: _Options, ignore: diff.Ignore) -> int:
-    row = {
-        "session_id": session["id"],
-        "started_at": _now(),
-        "candidate_url": candidate_url,
-        "baseline_url": baseline_url,
-        "concurrency": options.concurrency,
-        "options": _dumps(_options_json(options)),
-        "ignore_paths": _dumps(list(ignore.user)),
-        "status": "running",
-    }
-    with db.conn:
-        return int(db.table("replay_runs").insert(row).last_pk or 0)
-
-
 def _options_json(options: _Options) -> dict[str, Any]:
     return {"quiet_ms": options.quiet * 1000, "cap_ms": options.cap * 1000, "timeout_s": options.timeout,
             "quiet_every_turn": options.quiet_every_turn}
-
-
-def _fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None:
-    try:
-        with db.conn:
-            db.table("replay_runs").update(run_id, {"status": "failed", "ended_at": _now(),
-                                                    "error": str(exc) or type(exc).__name__})
-    except Exception:  # the original failure is the one to report
-        log.exception("could not mark replay run %s as failed", run_id)
-
-
-def _run_json(db: sqlite_utils.Database, run_id: int, plan: Plan, phases: dict[str, PhaseResult],
-              ignore: diff.Ignore, noise: set[str], summary: dict[str, Any]) -> dict[str, Any]:
-    row = dict(db.table("replay_runs").get(run_id))
-    candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
-    return {
-        "id": run_id,
-        "started_at": row["started_at"],
-        "ended_at": _now(),
-        "status": "regressed" if summary["regressed"] else "passed",
-        "candidate_url": candidate.bot_url,
-        "baseline_url": baseline.bot_url if baseline else None,
-        "candidate_session": {"id": candidate.session_id, "name": candidate.session_name},
-        "baseline_session": {"id": baseline.session_id, "name": baseline.session_name} if baseline else None,
-        "concurrency": row["concurrency"],
-        "options": json.loads(row["options"]),
-        "ignore": list(ignore.user),
-        "volatile": list(diff.VOLATILE),
-        "noise_paths": sorted(noise),
-    }
-
-
-def _store_run(db: sqlite_utils.Database, result: ReplayResult) -> None:
-    run = result.run
-    rows = [_turn_row(run["id"], t) for t in result.turns]
-    with db.conn:
-        db.table("replay_turns").insert_all(rows, batch_size=500)
-        db.table("replay_runs").update(
-            run["id"],
-            {
-                "ended_at": run["ended_at"],
-                "status": run["status"],
-                "candidate_session_id": run["candidate_session"]["id"],
-                "baseline_session_id": run["baseline_session"]["id"] if run["baseline_session"] else None,
-                "noise_paths": _dumps(run["noise_paths"]),
-                "summary": _dumps({**result.summary, "proactive": result.proactive}),
-            },
-        )
-
-
-def _turn_row(run_id: int, result: TurnResult) -> dict[str, Any]:
-    data = result.to_json()
-    return {
-        "run_id": run_id,
-        "conversation_id": data["conversation_id"],
-        "idx": data["index"],
-        "inbound_seq": data["inbound_seq"],
-        "candidate_seq": data["candidate_seq"],
-        "baseline_seq": data["baseline_seq"],
-        "inbound_text": data["inbound_text"],
-        "status": data["status"],
-        "regressed": int(data["regressed"]),
-        "duration_ms": data["duration_ms"],
-        "recorded": _dumps(data["recorded"]),
-        "replayed": _dumps(data["replayed"]),
-        "differences": _dumps(data["differences"]),
-        "noise": _dumps(data["noise"]),
-        "noise_paths": _dumps(data["noise_paths"]),
-        "new_findings": _dumps(data["new_findings"]),
-        "error": data["error"],
-    }
-
-
-def iter_turn_rows(db: sqlite_utils.Database, run_id: int) -> Iterator[dict[str, Any]]:
-    """A stored run's turns, JSON columns parsed, in conversation and turn order."""
-    sql = "select * from replay_turns where run_id = ? order by rowid"
-    for row in db.query(sql, [run_id]):
-        out = dict(row)
-        for name in ("recorded", "replayed", "differences", "noise", "noise_paths", "new_findings"):
-            out[name] = json.loads(out[name]) if out.get(name) else []
-        yield out

@@ -20,7 +20,8 @@ from botproxy import store
 from botproxy.capture import encode_service_url
 from botproxy.demo import run_demo
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
-from botproxy.replay import iter_turn_rows, replay_session
+from botproxy.replay import replay_session
+from botproxy.replay_results import iter_turn_rows
 from botproxy.sample_bot import SampleBotServer, make_app, start_bot
 
 QUIET = 50  # ms; the quiet window is a product feature, kept short here
