@@ -141,22 +141,32 @@ _CONNECTOR_HINT = re.compile(r"/v(3|1)/(conversations|attachments|teams|meetings
 _AUTH_HINT = re.compile(r"(/oauth2/|/\.well-known/|openidconfiguration|/keys$|/discovery/|/common/)")
 
 
-def classify_connector(method: str, path: str) -> Route:
-    """Classify a bot-to-connector call by its path suffix; `path` excludes the query string."""
+def _classify(
+    table: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]],
+    hint: re.Pattern[str],
+    unknown: str,
+    method: str,
+    path: str,
+) -> Route:
+    """Match `path` by its suffix (from where `hint` matches) against a route table."""
     method = method.upper()
-    hint = _CONNECTOR_HINT.search(path)
-    if hint is None:
+    found = hint.search(path)
+    if found is None:
         return Route(OTHER)
-    prefix, suffix = path[: hint.start()], path[hint.start() :]
-    for want_method, rx, name, groups in _CONNECTOR_TABLE:
+    prefix, suffix = path[: found.start()], path[found.start() :]
+    for want_method, rx, name, groups in table:
         if want_method and want_method != method:
             continue
         match = rx.fullmatch(suffix)
-        if match is None:
-            continue
-        values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
-        return Route(name, values.get("c"), values.get("a"), values.get("m"), prefix)
-    return Route(UNKNOWN_CONNECTOR, prefix=prefix)
+        if match is not None:
+            values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
+            return Route(name, values.get("c"), values.get("a"), values.get("m"), prefix)
+    return Route(unknown, prefix=prefix)
+
+
+def classify_connector(method: str, path: str) -> Route:
+    """Classify a bot-to-connector call by its path suffix; `path` excludes the query string."""
+    return _classify(_CONNECTOR_TABLE, _CONNECTOR_HINT, UNKNOWN_CONNECTOR, method, path)
 
 
 _DL_TABLE: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]] = [
@@ -186,19 +196,7 @@ _DL_HINT = re.compile(r"/(v3/directline|api/(tokens|conversations))(/|$)")
 
 def classify_directline(method: str, path: str) -> Route:
     """Classify a Direct Line client call (3.0 or 1.1) by its path suffix; `path` excludes the query."""
-    method = method.upper()
-    hint = _DL_HINT.search(path)
-    if hint is None:
-        return Route(OTHER)
-    prefix, suffix = path[: hint.start()], path[hint.start() :]
-    for want_method, rx, name, groups in _DL_TABLE:
-        if want_method and want_method != method:
-            continue
-        match = rx.fullmatch(suffix)
-        if match is not None:
-            values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
-            return Route(name, values.get("c"), None, None, prefix)
-    return Route(DL_UNKNOWN, prefix=prefix)
+    return _classify(_DL_TABLE, _DL_HINT, DL_UNKNOWN, method, path)
 
 
 def classify_outbound(method: str, host: str, path: str) -> Route:
@@ -302,8 +300,14 @@ def error_code(body: Any) -> str | None:
 def dl_message_as_activity(message: dict[str, Any]) -> dict[str, Any]:
     """A Direct Line 1.1 `Message` in Activity shape (its `from` is a plain string, `created` its time)."""
     activity: dict[str, Any] = {"type": "message"}
-    for src, dst in (("id", "id"), ("text", "text"), ("created", "timestamp"), ("channelData", "channelData"),
-                     ("attachments", "attachments"), ("eTag", "eTag")):
+    for src, dst in (
+        ("id", "id"),
+        ("text", "text"),
+        ("created", "timestamp"),
+        ("channelData", "channelData"),
+        ("attachments", "attachments"),
+        ("eTag", "eTag"),
+    ):
         if message.get(src) is not None:
             activity[dst] = message[src]
     if message.get("from") is not None:
@@ -311,8 +315,10 @@ def dl_message_as_activity(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("conversationId") is not None:
         activity["conversation"] = {"id": str(message["conversationId"])}
     if message.get("images"):
-        activity["attachments"] = [*activity.get("attachments", []),
-                                   *({"contentType": "image", "contentUrl": url} for url in message["images"])]
+        activity["attachments"] = [
+            *activity.get("attachments", []),
+            *({"contentType": "image", "contentUrl": url} for url in message["images"]),
+        ]
     return activity
 
 

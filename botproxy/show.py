@@ -11,21 +11,9 @@ import sqlite_utils
 from . import store
 from .console import ARROWS, activity_excerpt
 
-SESSION_KEYS = (
-    "id",
-    "name",
-    "started_at",
-    "ended_at",
-    "source",
-    "bot_url",
-    "capture_mode",
-    "botproxy_version",
-    "error_count",
-)
-
 
 def session_summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row.get(key) for key in SESSION_KEYS}
+    return {key: row.get(key) for key in store.SESSION_FIELDS}
 
 
 def write_json(db: sqlite_utils.Database, session: dict[str, Any], out: TextIO) -> None:

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
-from .rules import ERROR, INFO, WARNING, Rule
+from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import (
     DELETED,
     INBOUND,
@@ -30,10 +30,7 @@ if TYPE_CHECKING:
 FAMILY = "addressing"
 
 
-def _rule(
-    code: str, name: str, severity: str, catches: str, explanation: str, source: str, fix: str, **extra: Any
-) -> Rule:
-    return Rule(code, name, severity, catches, explanation, source, fix, FAMILY, **extra)
+_rule = rule_maker(FAMILY)
 
 
 RULES: tuple[Rule, ...] = (
@@ -537,9 +534,7 @@ def check_fields(
         _check_mentions(eng, a, body, cid)
 
 
-def _check_parties(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, creates: bool
-) -> None:
+def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, creates: bool) -> None:
     """A07, A08, A12, A13, A17 against what the inbound activities taught us."""
     cid = conv.id
     bot = conv.bot_id
@@ -547,9 +542,7 @@ def _check_parties(
     if bot is not None:
         if sender is None:
             if creates:
-                eng.emit(
-                    "BP-A07", a, cid, f"from.id is missing (the bot is {bot!r})", {"bot_id": bot}, alt=True
-                )
+                eng.emit("BP-A07", a, cid, f"from.id is missing (the bot is {bot!r})", {"bot_id": bot}, alt=True)
         elif sender != bot:
             eng.emit(
                 "BP-A07",
@@ -622,9 +615,7 @@ def _check_style(
     timestamp = body.get("timestamp")
     if timestamp is not None:
         eng.emit("BP-A15", a, cid, "the bot set timestamp", {"timestamp": timestamp}, conv=conv)
-        if isinstance(timestamp, str) and not (
-            timestamp.endswith(("Z", "z")) or timestamp.endswith("+00:00")
-        ):
+        if isinstance(timestamp, str) and not (timestamp.endswith(("Z", "z")) or timestamp.endswith("+00:00")):
             eng.emit(
                 "BP-A16",
                 a,
@@ -704,8 +695,7 @@ def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_i
                 "BP-A06",
                 a,
                 conv.id,
-                f"replies to {reply_to!r}, a message of conversation {other.id!r}, but is sent to "
-                f"{conv.id!r}",
+                f"replies to {reply_to!r}, a message of conversation {other.id!r}, but is sent to {conv.id!r}",
                 {"reply_to_id": reply_to, "reply_to_conversation_id": other.id},
             )
         else:
@@ -762,9 +752,7 @@ def check_edit(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
     verb = "updates" if a["route"] == p.UPDATE_ACTIVITY else "deletes"
     flags = eng.state.ids.flags(conv, target)
     if flags & DELETED:
-        eng.emit(
-            "BP-A23", a, conv.id, f"{verb} {target!r}, which the bot already deleted", {"activity_id": target}
-        )
+        eng.emit("BP-A23", a, conv.id, f"{verb} {target!r}, which the bot already deleted", {"activity_id": target})
     elif flags & (SENT | REFERENCED):
         return None
     elif flags & INBOUND:

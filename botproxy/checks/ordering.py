@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
 from .addressing import foreign_edit  # an update that no send returned turns out foreign: BP-A21
-from .rules import ERROR, INFO, WARNING, Rule
+from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import CLOSED, INBOUND, MAX_DANGLING, Conversation
 
 if TYPE_CHECKING:
@@ -22,10 +22,7 @@ FAMILY = "ordering"
 TYPING_MIN_INTERVAL = 2.0  # seconds; ACT A6001 allows every two seconds
 
 
-def _rule(
-    code: str, name: str, severity: str, catches: str, explanation: str, source: str, fix: str, **extra: Any
-) -> Rule:
-    return Rule(code, name, severity, catches, explanation, source, fix, FAMILY, **extra)
+_rule = rule_maker(FAMILY)
 
 
 RULES: tuple[Rule, ...] = (

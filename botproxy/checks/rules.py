@@ -6,6 +6,7 @@ The rules themselves live with their family (`addressing`, `ordering`) and are g
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,17 @@ class Rule:
     def __post_init__(self) -> None:
         assert self.severity in SEVERITIES and self.alt_severity in (None, *SEVERITIES), self.code
         assert (self.alt_severity is None) == (not self.alt_when), self.code
+
+
+def rule_maker(family: str) -> Callable[..., Rule]:
+    """`_rule = rule_maker("ordering")`: each family module declares its rules without repeating its name."""
+
+    def make(
+        code: str, name: str, severity: str, catches: str, explanation: str, source: str, fix: str, **extra: Any
+    ) -> Rule:
+        return Rule(code, name, severity, catches, explanation, source, fix, family, **extra)
+
+    return make
 
 
 @dataclass(frozen=True, slots=True)
