@@ -15,7 +15,7 @@ from typing import Any
 from .diff import describe
 
 
-def testcase_name(turn: Mapping[str, Any], limit: int = 80) -> str:
+def case_name(turn: Mapping[str, Any], limit: int = 80) -> str:
     text = " ".join(str(turn.get("inbound_text") or turn.get("inbound_name") or turn.get("inbound_type") or "").split())
     if len(text) > limit:
         text = text[: limit - 3] + "..."
@@ -43,7 +43,7 @@ def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:
     for turn in turns:
         case = ET.SubElement(suite, "testcase", {
             "classname": f"{session}.{turn['conversation_id']}",
-            "name": testcase_name(turn),
+            "name": case_name(turn),
             "time": f"{(turn.get('duration_ms') or 0) / 1000:.3f}",
         })
         if turn["status"] == "changed":

@@ -26,8 +26,9 @@ pytest.importorskip("botproxy.checks")
 class WireBot:
     """Echoes messages via ReplyToActivity; `members` answers with the roster the connector returns."""
 
-    def __init__(self, stamps: bool = False, late: bool = False) -> None:
+    def __init__(self, stamps: bool = False, late: bool = False, status: int = 200) -> None:
         self.stamps = stamps
+        self.status = status  # what it answers to a message
         self.late = late  # answer the POST first, then reply 50 ms later (fire and forget)
         self.runner: web.AppRunner | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -60,7 +61,7 @@ class WireBot:
             await self._reply(activity)
             return answer
         await self._reply(activity)
-        return web.Response(status=200)
+        return web.Response(status=self.status)
 
     async def _reply(self, activity: dict) -> None:
         assert self.session is not None
@@ -170,3 +171,20 @@ async def test_turns_answered_in_time_do_not_wait_and_every_turn_can_be_asked_fo
     assert [t.late for t in load_plan(db, store.resolve_session(db, "s")).turns] == [False]
     result = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=100, quiet_every_turn=True)
     assert result.run["options"]["quiet_every_turn"] is True and result.turns[0].status == "same"
+
+
+async def test_a_changed_http_answer_is_a_difference(recorders, connector, wire_bots):
+    plain, _ = wire_bots
+    proxy = await recorders.start(plain.url, name="s")
+    await connector.send(proxy.endpoint, connector.activity(text="one", conversation_id="c1"))
+    await recorders.stop(proxy)
+    accepted = WireBot(status=202)
+    await accepted.start()
+    try:
+        result = await replay_session(recorders.db_path, "s", accepted.url, quiet_ms=50)
+    finally:
+        await accepted.stop()
+    [turn] = result.turns
+    assert turn.status == "changed" and turn.outcome.status == 202
+    assert [(d.kind, d.path, d.recorded, d.replayed) for d in turn.differences] == [
+        ("changed", "http_status", 200, 202)]
