@@ -5,7 +5,9 @@ activities at response time, then `exchange_done` when the exchange completes. E
 carries the event number it was seen at (`event`) and each exchange the event number it completed at
 (`closed`), so merging activities ordered by (event, seq) with exchanges ordered by `closed` reproduces
 that order exactly; at equal event numbers the response activities come first, as they did live. Only
-the activities of exchanges still open at that point of the replay are held in memory.
+the activities of exchanges still open at that point of the replay are held in memory. Activities of
+Direct Line stream frames (source "stream") have an event of their own, after the stream's handshake
+exchange completed: live they are only `activity_seen`, so here too (never held for an `exchange_done`).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def check_session(
     exchange = next(exchanges, None)
     while activity is not None or exchange is not None:
         if activity is not None and (exchange is None or activity["event"] <= exchange["closed"]):
-            open_exchanges.setdefault(activity["exchange_seq"], []).append(activity)
+            if activity["source"] != "stream":  # a frame's activities belong to no exchange_done (see above)
+                open_exchanges.setdefault(activity["exchange_seq"], []).append(activity)
             yield from engine.activity_seen(_as_seen(activity))
             activity = next(activities, None)
         else:
@@ -83,7 +86,10 @@ def _as_seen(activity: dict[str, Any]) -> dict[str, Any]:
         return activity
     seen = dict(activity)
     seen["status"] = None
-    if activity["direction"] == "from_bot" and activity["route"] in _ASSIGNED_LATER:
+    if activity["direction"] == "from_client":  # the id Direct Line assigns is filled in at completion
+        body = activity["body"] if isinstance(activity["body"], dict) else {}
+        seen["activity_id"] = p.str_field(body, "id")
+    elif activity["direction"] == "from_bot" and activity["route"] in _ASSIGNED_LATER:
         seen["activity_id"] = None
         if activity["route"] == p.CREATE_CONVERSATION:
             body = activity["body"] if isinstance(activity["body"], dict) else {}
