@@ -2,7 +2,7 @@
 
 The same `Engine` runs live inside the recorder (`LiveChecks`) and over a stored session
 (`check_session`), and gives the same findings both ways. Rules are data (`RULES`, one `Rule` per code,
-protocol.md section 3); their checks live with their family: `addressing`, `ordering`.
+protocol.md section 3); their checks live with their family: `addressing`, `ordering`, `directline`.
 """
 
 from .config import CheckConfig, load_config

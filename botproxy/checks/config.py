@@ -50,7 +50,7 @@ class CheckConfig:
 
 def _spelled(code: str) -> list[str]:
     """`bp-a1` -> [`BP-A01`] when that rule exists."""
-    match = re.fullmatch(r"(?:BP-?)?([AO])-?(\d{1,2})", code.strip().upper())
+    match = re.fullmatch(r"(?:BP-?)?([AIO])-?(\d{1,2})", code.strip().upper())
     guess = f"BP-{match.group(1)}{int(match.group(2)):02d}" if match else ""
     return [guess] if guess in RULES else []
 

@@ -12,7 +12,8 @@ both see the same events in the same order:
 
 What is learnt (per conversation: the bot, the users, the latest inbound serviceUrl, channelId, locale
 and tenant, inbound ids, ids the connector returned, deleted ids, sends in flight, open turns) and what
-is checked are kept apart: the families `addressing` and `ordering` check, this module learns.
+is checked are kept apart: the families `addressing`, `ordering` and `directline` (the Direct Line
+client leg) check, this module learns.
 Decisions depend only on event order, never on when the engine happens to run. Every piece of state is
 an id or a counter, so a long session checks in constant time per activity and bounded memory.
 """
@@ -23,7 +24,7 @@ import logging
 from typing import Any
 
 from .. import protocol as p
-from . import addressing, ordering
+from . import addressing, directline, ordering
 from .config import CheckConfig
 from .registry import RULES
 from .rules import Finding
@@ -43,6 +44,7 @@ from .state import (
 log = logging.getLogger(__name__)
 
 TO_BOT, FROM_BOT = "to_bot", "from_bot"
+_CLIENT_LEG = frozenset({directline.FROM_CLIENT, directline.TO_CLIENT})
 EXPECTED_REPLIES = addressing.EXPECTED_REPLIES
 _EDIT_ROUTES = frozenset({p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY})
 # Connector calls about a conversation that carry no activity: their base URL is still checked (BP-A11).
@@ -91,6 +93,8 @@ class Engine:
                 self._inbound_done(activities)
             elif exchange["leg"] == "outbound":
                 self._outbound_done(exchange, activities)
+            elif exchange["leg"] == "client":
+                directline.on_exchange_done(self, exchange, activities)
         except Exception:
             self._failed("exchange", exchange.get("seq"))
         self._out = []
@@ -140,7 +144,9 @@ class Engine:
         if direction == TO_BOT:
             if a["source"] == "request" and route == p.BOT_MESSAGES:
                 self._inbound(a, body)
-        elif direction != FROM_BOT:  # the Direct Line client leg: its rules come with `directline`
+        elif direction != FROM_BOT:  # the Direct Line client leg
+            if direction in _CLIENT_LEG:
+                directline.on_activity(self, a, body)
             return
         elif a["source"] == "response":
             if route == EXPECTED_REPLIES:

@@ -58,12 +58,17 @@ RULES: tuple[Rule, ...] = (
         "BP-O03",
         "reply-before-parent",
         WARNING,
-        "a `replyToId` naming an activity the channel only delivers later",
+        "a `replyToId` naming an activity the channel only delivers later; on Direct Line, a reply delivered "
+        "to the client before the user's message it answers",
         "The bot replied to an activity id before that activity reached it. Clients that thread replies "
         "hold such a reply until its parent shows up (Web Chat waits up to five seconds) or show it out of "
-        "place. It is reported when the parent arrives, at the reply. Source: BotFramework-WebChat#3431 and "
-        "PR#3450.",
-        "BotFramework-WebChat#3431, PR#3450",
+        "place. It is reported when the parent arrives, at the reply. The same goes for what a Direct Line "
+        "client is given, on one stream or GET sequence: an activity whose `replyToId` names one delivered "
+        "only after it, or (Python SDK bots never set `replyToId` on Direct Line, protocol.md S-2) a user's "
+        "message delivered after a bot activity whose `{conversationId}|{n}` id Direct Line numbered later; "
+        "then it is the channel, not the bot, that got the order wrong. Source: BotFramework-WebChat#3431 "
+        "and PR#3450; DL3-SW (ids and ordering).",
+        "BotFramework-WebChat#3431, PR#3450; DL3-SW",
         "Only reply to activities you have received; take `replyToId` from the turn's activity.",
     ),
     _rule(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from . import addressing, ordering
+from . import addressing, directline, ordering
 from .rules import Rule
 
-RULES: dict[str, Rule] = {rule.code: rule for rule in (*addressing.RULES, *ordering.RULES)}
+RULES: dict[str, Rule] = {
+    rule.code: rule for rule in (*addressing.RULES, *ordering.RULES, *directline.RULES)
+}
 
-# In the catalog but not checked, and why (protocol.md 3.3; Direct Line rules come with `directline.py`).
+# In the catalog but not checked, and why (protocol.md 3.3).
 NOT_CHECKED = {
     "BP-O14": "delay-truncation: the intended `delay` never reaches the wire, so a recording cannot see it",
 }

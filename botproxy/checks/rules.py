@@ -1,6 +1,6 @@
 """What a rule is and what it finds: `Rule` (data, no code) and `Finding` (one broken rule at one activity).
 
-The rules themselves live with their family (`addressing`, `ordering`) and are gathered in `registry`.
+The rules themselves live with their family (`addressing`, `ordering`, `directline`) and are gathered in `registry`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Rule:
     explanation: str  # one paragraph, ending with its source
     source: str  # spec requirement ids and/or issues, for the table
     fix: str  # one line
-    family: str  # addressing, ordering
+    family: str  # addressing, ordering, directline
     # Some findings of a rule are of a different severity (a missing `from` is less sure than a wrong one).
     alt_severity: str | None = None
     alt_when: str = ""

@@ -11,8 +11,11 @@ import functools
 import re
 from base64 import urlsafe_b64decode
 from binascii import Error as Base64Error
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .directline import DirectLineState
 
 # Flags of an activity id within its conversation.
 INBOUND = 1  # the channel sent an activity with this id to the bot
@@ -49,6 +52,7 @@ class Conversation:
         "typing_at",
         "last_timestamp",
         "once",
+        "dl",
     )
 
     def __init__(self, conversation_id: str, index: int) -> None:
@@ -74,6 +78,7 @@ class Conversation:
         self.typing_at: float | None = None  # when the bot last sent typing
         self.last_timestamp: float | None = None  # latest inbound channel timestamp (epoch)
         self.once: set[str] | None = None  # codes already reported once for this conversation
+        self.dl: DirectLineState | None = None  # the Direct Line client leg, when there is one
 
 
 class IdBook:
@@ -127,6 +132,7 @@ class SessionState:
         self.conversations: dict[str, Conversation] = {}
         self.by_index: list[Conversation] = []
         self.ids = IdBook()
+        self.dl_ids = IdBook()  # ids delivered to Direct Line clients (flags of `directline`)
         self.bots: set[str] = set()  # every inbound recipient.id
         self.users: dict[str, tuple[str | None, str | None]] = {}  # user id -> (latest serviceUrl, tenant)
         self.service_channels: dict[str, str] = {}  # normalised serviceUrl -> channelId seen there
