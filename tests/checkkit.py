@@ -21,7 +21,7 @@ from aiohttp import web
 from botproxy import store
 from botproxy.checks import CheckConfig, Engine, Finding, LiveChecks
 from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
 from botproxy.session import LiveSession
 
 BOT_URL = "http://127.0.0.1:3978/api/messages"
@@ -58,7 +58,7 @@ class Wire:
     service_url: str = TEAMS
     session_id: int = 1
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    events: list[RequestSeen | ResponseSeen] = field(default_factory=list)
+    events: list[RequestSeen | ResponseSeen | WebSocketSeen] = field(default_factory=list)
     clock: float = 1_700_000_000.0
     culprit: int | None = None  # the activity a scenario expects a finding at
     engine_class: type[Engine] = Engine
@@ -72,7 +72,7 @@ class Wire:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _feed(self, event: RequestSeen | ResponseSeen) -> None:
+    def _feed(self, event: RequestSeen | ResponseSeen | WebSocketSeen) -> None:
         self.events.append(event)
         rows = self.recorder.handle(event)
         assert not [r for t, r in rows if t == "errors"], rows
@@ -252,6 +252,138 @@ class Wire:
     def loud(self) -> list[Finding]:
         """Errors and warnings (what a correct bot must not get)."""
         return [f for f in self.findings if f.severity != "info"]
+
+
+DIRECT_LINE = "https://directline.botframework.com/v3/directline"
+
+
+@dataclass
+class DirectLineWire(Wire):
+    """Hand-made Direct Line client-leg traffic (protocol.md 1.2) through the real SessionRecorder: what a
+    client posts and what Direct Line delivers to it by GET or over the stream, in the order the test calls.
+
+    Ids follow Direct Line's `{conversationId}|{n:07d}`; `dl_post` answers the next one unless told.
+    """
+
+    user: str = "user1"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._next_n: dict[str, int] = {}
+
+    def dl_id(self, conv: str, n: int) -> str:
+        return f"{conv}|{n:07d}"
+
+    def next_n(self, conv: str) -> int:
+        n = self._next_n.get(conv, 0)
+        self._next_n[conv] = n + 1
+        return n
+
+    def dl_request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> Flow:
+        """A client request to Direct Line (through the recorder's `--directline` listener); open."""
+        if raw is None:
+            return self._request("dl", method, DIRECT_LINE + path, body, "directline")
+        flow = Flow(f"f{next(self._flows)}", "dl")
+        before = self.recorder.activity_seq
+        self._feed(RequestSeen(flow.id, self.tick(), "directline", method, DIRECT_LINE + path, JSON, raw))
+        flow.seq = before + 1 if self.recorder.activity_seq > before else None
+        return flow
+
+    def dl_start(self, conv: str = "dlc", *, user: str | None = None, generate: bool = False) -> Flow:
+        """Start a conversation (or generate a token for one), naming `user` in TokenParameters if given."""
+        path = "/tokens/generate" if generate else "/conversations"
+        flow = self.dl_request("POST", path, {"user": {"id": user}} if user else None)
+        answer = {"conversationId": conv, "token": "tok-0123456789abcdef", "expires_in": 1800}
+        if not generate:
+            answer["streamUrl"] = f"wss://directline.botframework.com/v3/directline/conversations/{conv}/stream?t=x"
+        return self.done(flow, 200 if generate else 201, answer)
+
+    def dl_post(
+        self,
+        conv: str = "dlc",
+        text: str | None = "hi",
+        *,
+        body: Any = None,
+        raw: bytes | None = None,
+        user: str | None = "",
+        answer: str | None = "",
+        status: int = 200,
+        close: bool = True,
+        **fields: Any,
+    ) -> Flow:
+        """PostActivity: a message from `user` (None: no `from`) unless `body`/`raw` say otherwise; answered
+        with the next id (or `answer`, None for no body) when `close`."""
+        if body is None and raw is None:
+            body = {"type": "message", "text": text, **fields}
+            sender = self.user if user == "" else user
+            if sender is not None:
+                body["from"] = {"id": sender}
+        flow = self.dl_request("POST", f"/conversations/{q(conv)}/activities", body, raw=raw)
+        if close:
+            self.dl_answer(flow, conv, answer, status)
+        return flow
+
+    def dl_answer(self, flow: Flow, conv: str = "dlc", answer: str | None = "", status: int = 200) -> Flow:
+        if answer == "":
+            answer = self.dl_id(conv, self.next_n(conv))
+        return self.done(flow, status, {"id": answer} if answer is not None and status < 300 else None)
+
+    def delivered(
+        self, conv: str, n: int, text: str | None = "hi", *, user: bool = False, **fields: Any
+    ) -> dict[str, Any]:
+        """An activity as Direct Line delivers it: the user's (`user`) or the bot's."""
+        activity: dict[str, Any] = {
+            "type": "message",
+            "id": self.dl_id(conv, n),
+            "timestamp": "2024-05-01T10:00:00.000Z",
+            "channelId": "directline",
+            "from": {"id": self.user, "role": "user"} if user else {"id": "bot", "name": "Bot"},
+            "conversation": {"id": conv},
+        }
+        if text is not None:
+            activity["text"] = text
+        activity.update(fields)
+        return activity
+
+    def dl_get(
+        self,
+        conv: str,
+        activities: list[dict[str, Any]],
+        *,
+        asked: str | None = None,
+        given: str | None = "",
+        status: int = 200,
+    ) -> Flow:
+        """GET activities?watermark=`asked` answered with `activities` and watermark `given` (default: the
+        count so far as a string; None leaves the watermark out)."""
+        query = f"?watermark={asked}" if asked is not None else ""
+        flow = self.dl_request("GET", f"/conversations/{q(conv)}/activities{query}")
+        body: dict[str, Any] = {"activities": activities}
+        if given == "":
+            given = str(self._next_n.get(conv, 0))
+        if given is not None:
+            body["watermark"] = given
+        before = self.recorder.activity_seq
+        self.done(flow, status, body)
+        flow.seq = before + 1 if self.recorder.activity_seq > before else None
+        return flow
+
+    def dl_stream(self, conv: str, *, watermark: str | None = None, status: int = 101) -> Flow:
+        """Open the WebSocket stream (the handshake completes at once)."""
+        query = f"?watermark={watermark}&t=x" if watermark is not None else "?t=x"
+        flow = self.dl_request("GET", f"/conversations/{q(conv)}/stream{query}")
+        self._feed(ResponseSeen(flow.id, self.tick(), status, [], None))
+        flow.closed = True
+        return flow
+
+    def dl_frame(self, stream: Flow, activities: list[dict[str, Any]], watermark: str | None) -> list[int]:
+        """A stream frame (an ActivitySet); the seqs the recorder gave its activities."""
+        body: dict[str, Any] = {"activities": activities}
+        if watermark is not None:
+            body["watermark"] = watermark
+        before = self.recorder.activity_seq
+        self._feed(WebSocketSeen(stream.id, self.tick(), False, json.dumps(body).encode()))
+        return list(range(before + 1, self.recorder.activity_seq + 1))
 
 
 def sent_id(flow: Flow) -> str:
