@@ -27,6 +27,7 @@ from test_checks_offline import TracingEngine, replay
 
 from botproxy import store
 from botproxy.checks import RULES, Engine, Finding, check_session, directline, stored_findings
+from botproxy.checks.report_text import activities_by_seq, text_lines
 from botproxy.directline import DirectLineChannel
 from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.sample_bot import SampleBotServer
@@ -460,6 +461,20 @@ def test_direct_line_state_is_bounded_and_holds_no_bodies():
     assert len(conv.dl.dangling) <= 256 and len(conv.dl.marks) <= directline.MAX_MARKS
     assert all(len(path.recent) <= directline.MAX_RECENT for path in conv.dl.streams.values())
     assert len(w.engine.state.dl_ids) == 2000
+
+
+def test_check_text_groups_client_leg_findings_apart_from_turns(tmp_path):
+    w = started()
+    w.dl_post(text="who am I", user=None)
+    w.done(w.dl_request("POST", "/conversations/dlc/upload", raw=b"file"), 200, {})
+    db_path = tmp_path / "session.db"
+    session_id = store_rows(db_path, w.rows)
+    db = store.open_db(db_path)
+    findings = list(check_session(db, session_id, engine=Engine(strict=True)))
+    activities = activities_by_seq(db, session_id, {f.seq for f in findings if f.seq is not None})
+    lines = list(text_lines({"name": "wire"}, findings, activities))
+    assert "  Direct Line client leg" in lines and "  proactive / outside a turn" not in lines
+    assert sum("BP-I06" in line for line in lines) == 2  # the post and the upload (an exchange)
 
 
 def test_rules_are_in_the_registry_with_their_family():

@@ -59,15 +59,21 @@ def text_lines(
         return
     counts = {sev: sum(1 for f in findings if f.severity == sev) for sev in SEVERITIES}
     yield f"session {session['name']!r}: " + ", ".join(f"{n} {sev}" for sev, n in counts.items() if n)
-    groups: dict[str | None, dict[int | None, list[Finding]]] = {}
+    groups: dict[str | None, dict[int | str | None, list[Finding]]] = {}
     for finding in sorted(findings, key=lambda f: (f.seq or 0, f.rule)):
-        turn = _turn_of(activities.get(finding.seq or -1))
+        activity = activities.get(finding.seq or -1)
+        turn: int | str | None = _turn_of(activity)
+        if _on_client_leg(finding, activity):
+            turn = _CLIENT_LEG
         groups.setdefault(finding.conversation_id, {}).setdefault(turn, []).append(finding)
     for conversation, turns in groups.items():
         yield ""
         yield f"conversation {conversation or '(none)'}"
         for turn, turn_findings in turns.items():
-            yield f"  turn {turn}" if turn is not None else "  proactive / outside a turn"
+            if turn == _CLIENT_LEG:
+                yield "  Direct Line client leg"
+            else:
+                yield f"  turn {turn}" if turn is not None else "  proactive / outside a turn"
             for finding in turn_findings:
                 activity = activities.get(finding.seq or -1)
                 where = f"#{finding.seq}" if finding.seq is not None else "(exchange)"
@@ -77,6 +83,17 @@ def text_lines(
                 rule = RULES.get(finding.rule)
                 if rule:
                     yield f"            fix: {rule.fix}"
+
+
+_CLIENT_LEG = "client"
+
+
+def _on_client_leg(finding: Finding, activity: dict[str, Any] | None) -> bool:
+    """A finding about what a Direct Line client posted or was given (not about a bot's turn)."""
+    if activity is not None:
+        return activity["direction"] in ("from_client", "to_client")
+    rule = RULES.get(finding.rule)
+    return rule is not None and rule.family == "directline"
 
 
 def _turn_of(activity: dict[str, Any] | None) -> int | None:
