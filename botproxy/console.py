@@ -64,6 +64,11 @@ class Console:
     # -- Observer ---------------------------------------------------------------------------
 
     def activity_seen(self, activity: dict[str, Any]) -> list[Any]:
+        # A WebSocket frame has no exchange completing after it: print its activities as they arrive.
+        if activity["source"] == "stream":
+            self.echo(self.activity_line({"status": activity["status"], "duration_ms": None}, activity))
+            for finding in activity.get("_findings", ()):
+                self.echo(self.finding_line(finding))
         return []
 
     def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Any]:
@@ -93,7 +98,7 @@ class Console:
                 f"{kind:<18}",
                 f"{text:<50}",
                 self.status(exchange),
-                f"{exchange.get('duration_ms') or 0:>7.1f}ms",
+                f"{exchange['duration_ms']:>7.1f}ms" if exchange.get("duration_ms") is not None else "stream",
             ]
         ).rstrip()
 

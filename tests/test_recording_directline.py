@@ -203,3 +203,17 @@ def test_websocket_messages_are_handed_on():
         addon.websocket_end(flow)
     assert isinstance(seen[0], WebSocketSeen) and seen[0].content == flow.websocket.messages[-1].content
     assert seen[1].content is None
+
+
+def test_the_console_prints_stream_frames_as_they_arrive():
+    from botproxy.console import Console
+
+    lines = []
+    rec = SessionRecorder(1, observers=[Console(echo=lines.append)])
+    rec.handle(RequestSeen("s", 1.0, "directline", "GET", DL + f"/v3/directline/conversations/abc/stream?t={TOKEN}",
+                           [], None))
+    rec.handle(ResponseSeen("s", 1.5, 101, [], None))
+    rec.handle(WebSocketSeen("s", 2.0, False, json.dumps({"activities": [
+        {"type": "message", "id": "abc|0000002", "text": "from the bot", "conversation": {"id": "abc"}}],
+        "watermark": "2"}).encode()))
+    assert any("⇠" in line and '"from the bot"' in line and "stream" in line for line in lines), lines
