@@ -97,6 +97,7 @@ class Plan:
     inbound_ids: dict[str, set[str]]
     assigned_ids: dict[str, set[str]]  # ids the recording's connector assigned, per conversation
     seq_turn: dict[int, PlannedTurn]  # recorded activity seq -> the turn it belongs to
+    numbers: dict[str, int] = field(default_factory=dict)  # conversation -> its number in the plan
 
     @property
     def turns(self) -> list[PlannedTurn]:
@@ -152,9 +153,10 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
 
 def _planned_turn(plan: Plan, activity: dict[str, Any], failure: str | None) -> PlannedTurn:
     conversation = activity["conversation_id"] or ""
+    if conversation not in plan.conversations:
+        plan.numbers[conversation] = len(plan.conversations) + 1
     turns = plan.conversations.setdefault(conversation, [])
-    number = list(plan.conversations).index(conversation) + 1
-    turn = PlannedTurn(f"{number}.{len(turns) + 1}", conversation, len(turns) + 1, activity)
+    turn = PlannedTurn(f"{plan.numbers[conversation]}.{len(turns) + 1}", conversation, len(turns) + 1, activity)
     turns.append(turn)
     body = activity["body"]
     status = activity["status"]
@@ -220,7 +222,6 @@ class PhaseResult:
     turns: dict[str, ReplayedTurn] = field(default_factory=dict)  # turn key -> what the bot did
     seq_key: dict[int, str] = field(default_factory=dict)  # replay session seq -> turn key
     unattached: list[dict[str, Any]] = field(default_factory=list)  # activities outside every planned turn
-    checks: Any = None
 
 
 class _Feed:
@@ -385,7 +386,7 @@ async def _run_phase(
     finally:
         await asyncio.to_thread(live.close)
     return PhaseResult(role, bot_url, session_id, name, driver.service_url, driver.outcomes, driver.id_maps,
-                       driver.assigned(), checks=checks)
+                       driver.assigned())
 
 
 def _live_checks(engine: Any) -> Any:
@@ -396,7 +397,7 @@ def _live_checks(engine: Any) -> Any:
     return LiveChecks(engine, 0)
 
 
-def read_back(db: sqlite_utils.Database, phase: PhaseResult, plan: Plan) -> None:
+def read_back(db: sqlite_utils.Database, phase: PhaseResult) -> None:
     """Fill `phase.turns` from its recorded session: inbound activities by TURN_HEADER, their turns'
     activities by `turn_seq`, proactive ones by the turn they followed."""
     keys: dict[int, str] = {}
@@ -482,7 +483,7 @@ async def replay_session(
             assert url is not None
             engine = engine_factory() if engine_factory else None
             phases[role] = await _run_phase(db_path, plan, role, url, run_id, options, engine, tick)
-            read_back(db, phases[role], plan)
+            read_back(db, phases[role])
         result = compare(db, plan, phases, rules, engine_factory, run_id)
     except BaseException as exc:
         fail_run(db, run_id, exc)

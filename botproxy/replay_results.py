@@ -168,8 +168,8 @@ def _new_findings(candidate: list[Any], recorded: list[Any], baseline: list[Any]
     return new
 
 
-
 # -- the run -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class ReplayResult:
@@ -205,6 +205,7 @@ def compare(
     engine_factory: Callable[[], Any] | None,
     run_id: int,
 ) -> ReplayResult:
+    """The verdict of a run: every planned turn compared (with the baseline's noise), its findings."""
     candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
     comparer = _Comparer(plan, ignore)
     recorded_findings, candidate_findings, baseline_findings = _all_findings(db, plan, phases, engine_factory)
@@ -213,7 +214,7 @@ def compare(
     for turn in plan.turns:
         noise: set[str] = set()
         if baseline is not None and turn.incomplete is None and baseline.outcomes[turn.key].error is None:
-            _, base_acts, base_diffs = comparer.compare(turn, baseline, set())
+            _, _, base_diffs = comparer.compare(turn, baseline, set())
             noise = {d.noise_key for d in base_diffs}
             all_noise |= noise
         rec_acts, rep_acts, differences = comparer.compare(turn, candidate, noise)
@@ -242,8 +243,8 @@ def compare(
             )
         )
     proactive = _proactive_report(plan, candidate)
-    summary = _summary(results, proactive, candidate, engine_factory is not None)
-    run = _run_json(db, run_id, plan, phases, ignore, all_noise, summary)
+    summary = _summary(results, proactive, engine_factory is not None)
+    run = _run_json(db, run_id, phases, ignore, all_noise, summary)
     return ReplayResult(run, _session_json(plan.session), summary, results, proactive)
 
 
@@ -293,8 +294,7 @@ def _proactive_report(plan: Plan, candidate: PhaseResult) -> list[dict[str, Any]
     return report
 
 
-def _summary(results: list[TurnResult], proactive: list[dict[str, Any]], candidate: PhaseResult,
-             checks: bool) -> dict[str, Any]:
+def _summary(results: list[TurnResult], proactive: list[dict[str, Any]], checks: bool) -> dict[str, Any]:
     statuses = Counter(r.status for r in results)
     return {
         "turns": len(results),
@@ -348,6 +348,7 @@ def start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url:
 
 
 def fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None:
+    """Mark a run that stopped half-way (an exception, Ctrl-C) as `failed`, with the reason."""
     try:
         with db.conn:
             db.table("replay_runs").update(run_id, {"status": "failed", "ended_at": _now(),
@@ -356,7 +357,7 @@ def fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None
         log.exception("could not mark replay run %s as failed", run_id)
 
 
-def _run_json(db: sqlite_utils.Database, run_id: int, plan: Plan, phases: dict[str, PhaseResult],
+def _run_json(db: sqlite_utils.Database, run_id: int, phases: dict[str, PhaseResult],
               ignore: diff.Ignore, noise: set[str], summary: dict[str, Any]) -> dict[str, Any]:
     row = dict(db.table("replay_runs").get(run_id))
     candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
@@ -378,6 +379,7 @@ def _run_json(db: sqlite_utils.Database, run_id: int, plan: Plan, phases: dict[s
 
 
 def store_run(db: sqlite_utils.Database, result: ReplayResult) -> None:
+    """The run's `replay_turns` rows and its final `replay_runs` columns, in one transaction."""
     run = result.run
     rows = [_turn_row(run["id"], t) for t in result.turns]
     with db.conn:
