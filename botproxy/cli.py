@@ -385,10 +385,11 @@ async def _serve_channel(dl: Any) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
 @friendly_errors
 def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
-    """Run botproxy's main job on a bundled sample bot, with nothing to set up.
+    """Run botproxy's whole loop on a bundled sample bot, with nothing to set up.
 
-    Starts the sample bot (a Bot Framework SDK bot), a local Bot Connector stand-in and the recorder
-    on free loopback ports, plays a scripted conversation through them, and shows the session.
+    Records a scripted conversation with build 1 of the sample bot (a Bot Framework SDK bot) through a
+    local Bot Connector stand-in, shows and checks it, replays it against build 2 (which changes a few
+    answers on purpose) with build 1 as the baseline, and writes HTML reports to reports/.
     """
     from . import show as show_mod
     from . import store
@@ -398,12 +399,15 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     setup_logging(verbose)
     console = Console(color=sys.stdout.isatty())
     name = session_name or default_demo_session()
-    result = asyncio.run(run_demo(db_path, name, observers=[console], say=click.echo))
-    console.summary(result.summary)
-    click.echo("")
-    db = store.open_db(db_path)
-    for line in show_mod.text_lines(db, store.resolve_session(db, name)):
-        click.echo(line)
+
+    def after_recording(summary: dict[str, Any]) -> None:
+        console.summary(summary)
+        click.echo("")
+        db = store.open_db(db_path)
+        for line in show_mod.text_lines(db, store.resolve_session(db, name)):
+            click.echo(line)
+
+    asyncio.run(run_demo(db_path, name, observers=[console], say=click.echo, recorded=after_recording))
 
 
 # -- replay -------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""botproxy's main job on embedded defaults: a scripted conversation with the bundled sample bot.
+"""botproxy's main job on embedded defaults: record, check, replay against a new build, report.
 
-Everything runs here, on loopback, on free ports: the sample bot (a real Bot Framework SDK bot), a
-local Bot Connector stand-in taking its replies, and the recorder between them. The script covers
-what bots do: a welcome, replies, typing, a card, an update, a delete, a proactive message, an invoke
-with a response body and an `expectReplies` turn.
+Everything runs here, on loopback, on free ports: build 1 of the bundled sample bot (a real Bot
+Framework SDK bot), a local Bot Connector stand-in taking its replies, and the recorder between them.
+The script covers what bots do: a welcome, replies, typing, a card, an update, a delete, a proactive
+message, an invoke with a response body and an `expectReplies` turn. The session is then checked,
+replayed against build 2 (which changes a few answers on purpose) with build 1 as the baseline, and
+rendered as HTML reports.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .channel import ConnectorChannel
@@ -30,6 +33,9 @@ SCRIPT = ["hello", "card", "typing", "update", "delete", "two", "proactive"]
 class DemoResult:
     summary: dict[str, Any]
     bot_url: str
+    findings: list[Any] = field(default_factory=list)
+    replay: Any = None
+    reports: list[Path] = field(default_factory=list)
 
 
 def default_demo_session() -> str:
@@ -37,6 +43,57 @@ def default_demo_session() -> str:
 
 
 async def run_demo(
+    db_path: str,
+    session_name: str,
+    *,
+    observers: Sequence[Observer] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    recorded: Callable[[dict[str, Any]], None] = lambda _: None,
+    reports_dir: str = "reports",
+    confdir: str = "~/.mitmproxy",
+) -> DemoResult:
+    """The whole loop: record build 1, check it, replay it against build 2 with build 1 as baseline, report."""
+    from . import store
+    from .checks import CheckConfig
+    from .checks.report_text import run_checks
+    from .replay import replay_session
+    from .report import default_report_path, render_replay, render_session
+
+    result = await record_demo(db_path, session_name, observers=observers, say=say, confdir=confdir)
+    recorded(result.summary)
+    db = store.open_db(db_path)
+    session = store.resolve_session(db, session_name)
+    result.findings = run_checks(db, session, CheckConfig())
+    say("")
+    say(f"checked: {_count(result.findings)}")
+    baseline, candidate = await start_bot(build=1), await start_bot(build=2)
+    try:
+        say(f"replaying against build 2 ({candidate.url}) with build 1 as baseline ({baseline.url})")
+        result.replay = await replay_session(db_path, session_name, candidate.url, baseline_url=baseline.url)
+    finally:
+        await candidate.stop()
+        await baseline.stop()
+    summary = result.replay.summary
+    say(
+        f"replayed {summary['turns']} turns: {summary['same']} same, {summary['changed']} changed, "
+        f"{summary['error']} error ({summary['regressed']} regressed; build 2 changes a few answers on purpose)"
+    )
+    result.reports = [
+        render_session(db, session, default_report_path(session_name, reports_dir)),
+        render_replay(db, result.replay.run_id, default_report_path(f"{session_name}-replay", reports_dir)),
+    ]
+    for path in result.reports:
+        say(f"report: {path}")
+    return result
+
+
+def _count(findings: list[Any]) -> str:
+    by_severity = {sev: sum(1 for f in findings if f.severity == sev) for sev in ("error", "warning", "info")}
+    parts = [f"{n} {sev}" for sev, n in by_severity.items() if n]
+    return ", ".join(parts) + " findings" if parts else "no findings"
+
+
+async def record_demo(
     db_path: str,
     session_name: str,
     *,
