@@ -18,7 +18,7 @@ from aiohttp import web
 
 from botproxy import store
 from botproxy.capture import encode_service_url
-from botproxy.demo import run_demo
+from botproxy.demo import record_demo
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
 from botproxy.replay import replay_session
 from botproxy.replay_results import iter_turn_rows
@@ -30,7 +30,7 @@ QUIET = 50  # ms; the quiet window is a product feature, kept short here
 @pytest.fixture
 async def demo_db(tmp_path) -> str:
     db = str(tmp_path / "demo.db")
-    await run_demo(db, "demo", confdir=str(tmp_path / "mitm"))
+    await record_demo(db, "demo", confdir=str(tmp_path / "mitm"))
     return db
 
 

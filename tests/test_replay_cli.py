@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from botproxy import replay as replay_mod
 from botproxy.cli import cli
 from botproxy.config import load_replay_config
-from botproxy.demo import run_demo
+from botproxy.demo import record_demo
 from botproxy.errors import UsageError
 from botproxy.sample_bot import SampleBotServer, start_bot
 
@@ -27,7 +27,7 @@ async def run_cli(*args: str):
 @pytest.fixture
 async def demo_db(tmp_path) -> str:
     db = str(tmp_path / "demo.db")
-    await run_demo(db, "demo", confdir=str(tmp_path / "mitm"))
+    await record_demo(db, "demo", confdir=str(tmp_path / "mitm"))
     return db
 
 
