@@ -341,3 +341,15 @@ async def test_conversations_run_in_parallel_with_their_turns_in_order(recorders
     for conversation, texts in script.items():
         inbound = [a["text"] for a in replayed if a["conversation_id"] == conversation and a["direction"] == "to_bot"]
         assert inbound == [None, *texts]  # conversationUpdate first, then the messages in order
+
+
+async def test_an_inbound_activity_without_a_body_is_reported_not_sent(recorders, connector, sample_bot):
+    db_path = await record(recorders, connector, sample_bot.url, {"c1": ["hello", "card"]})
+    db = store.open_db(db_path)
+    with db.conn:  # as an import that lost the body of one inbound activity
+        db.execute("update activities set body = null where session_id = 1 and direction = 'to_bot' and text = 'hello'")
+    result = await replay_session(db_path, "s", sample_bot.url, quiet_ms=QUIET)
+    hello = by_text(result)["hello"]
+    assert hello.status == "error" and not hello.regressed and hello.candidate_seq is None
+    assert hello.error == "incomplete recording: the inbound body is missing or not an activity"
+    assert by_text(result)["card"].status == "same" and not result.regressed
