@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from botproxy import report, store
 from botproxy.cli import cli
-from botproxy.demo import run_demo
+from botproxy.demo import record_demo
 from botproxy.errors import BotproxyError, StoreError
 
 ROOT = Path(__file__).parent.parent
@@ -116,7 +116,7 @@ def self_contained(html: str) -> None:
 @pytest.fixture
 async def demo_db(tmp_path) -> Path:
     db_path = tmp_path / "demo.db"
-    await run_demo(str(db_path), "demo", confdir=str(tmp_path / "mitm"))
+    await record_demo(str(db_path), "demo", confdir=str(tmp_path / "mitm"))
     return db_path
 
 
