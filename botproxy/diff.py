@@ -396,6 +396,8 @@ def field_differences(
 ) -> list[Difference]:
     """deepdiff of one matched pair, as `changed` differences with deepdiff paths."""
     found: list[Difference] = []
+    if recorded == replayed:  # most matched pairs of a replay: no need to ask deepdiff
+        return found
     tree = DeepDiff(recorded, replayed, verbose_level=2, view="tree")
     for levels in tree.values():
         for level in levels:
