@@ -169,10 +169,10 @@ def record(
     Point the channel (Emulator, a test script, a tunnel) at the listen address instead of the bot.
     Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
     """
-    from .checks import Engine, load_config
+    from .checks import load_config
     from .console import Console
     from .proxy import ProxyConfig, RecordingProxy
-    from .session import LiveSession
+    from .worker import WorkerSession
 
     setup_logging(verbose)
     config = ProxyConfig(
@@ -186,11 +186,12 @@ def record(
         upstream_ca=upstream_ca,
     )
     console = Console(color=sys.stdout.isatty())
-    live = LiveSession(
+    # The recorder runs in a child process, so mitmproxy keeps its CPU (see botproxy/worker.py).
+    live = WorkerSession(
         db_path,
         name=session_name,
-        observers=[console],
-        engine=Engine(load_config(".")),
+        check_config=load_config("."),
+        color=console.color,
         bot_url=bot_url,
         capture_mode=("forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"),
     )

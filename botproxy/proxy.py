@@ -22,7 +22,7 @@ from mitmproxy.master import Master
 
 from .capture import Capture
 from .errors import ListenError, UsageError
-from .session import LiveSession
+from .session import RecordingSession
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,10 @@ class _Ready:
 
 
 class RecordingProxy:
-    """mitmproxy, embedded, recording into a LiveSession. Use inside a running event loop."""
+    """mitmproxy, embedded, recording into a session (in-process or a worker process). Use inside a running
+    event loop."""
 
-    def __init__(self, config: ProxyConfig, session: LiveSession) -> None:
+    def __init__(self, config: ProxyConfig, session: RecordingSession) -> None:
         config.validate()
         self.config = config
         self.session = session

@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from . import __version__
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
@@ -25,6 +25,24 @@ def utc_now() -> str:
 
 def default_session_name() -> str:
     return dt.datetime.now().strftime("rec-%Y%m%d-%H%M%S")
+
+
+class RecordingSession(Protocol):
+    """What the proxy records into: `LiveSession` (a writer thread) or `worker.WorkerSession` (a process)."""
+
+    name: str
+    db_path: str
+
+    def start(self) -> int: ...
+
+    def submit(self, event: Any) -> None: ...
+
+    def close(self) -> dict[str, Any]: ...
+
+
+def session_row(name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A new `sessions` row."""
+    return {"name": name, "started_at": utc_now(), "botproxy_version": __version__, "source": "record", **fields}
 
 
 class LiveSession:
@@ -50,13 +68,7 @@ class LiveSession:
         self.hook_failures = 0
 
     def start(self) -> int:
-        row = {
-            "name": self.name,
-            "started_at": utc_now(),
-            "botproxy_version": __version__,
-            "source": "record",
-            **self.session_fields,
-        }
+        row = session_row(self.name, self.session_fields)
         self.writer = Writer(self.db_path, row)
         session_id = self.writer.start()
         observers = self.observers
@@ -80,20 +92,29 @@ class LiveSession:
         ended = utc_now()
 
         def finish(db: Any) -> None:
-            db["sessions"].update(session_id, {"ended_at": ended, "error_count": recorder.errors})
+            finish_session(db, session_id, recorder, ended)
 
         # Exchanges still open (a bot that never answered) are kept, marked unfinished.
         self.writer.submit(recorder.finish)
         self.writer.call(finish)
         self.writer.close()
-        return {
-            "id": session_id,
-            "name": self.name,
-            "db": self.db_path,
-            "exchanges": recorder.exchange_seq,
-            "activities": recorder.activity_seq,
-            "conversations": len(recorder.conversations),
-            "errors": recorder.errors,
-            "unfinished": recorder.unfinished,
-            "findings": dict(self.checks.counts) if self.checks is not None else {},
-        }
+        return summarize(session_id, self.name, self.db_path, recorder, self.checks)
+
+
+def finish_session(db: Any, session_id: int, recorder: SessionRecorder, ended: str) -> None:
+    db["sessions"].update(session_id, {"ended_at": ended, "error_count": recorder.errors})
+
+
+def summarize(session_id: int, name: str, db_path: str, recorder: SessionRecorder, checks: Any) -> dict[str, Any]:
+    """What the recorder says when it stops."""
+    return {
+        "id": session_id,
+        "name": name,
+        "db": db_path,
+        "exchanges": recorder.exchange_seq,
+        "activities": recorder.activity_seq,
+        "conversations": len(recorder.conversations),
+        "errors": recorder.errors,
+        "unfinished": recorder.unfinished,
+        "findings": dict(checks.counts) if checks is not None else {},
+    }

@@ -299,11 +299,7 @@ class Writer:
     def _run(self) -> None:
         try:
             db = open_db(self.path, create=True)
-            if db["sessions"].count_where("name = ?", [self.session["name"]]):
-                raise StoreError(
-                    f"a session named {self.session['name']!r} already exists in {self.path}; choose another --session"
-                )
-            self.session_id = int(db.table("sessions").insert(self.session).last_pk or 0)
+            self.session_id = create_session(db, self.session)
         except BaseException as exc:  # reported to start(), on the caller's thread
             self._failure = (
                 exc if isinstance(exc, StoreError) else StoreError(f"cannot use database {self.path}: {exc}")
@@ -356,17 +352,30 @@ class Writer:
             return []
 
     def _flush_rows(self, db: sqlite_utils.Database, rows: dict[str, list[dict[str, Any]]]) -> None:
-        # One prepared statement per (table, columns), reused: sqlite-utils' insert_all rebuilds its SQL
-        # for every call, which was the writer's largest cost at proxy speeds.
-        for table, items in rows.items():
-            by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-            for item in items:
-                columns = tuple(item)
-                by_columns.setdefault(columns, []).append(tuple(item.values()))
-            for columns, values in by_columns.items():
-                db.conn.executemany(_insert_sql(table, columns), values)
-            self.written += len(items)
+        self.written += insert_rows(db, rows)
         rows.clear()
+
+
+def create_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
+    """Insert a new session row; its name must be new in this database."""
+    if db["sessions"].count_where("name = ?", [row["name"]]):
+        raise StoreError(f"a session named {row['name']!r} already exists in {db_path(db)}; choose another --session")
+    return int(db.table("sessions").insert(row).last_pk or 0)
+
+
+def insert_rows(db: sqlite_utils.Database, rows: dict[str, list[dict[str, Any]]]) -> int:
+    """Insert rows grouped by table (inside the caller's transaction); returns how many."""
+    # One prepared statement per (table, columns), reused: sqlite-utils' insert_all rebuilds its SQL
+    # for every call, which was the writer's largest cost at proxy speeds.
+    written = 0
+    for table, items in rows.items():
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for item in items:
+            by_columns.setdefault(tuple(item), []).append(tuple(item.values()))
+        for columns, values in by_columns.items():
+            db.conn.executemany(_insert_sql(table, columns), values)
+        written += len(items)
+    return written
 
 
 @functools.lru_cache(maxsize=256)
@@ -462,9 +471,7 @@ def iter_activities(db: sqlite_utils.Database, session_id: int) -> Iterator[dict
         yield activity_record(row)
 
 
-def iter_exchanges(
-    db: sqlite_utils.Database, session_id: int, order: str = "seq"
-) -> Iterator[dict[str, Any]]:
+def iter_exchanges(db: sqlite_utils.Database, session_id: int, order: str = "seq") -> Iterator[dict[str, Any]]:
     assert order in ("seq", "closed")
     yield from db.query(f"select * from exchanges where session_id = ? order by {order}", [session_id])
 

@@ -1,0 +1,240 @@
+"""Recording in a child process: the proxy's event loop never shares the GIL with the recorder.
+
+mitmproxy already spends most of a CPU per request in Python; parsing, redacting, linking turns,
+checking, printing and writing SQLite on a thread of the same process took a fifth of that GIL away
+from it (bench/README.md). `WorkerSession` has the interface of `LiveSession` but runs all of that in
+a child process: the mitmproxy hooks append events to a list (no thread wake-up per event), a sender
+thread ships what has gathered every few milliseconds as one pickled batch over a pipe, and the child
+processes each batch in order and writes it in one transaction.
+
+The traffic never waits for the child. If the child dies, the proxy goes on carrying traffic unchanged,
+says so once, and counts what it could not record.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .errors import StoreError
+
+log = logging.getLogger(__name__)
+
+BATCH_INTERVAL = 0.01  # seconds between shipments: the console lags by at most this much
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything the child needs; picklable."""
+
+    db_path: str
+    session_row: dict[str, Any]
+    check_config: Any  # a checks.CheckConfig, or None for no live checks
+    console: bool
+    color: bool
+
+
+class WorkerSession:
+    """A live recording session whose recorder runs in a child process (see the module docstring)."""
+
+    def __init__(
+        self,
+        db_path: str,
+        *,
+        name: str | None = None,
+        check_config: Any = None,
+        console: bool = True,
+        color: bool = False,
+        **session_fields: Any,
+    ) -> None:
+        from .session import default_session_name
+
+        self.db_path = db_path
+        self.name = name or default_session_name()
+        self.check_config = check_config
+        self.console = console
+        self.color = color
+        self.session_fields = session_fields
+        self.session_id = 0
+        self.dropped = 0  # events that could not reach a dead child
+        self._events: deque[Any] = deque()
+        self._stop = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._process: Any = None
+        self._events_out: Connection | None = None
+        self._control: Connection | None = None
+        self._dead = False
+
+    def start(self) -> int:
+        from .session import session_row
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or threads
+        events_in, self._events_out = context.Pipe(duplex=False)
+        self._control, child_control = context.Pipe()
+        spec = WorkerSpec(
+            self.db_path, session_row(self.name, self.session_fields), self.check_config, self.console, self.color
+        )
+        self._process = context.Process(
+            target=child_main, args=(spec, events_in, child_control), name="botproxy-recorder", daemon=True
+        )
+        self._process.start()
+        events_in.close()
+        child_control.close()
+        if not self._control.poll(START_TIMEOUT):
+            self._process.kill()
+            raise StoreError(f"the recorder process did not start within {START_TIMEOUT:.0f} s")
+        kind, value = self._control.recv()
+        if kind == "error":
+            self._process.join(5)
+            raise StoreError(value)
+        self.session_id = int(value)
+        self._sender = threading.Thread(target=self._send_loop, name="botproxy-sender", daemon=True)
+        self._sender.start()
+        return self.session_id
+
+    def submit(self, event: Any) -> None:
+        """Called on the event loop for every event: an append, nothing else."""
+        self._events.append(event)
+
+    def close(self) -> dict[str, Any]:
+        """Ship what is left, let the child finish the session, and return its summary."""
+        self._stop.set()
+        if self._sender is not None:
+            self._sender.join()
+        summary: dict[str, Any] = {}
+        assert self._control is not None and self._events_out is not None
+        try:
+            self._events_out.send(None)
+            if self._control.poll(START_TIMEOUT):
+                kind, summary = self._control.recv()
+        except (OSError, EOFError):
+            log.error("botproxy: the recorder process ended early; the recording may be incomplete")
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+        if not summary:
+            summary = {
+                "id": self.session_id,
+                "name": self.name,
+                "db": self.db_path,
+                "exchanges": 0,
+                "activities": 0,
+                "conversations": 0,
+                "errors": 0,
+                "unfinished": 0,
+                "findings": {},
+            }
+        summary["errors"] += self.dropped
+        return summary
+
+    def _send_loop(self) -> None:
+        while True:
+            stopping = self._stop.wait(BATCH_INTERVAL)
+            self._ship()
+            if stopping:
+                return
+
+    def _ship(self) -> None:
+        batch = []
+        while self._events:
+            batch.append(self._events.popleft())
+        if not batch:
+            return
+        if self._dead:
+            self.dropped += len(batch)
+            return
+        try:
+            assert self._events_out is not None
+            self._events_out.send(batch)
+        except (OSError, ValueError) as exc:  # the child is gone: keep proxying, say it once, count the rest
+            self._dead = True
+            self.dropped += len(batch)
+            log.error("botproxy: the recorder process is gone (%s); traffic still flows but is no longer recorded", exc)
+
+
+# -- in the child ------------------------------------------------------------------------------
+
+
+def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> None:
+    """The recorder process: one session, fed batches of events until the parent sends None."""
+    # Ctrl-C reaches the whole process group; the parent decides when recording ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="botproxy: %(levelname)s %(name)s: %(message)s")
+    from . import store
+    from .errors import BotproxyError
+    from .recording import SessionRecorder
+    from .redact import Redactor
+    from .session import finish_session, summarize, utc_now
+
+    try:
+        db = store.open_db(spec.db_path, create=True)
+        session_id = store.create_session(db, spec.session_row)
+    except BotproxyError as exc:
+        control.send(("error", str(exc)))
+        return
+    control.send(("ready", session_id))
+    checks, observers = _observers(spec, session_id)
+    recorder = SessionRecorder(session_id, Redactor(), observers)
+    while True:
+        try:
+            batch = events.recv()
+        except EOFError:  # the parent died: keep what we have
+            batch = None
+        jobs = [recorder.finish] if batch is None else [lambda ev=ev: recorder.handle(ev) for ev in batch]
+        _write(db, jobs)
+        sys.stdout.flush()
+        if batch is None:
+            break
+    with db.conn:
+        finish_session(db, session_id, recorder, utc_now())
+    try:
+        control.send(("summary", summarize(session_id, spec.session_row["name"], spec.db_path, recorder, checks)))
+    except OSError:
+        pass
+
+
+def _observers(spec: WorkerSpec, session_id: int) -> tuple[Any, list[Any]]:
+    observers: list[Any] = []
+    checks = None
+    if spec.check_config is not None:
+        from .checks import Engine, LiveChecks
+
+        checks = LiveChecks(Engine(spec.check_config), session_id)
+        observers.append(checks)
+    if spec.console:
+        from .console import Console
+
+        observers.append(Console(echo=_echo, color=spec.color))
+    return checks, observers
+
+
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")  # flushed once per batch
+
+
+def _write(db: Any, jobs: list[Any]) -> None:
+    from . import store
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        try:
+            produced = job()
+        except Exception:  # SessionRecorder.handle never raises; this is the last line of defence
+            log.exception("botproxy: a recording job failed")
+            continue
+        for table, row in produced:
+            rows.setdefault(table, []).append(row)
+    try:
+        with db.conn:
+            store.insert_rows(db, rows)
+    except Exception:
+        log.exception("botproxy could not write %d records", sum(len(r) for r in rows.values()))
