@@ -30,6 +30,8 @@ from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
 log = logging.getLogger(__name__)
 
 SVC_PREFIX = "/_botproxy/svc/"
+# The serviceUrl member of an activity, with its JSON string value (escapes allowed).
+_SERVICE_URL = re.compile(rb'"serviceUrl"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def encode_service_url(url: str) -> str:
@@ -95,7 +97,7 @@ class Capture:
                 flow.id,
                 time.time(),
                 resp.status_code,
-                list(resp.headers.items()),
+                resp.headers.fields,
                 resp.raw_content if _is_plain(resp) else resp.content,
             )
             try:
@@ -129,7 +131,7 @@ class Capture:
                     flow.id,
                     time.time(),
                     resp.status_code if resp else None,
-                    list(resp.headers.items()) if resp else [],
+                    resp.headers.fields if resp else (),
                     resp.content if resp else None,
                     error=message,
                 )
@@ -152,7 +154,7 @@ class Capture:
             listener,
             req.method,
             req.url,
-            list(req.headers.items()),
+            req.headers.fields,
             req.raw_content if _is_plain(req) else req.content,
             False,
             service_url,
@@ -187,17 +189,22 @@ class Capture:
         Only without an Authorization header: the SDK compares the token's serviceurl claim with the
         activity's serviceUrl byte for byte and would reject the request (protocol.md S-3).
         """
-        try:
-            body = json.loads(flow.request.content or b"null")
-        except ValueError:  # not JSON: the bot will say so; we record it as it is
+        content = flow.request.content or b""
+        # Edit the one value in place rather than re-serialising the body: cheaper on the loop, and the
+        # bot gets the channel's bytes but for that field.
+        found = _SERVICE_URL.findall(content)
+        if len(found) != 1:  # none, or an odd body: leave it alone (a body that is not JSON is the bot's to reject)
             return False
-        original = body.get("serviceUrl") if isinstance(body, dict) else None
-        if not isinstance(original, str) or not original.startswith(("http://", "https://")):
+        try:
+            original = json.loads(b'"' + found[0] + b'"')
+        except ValueError:
+            return False
+        if not original.startswith(("http://", "https://")):
             return False
         host, port = flow.client_conn.sockname[:2]
-        body["serviceUrl"] = _svc_url(host, port, encode_service_url(original))
-        flow.request.content = json.dumps(body, ensure_ascii=False).encode()
-        flow.metadata["botproxy_svc"] = (body["serviceUrl"], original)
+        ours = _svc_url(host, port, encode_service_url(original))
+        flow.request.content = _SERVICE_URL.sub(lambda m: b'"serviceUrl":"' + _json_str(ours) + b'"', content)
+        flow.metadata["botproxy_svc"] = (ours, original)
         return True
 
     def _restore_service_url(self, flow: http.HTTPFlow) -> None:

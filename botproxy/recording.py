@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -39,7 +40,7 @@ class RequestSeen:
     listener: str  # reverse (channel -> bot), forward (HTTP(S)_PROXY), svc (rewritten serviceUrl), directline
     method: str
     url: str  # where the request went, after any re-routing
-    headers: list[tuple[str, str]]
+    headers: Sequence[tuple[str | bytes, str | bytes]]  # mitmproxy's raw fields, or text pairs
     content: bytes | None
     rewritten: bool = False  # inbound serviceUrl was rewritten to come back through us
     service_url: str | None = None  # svc: the original serviceUrl the call was forwarded to
@@ -50,7 +51,7 @@ class ResponseSeen:
     flow_id: str
     at: float
     status: int | None
-    headers: list[tuple[str, str]]
+    headers: Sequence[tuple[str | bytes, str | bytes]]
     content: bytes | None
     error: str | None = None
 
@@ -149,7 +150,8 @@ class SessionRecorder:
         else:
             route = p.classify_outbound(req.method, parts.hostname or "", parts.path)
             leg = OUTBOUND if route.is_connector else OTHER_LEG
-        body, raw, malformed = self._body(req.content, req.headers, route, req.method)
+        req_headers = text_headers(req.headers)
+        body, raw, malformed = self._body(req.content, req_headers, route, req.method)
         exchange = {
             "session_id": self.session_id,
             "seq": self.exchange_seq,
@@ -162,7 +164,7 @@ class SessionRecorder:
             "route": route.name,
             "conversation_id": route.conversation_id,
             "url_activity_id": route.activity_id,
-            "request_headers": json.dumps(self.redactor.headers(req.headers)),
+            "request_headers": json.dumps(self.redactor.headers(req_headers)),
             "request_body": raw if isinstance(raw, str) else None,
             "request_body_raw": raw if isinstance(raw, bytes) else None,
             "request_malformed": int(malformed),
@@ -281,10 +283,11 @@ class SessionRecorder:
         self.event += 1
         exchange = pending.exchange
         status = resp.status if resp.status is not None else 502
-        headers = self.redactor.headers(resp.headers)
+        resp_headers = text_headers(resp.headers)
+        headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
         body, raw, malformed = self._body(
-            resp.content, resp.headers, route if status < 400 else p.Route(p.OTHER), "RESPONSE"
+            resp.content, resp_headers, route if status < 400 else p.Route(p.OTHER), "RESPONSE"
         )
         exchange.update(
             closed=self.event,
@@ -414,6 +417,16 @@ class SessionRecorder:
             self.unfinished += 1
         self._pending.clear()
         return rows
+
+
+def text_headers(headers: Sequence[tuple[str | bytes, str | bytes]]) -> list[tuple[str, str]]:
+    """Header pairs as text. The capture hands mitmproxy's raw byte fields over as they are, so the
+    decoding happens here, off the proxy's event loop."""
+    return [(_text(k), _text(v)) for k, v in headers]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
 def _exchange_row(exchange: dict[str, Any]) -> dict[str, Any]:

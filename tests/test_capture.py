@@ -149,3 +149,23 @@ def test_expected_replies_in_the_response_get_the_original_service_url_back(addo
         addon.response(flow)
     assert json.loads(flow.response.content or b"")["activities"][0]["serviceUrl"] == ORIGINAL
     assert json.loads(seen[-1].content)["activities"][0]["serviceUrl"] == ORIGINAL
+
+
+def test_the_rewrite_edits_only_the_service_url_bytes(addon, seen):
+    body = (b'{"type":"message",  "text":"keep   my spacing",\n "serviceUrl" : "https://smba.trafficmanager.net/amer/",'
+            b' "channelData": {"x": [1, 2]}}')
+    flow = inbound_flow(body)
+    with taddons.context(addon):
+        addon.request(flow)
+    sent = flow.request.content or b""
+    assert b'"text":"keep   my spacing",\n' in sent and b'"channelData": {"x": [1, 2]}}' in sent
+    assert json.loads(sent)["serviceUrl"].startswith("http://127.0.0.1:5055/_botproxy/svc/")
+    assert seen[0].content == body
+
+
+def test_two_service_urls_or_none_are_left_alone(addon, seen):
+    for body in (b'{"type":"message"}', b'{"serviceUrl":"https://a/","channelData":{"serviceUrl":"https://b/"}}'):
+        flow = inbound_flow(body)
+        with taddons.context(addon):
+            addon.request(flow)
+        assert flow.request.content == body and not seen[-1].rewritten
