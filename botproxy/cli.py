@@ -743,5 +743,64 @@ def rules(as_json: bool) -> None:
         click.echo("not checked: " + ", ".join(sorted(NOT_CHECKED)))
 
 
+# -- import / export ----------------------------------------------------------------------------
+
+
+@cli.command(
+    "import",
+    epilog=example(
+        "botproxy import chat.transcript --session from-emulator",
+        "botproxy import logs/*.transcript --db botproxy.db",
+    ),
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--session", "session_name", metavar="NAME", help="Session name [default: import-FILE-DATE].")
+@db_option
+@json_option
+@friendly_errors
+def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_json: bool) -> None:
+    """Import Bot Framework .transcript files as a new session.
+
+    Several files go into one session. The session is checked like a recording and can be shown,
+    reported and replayed.
+    """
+    from .interop import import_files
+
+    summary = import_files(db_path, files, session_name)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(
+        f"session {summary['name']!r} (id {summary['id']}): {summary['activities']} activities,"
+        f" {summary['conversations']} conversations, findings {dict(summary['findings']) or 'none'}"
+    )
+
+
+@cli.command(
+    epilog=example(
+        "botproxy export login-flow --format transcript --out login-flow.transcript",
+        "botproxy export latest --out transcripts/",
+    )
+)
+@click.argument("session", default="latest")
+@click.option(
+    "--format", "fmt", type=click.Choice(["transcript"]), default="transcript", show_default=True,
+    help="What to write.",
+)
+@click.option(
+    "--out", "out", metavar="PATH",
+    help="A file, or a folder for one .transcript per conversation [default: standard output].",
+)
+@db_option
+@friendly_errors
+def export(session: str, fmt: str, out: str | None, db_path: str) -> None:
+    """Write a session as .transcript files the Emulator opens (one conversation per file)."""
+    from .interop import export_session
+
+    for path in export_session(db_path, session, fmt, out):
+        if path != "-":
+            click.echo(f"wrote {path}", err=True)
+
+
 def main() -> None:
     cli(prog_name="botproxy")

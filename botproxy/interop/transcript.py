@@ -1,0 +1,325 @@
+"""Bot Framework `.transcript` files: read the three JSON shapes, normalise producer quirks, write them.
+
+Reading gives, per conversation, the activities in file order, each marked as the user's or the bot's.
+`events()` turns those into the HTTP events a recording of the same conversation would have seen (the
+channel posting the user's activity to the bot, the bot calling the Connector for each of its own), so
+an imported transcript goes through `SessionRecorder` like live traffic: same turn model, same checks.
+
+Shapes: a bare JSON array of activities, `{"transcript": [...]}` (transcript spec T2100) and the
+Connector's history shape `{"activities": [...]}`; UTF-8 with or without a BOM.
+
+Quirks normalised: no `serviceUrl` (a placeholder, `PLACEHOLDER_SERVICE_URL`, is used and marked in
+the session notes); no `replyToId` (a bot activity belongs to the turn of the user activity before it);
+roles missing (the sender is told from the ids the conversation's roles taught); `messageUpdate` records
+(an update of the target id) and updates rewritten in place (nothing to do: the message is simply its
+latest version); `messageDelete` records and tombstones (a delete of the target id; a tombstone whose
+message is not in the file stands for a message that was sent and then deleted).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import UsageError
+from ..recording import RequestSeen, ResponseSeen
+
+PLACEHOLDER_SERVICE_URL = "https://transcript.invalid/"
+BOT_URL = "http://bot.transcript.invalid/api/messages"
+USER, BOT = "user", "bot"
+JSON_HEADERS = [("Content-Type", "application/json; charset=utf-8")]
+
+
+class NotATranscript(ValueError):
+    """The JSON is not one of the transcript shapes (the caller decides whether another reader fits)."""
+
+
+@dataclass
+class Conversation:
+    id: str
+    activities: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (user|bot, activity)
+
+
+@dataclass
+class Transcript:
+    conversations: dict[str, Conversation]
+    placeholder_service_url: bool = False
+
+
+def load_json(path: Path) -> Any:
+    """A file's JSON, UTF-8 with or without a BOM; UsageError when it is not JSON."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise NotATranscript(f"not JSON ({exc})") from exc
+
+
+def activity_list(data: Any) -> list[dict[str, Any]]:
+    """The activities of one of the three shapes; NotATranscript for anything else."""
+    items = data
+    if isinstance(data, dict):
+        for key in ("transcript", "activities"):
+            if isinstance(data.get(key), list):
+                items = data[key]
+                break
+        else:
+            raise NotATranscript("a JSON object without a `transcript` or `activities` array")
+    if not isinstance(items, list):
+        raise NotATranscript("not a JSON array of activities")
+    if any(not isinstance(a, dict) for a in items):
+        raise NotATranscript("the array holds something other than activity objects")
+    activities = [a for a in items if a.get("type")]  # T2008: children without a type are not processed
+    if items and not activities:
+        raise NotATranscript("no element has an activity `type`")
+    return activities
+
+
+def read(datas: list[tuple[str, Any]]) -> Transcript:
+    """Parsed transcripts (name, JSON), several files at once, into conversations in file order."""
+    conversations: dict[str, Conversation] = {}
+    placeholder = False
+    for name, data in datas:
+        activities = [json.loads(json.dumps(a)) for a in activity_list(data)]  # our own copies
+        senders = _senders(activities)
+        default_conversation = Path(name).stem or "transcript"
+        for activity in activities:
+            conversation = activity.get("conversation")
+            if not isinstance(conversation, dict) or not conversation.get("id"):
+                activity["conversation"] = {**(conversation or {}), "id": default_conversation}
+            if not activity.get("serviceUrl"):
+                activity["serviceUrl"] = PLACEHOLDER_SERVICE_URL
+                placeholder = True
+            cid = str(activity["conversation"]["id"])
+            conversations.setdefault(cid, Conversation(cid)).activities.append((senders(activity), activity))
+    return Transcript(conversations, placeholder)
+
+
+def _senders(activities: list[dict[str, Any]]) -> Any:
+    """Who sent an activity: `from.role` when it says user or bot, else what the ids taught."""
+    bots: set[str] = set()
+    users: set[str] = set()
+    for a in activities:
+        role = _role(a)
+        if role == BOT:
+            bots.add(_id(a, "from"))
+            users.add(_id(a, "recipient"))
+        elif role == USER:
+            users.add(_id(a, "from"))
+            bots.add(_id(a, "recipient"))
+    bots.discard("")
+    users.discard("")
+
+    def sender(a: dict[str, Any]) -> str:
+        role = _role(a)
+        if role in (USER, BOT):
+            return role
+        if _id(a, "from") in bots or _id(a, "recipient") in users:
+            return BOT
+        if _id(a, "from") in users or _id(a, "recipient") in bots:
+            return USER
+        name = str((a.get("from") or {}).get("name") or _id(a, "from")).lower()
+        return BOT if name == "bot" else USER
+
+    return sender
+
+
+def _role(a: dict[str, Any]) -> str | None:
+    account = a.get("from")
+    role = account.get("role") if isinstance(account, dict) else None
+    return role.lower() if isinstance(role, str) and role.lower() in (USER, BOT) else None
+
+
+def _id(a: dict[str, Any], key: str) -> str:
+    account = a.get(key)
+    return str(account.get("id") or "") if isinstance(account, dict) else ""
+
+
+# -- into recorder events -------------------------------------------------------------------------
+
+
+def events(transcript: Transcript, start: float = 0.0) -> Iterator[RequestSeen | ResponseSeen]:
+    """The HTTP events a recording of these conversations would have seen, conversation by conversation."""
+    clock = _Clock(start)
+    n = 0
+    for conversation in transcript.conversations.values():
+        cid = conversation.id
+        open_inbound: tuple[str, dict[str, Any], list[dict[str, Any]]] | None = None  # flow, activity, replies
+        sent: set[str] = set()
+
+        def close(inbound: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> Iterator[ResponseSeen]:
+            flow, activity, replies = inbound
+            status, body = 200, None
+            if activity.get("deliveryMode") == "expectReplies":
+                body = {"activities": replies}
+            elif activity.get("type") == "invoke":
+                invoke = next((r for r in replies if r.get("type") == "invokeResponse"), None)
+                value: dict[str, Any] = (invoke or {}).get("value") or {}
+                value = value if isinstance(value, dict) else {}
+                status, body = int(value.get("status") or 200), value.get("body")
+            content = json.dumps(body).encode() if body is not None else b""
+            yield ResponseSeen(flow, clock.tick(activity), status, JSON_HEADERS if content else [], content)
+
+        for sender, activity in conversation.activities:
+            n += 1
+            if sender == USER:
+                if open_inbound is not None:
+                    yield from close(open_inbound)
+                flow = f"t{n}"
+                yield RequestSeen(flow, clock.tick(activity), "reverse", "POST", BOT_URL, JSON_HEADERS, _dump(activity))
+                open_inbound = (flow, activity, [])
+                continue
+            kind = activity.get("type")
+            reply_to = activity.get("replyToId")
+            if open_inbound is not None and reply_to and reply_to != open_inbound[1].get("id"):
+                # It answers something else than the open turn (an earlier message, or nothing the channel
+                # sent: a proactive send): the turn was over when it was sent.
+                yield from close(open_inbound)
+                open_inbound = None
+            if open_inbound is not None and (
+                open_inbound[1].get("deliveryMode") == "expectReplies"
+                or (kind == "invokeResponse" and open_inbound[1].get("type") == "invoke")
+            ):
+                open_inbound[2].append(_without_id(activity) if kind != "invokeResponse" else activity)
+                continue
+            yield from _bot_call(f"t{n}", activity, cid, sent, clock)
+        if open_inbound is not None:
+            yield from close(open_inbound)
+
+
+def _bot_call(
+    flow: str, activity: dict[str, Any], cid: str, sent: set[str], clock: _Clock
+) -> Iterator[RequestSeen | ResponseSeen]:
+    """The Connector call the bot made for one of its activities (send, reply, update or delete)."""
+    service_url = str(activity.get("serviceUrl") or PLACEHOLDER_SERVICE_URL)
+    base = service_url.rstrip("/") + f"/v3/conversations/{quote(cid, safe='')}/activities"
+    kind = activity.get("type")
+    target = str(activity.get("id") or "")
+    if kind == "messageDelete" and target and target not in sent:
+        # A tombstone in place of the message: it was sent, then deleted.
+        yield from _bot_call(flow + "s", {**activity, "type": "message"}, cid, sent, clock)
+    if kind == "messageUpdate" and target:
+        body = {**{k: v for k, v in activity.items() if k != "timestamp"}, "type": "message"}
+        at = clock.tick(activity)
+        yield RequestSeen(
+            flow,
+            at,
+            "svc",
+            "PUT",
+            f"{base}/{quote(target, safe='')}",
+            JSON_HEADERS,
+            _dump(body),
+            service_url=service_url,
+        )
+        yield ResponseSeen(flow, clock.tick(activity), 200, JSON_HEADERS, _dump({"id": target}))
+        return
+    if kind == "messageDelete" and target:
+        yield RequestSeen(
+            flow,
+            clock.tick(activity),
+            "svc",
+            "DELETE",
+            f"{base}/{quote(target, safe='')}",
+            [],
+            None,
+            service_url=service_url,
+        )
+        yield ResponseSeen(flow, clock.tick(activity), 200, [], b"")
+        return
+    reply_to = activity.get("replyToId")
+    url = f"{base}/{quote(str(reply_to), safe='')}" if reply_to else base
+    yield RequestSeen(
+        flow,
+        clock.tick(activity),
+        "svc",
+        "POST",
+        url,
+        JSON_HEADERS,
+        _dump(_without_id(activity)),
+        service_url=service_url,
+    )
+    if target:
+        sent.add(target)
+    answer = _dump({"id": target}) if target else b"{}"
+    yield ResponseSeen(flow, clock.tick(activity), 200, JSON_HEADERS, answer)
+
+
+def _without_id(activity: dict[str, Any]) -> dict[str, Any]:
+    """What the bot sent: the connector assigns the id (the transcript holds the one it returned), and
+    the `timestamp` is the stored form's (transcript spec: stored activities carry one), not the bot's."""
+    return {k: v for k, v in activity.items() if k not in ("id", "timestamp")}
+
+
+def _dump(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+class _Clock:
+    """Event times from the activities' timestamps, never going backwards."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def tick(self, activity: dict[str, Any]) -> float:
+        stamp = _timestamp(activity.get("timestamp"))
+        self.now = max(self.now + 0.001, stamp or 0.0)
+        return self.now
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def to_transcript(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One conversation's stored activities (`show --json` records, seq order) as a transcript array.
+
+    Both directions of the bot's leg; an update becomes a `messageUpdate` record and a delete a
+    `messageDelete` record of the target id, as the SDK's TranscriptLoggerMiddleware writes them.
+    """
+    out: list[dict[str, Any]] = []
+    for a in activities:
+        if a["direction"] not in ("to_bot", "from_bot"):
+            continue
+        body = dict(a["body"] or {})
+        if a["route"] == "delete_activity":
+            body = {
+                "type": "messageDelete",
+                "id": a["activity_id"],
+                "conversation": {"id": a["conversation_id"]},
+                "from": {"id": a["from_id"] or "", "role": BOT},
+            }
+        elif not body:
+            continue
+        elif a["route"] == "update_activity":
+            body["type"] = "messageUpdate"
+        role = USER if a["direction"] == "to_bot" else BOT
+        account = body.get("from")
+        if isinstance(account, dict) and not account.get("role"):
+            body["from"] = {**account, "role": role}
+        elif not isinstance(account, dict):
+            body["from"] = {"id": a["from_id"] or role, "role": role}
+        if a["activity_id"] and not body.get("id"):
+            body["id"] = a["activity_id"]
+        if a["service_url"] and a["direction"] == "from_bot" and not body.get("serviceUrl"):
+            body["serviceUrl"] = a["service_url"]
+        if not body.get("timestamp") and a["observed_at"]:
+            stamp = dt.datetime.fromtimestamp(a["observed_at"], dt.UTC)
+            body["timestamp"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out.append(body)
+    return out
