@@ -197,7 +197,13 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Full-text search on activity text (`activities_fts`, kept current by triggers; sqlite-utils and
+    Datasette find it by its name)."""
+    db.table("activities").enable_fts(["text"], create_triggers=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
