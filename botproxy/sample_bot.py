@@ -49,7 +49,7 @@ import argparse
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,7 @@ from botbuilder.core import (
     CardFactory,
     InvokeResponse,
     MessageFactory,
+    Middleware,
     TurnContext,
     serializer_helper,
 )
@@ -279,11 +280,15 @@ def _error_handler(bot: SampleBot) -> Callable[[TurnContext, Exception], Awaitab
 BOT_KEY = web.AppKey("sample_bot", SampleBot)
 
 
-def make_app(build: int = 1) -> web.Application:
-    """The sample bot as an aiohttp application: ``POST /api/messages`` and ``GET /health``."""
+def make_app(build: int = 1, middleware: Sequence[Middleware] = ()) -> web.Application:
+    """The sample bot as an aiohttp application: ``POST /api/messages`` and ``GET /health``.
+
+    `middleware`: Bot Framework middleware the adapter runs (a `TranscriptLoggerMiddleware`, say)."""
     bot = SampleBot(build)
     adapter = SampleCloudAdapter(ConfigurationBotFrameworkAuthentication(AnonymousConfig()))
     adapter.on_turn_error = _error_handler(bot)
+    for item in middleware:
+        adapter.use(item)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         response: web.StreamResponse = await adapter.process(request, bot)
@@ -324,9 +329,11 @@ class SampleBotServer:
         await self.runner.cleanup()
 
 
-async def start_bot(host: str = "127.0.0.1", port: int = 0, build: int = 1) -> SampleBotServer:
+async def start_bot(
+    host: str = "127.0.0.1", port: int = 0, build: int = 1, middleware: Sequence[Middleware] = ()
+) -> SampleBotServer:
     """Start the sample bot in this event loop; port 0 picks a free port."""
-    app = make_app(build)
+    app = make_app(build, middleware)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +57,28 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
             other_events += data
     parsed = transcript.read(transcripts) if transcripts else None
     events: list[Event] = list(transcript.events(parsed)) if parsed else []
+    # A transcript does not say how the bot answered the channel's POST (200? 201?) unless the answer
+    # carried something (an invoke response, expected replies): those statuses are left unknown.
+    guessed = {
+        n
+        for n, e in enumerate((e for e in events if isinstance(e, RequestSeen)), 1)
+        if e.listener == "reverse" and transcript.status_unknown(e.content)
+    }
     events += other_events
     notes = "imported from " + ", ".join(str(p) for p in files)
     if parsed is not None and parsed.placeholder_service_url:
         notes += f"; serviceUrl missing in the transcript, {transcript.PLACEHOLDER_SERVICE_URL} stands in for it"
     capture = "+".join(sorted(set(kinds)))
     session_name = name or f"import-{files[0].stem}-{utc_now()[:19].replace(':', '').replace('-', '')}"
-    return write_session(db_path, session_name, events, capture_mode=capture, notes=notes)
+    return write_session(db_path, session_name, events, unknown_status=guessed, capture_mode=capture, notes=notes)
 
 
-def write_session(db_path: str, name: str, events: list[Event], **fields: Any) -> dict[str, Any]:
-    """Run the events through a recorder with the live checks and write the session in one transaction."""
+def write_session(
+    db_path: str, name: str, events: list[Event], unknown_status: AbstractSet[int] = frozenset(), **fields: Any
+) -> dict[str, Any]:
+    """Run the events through a recorder with the live checks and write the session in one transaction.
+
+    `unknown_status`: exchange seqs whose inbound activity's HTTP status the source did not know."""
     from ..checks import Engine, LiveChecks  # the checks read what recording produces, never the reverse
 
     db = store.open_db(db_path, create=True)
@@ -90,6 +102,8 @@ def write_session(db_path: str, name: str, events: list[Event], **fields: Any) -
             rows += recorder.finish()
             grouped: dict[str, list[dict[str, Any]]] = {}
             for table, item in rows:
+                if table == "activities" and item["direction"] == "to_bot" and item["exchange_seq"] in unknown_status:
+                    item["status"] = None
                 grouped.setdefault(table, []).append(item)
             store.insert_rows(db, grouped)
             db.conn.execute(

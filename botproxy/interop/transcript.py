@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ def events(transcript: Transcript, start: float = 0.0) -> Iterator[RequestSeen |
     n = 0
     for conversation in transcript.conversations.values():
         cid = conversation.id
+        _claim_logger_ids(conversation.activities)
         open_inbound: tuple[str, dict[str, Any], list[dict[str, Any]]] | None = None  # flow, activity, replies
         sent: set[str] = set()
 
@@ -179,7 +181,7 @@ def events(transcript: Transcript, start: float = 0.0) -> Iterator[RequestSeen |
                 continue
             kind = activity.get("type")
             reply_to = activity.get("replyToId")
-            if open_inbound is not None and reply_to and reply_to != open_inbound[1].get("id"):
+            if open_inbound is not None and reply_to and reply_to != open_inbound[1].get("id") and kind not in _CHANGES:
                 # It answers something else than the open turn (an earlier message, or nothing the channel
                 # sent: a proactive send): the turn was over when it was sent.
                 yield from close(open_inbound)
@@ -193,6 +195,34 @@ def events(transcript: Transcript, start: float = 0.0) -> Iterator[RequestSeen |
             yield from _bot_call(f"t{n}", activity, cid, sent, clock)
         if open_inbound is not None:
             yield from close(open_inbound)
+
+
+# botbuilder-python's TranscriptLoggerMiddleware never sees the connector's ResourceResponses, so it logs
+# the bot's activities under ids of its own, `g_` + 5 characters + epoch milliseconds; its update and
+# delete records then name the connector's id, which no activity in the file carries.
+LOGGER_ID = re.compile(r"^g_[a-z0-9]{5}\d+(\.\d+)?$")
+
+
+def _claim_logger_ids(activities: list[tuple[str, dict[str, Any]]]) -> None:
+    """Give an update or delete whose target is not in the file the id of the message it changed: the
+    latest earlier bot message of the same turn (`replyToId`) that has only a logger-made id."""
+    known = {str(a.get("id")) for _, a in activities if a.get("id") and a.get("type") not in _CHANGES}
+    for i, (sender, activity) in enumerate(activities):
+        target = activity.get("id")
+        if sender != BOT or activity.get("type") not in _CHANGES or not target or target in known:
+            continue
+        candidates = [
+            earlier
+            for _, earlier in reversed(activities[:i])
+            if earlier.get("type") == "message" and LOGGER_ID.match(str(earlier.get("id") or ""))
+        ]
+        same_turn = [c for c in candidates if c.get("replyToId") == activity.get("replyToId")]
+        if same_turn or candidates:
+            (same_turn or candidates)[0]["id"] = target
+            known.add(target)
+
+
+_CHANGES = ("messageUpdate", "messageDelete")
 
 
 def _bot_call(
@@ -250,6 +280,15 @@ def _bot_call(
         sent.add(target)
     answer = _dump({"id": target}) if target else b"{}"
     yield ResponseSeen(flow, clock.tick(activity), 200, JSON_HEADERS, answer)
+
+
+def status_unknown(content: bytes | None) -> bool:
+    """Whether the bot's HTTP answer to this inbound activity is a guess (nothing in the transcript says)."""
+    try:
+        activity = json.loads(content or b"{}")
+    except ValueError:
+        return True
+    return activity.get("type") != "invoke" and activity.get("deliveryMode") != "expectReplies"
 
 
 def _without_id(activity: dict[str, Any]) -> dict[str, Any]:
