@@ -19,24 +19,14 @@ Event = RequestSeen | ResponseSeen | WebSocketSeen
 
 
 def read_file(path: Path) -> tuple[str, Any]:
-    """(kind, parsed content) of one file: `transcript` (JSON), `har` (JSON) or `flows` (events)."""
+    """(kind, parsed content) of one file; only `.transcript` files so far."""
     if not path.is_file():
         raise UsageError(f"cannot import {path}: no such file")
     try:
         data = transcript.load_json(path)
-    except transcript.NotATranscript as not_json:
-        from . import flows
-
-        events = flows.read_flows(path)
-        if events is None:
-            raise UsageError(
-                f"cannot import {path}: not a .transcript, HAR or mitmproxy flow file ({not_json})"
-            ) from None
-        return "flows", events
-    try:
         transcript.activity_list(data)
     except transcript.NotATranscript as exc:
-        raise UsageError(f"cannot import {path}: not a .transcript, HAR or mitmproxy flow file ({exc})") from None
+        raise UsageError(f"cannot import {path}: not a .transcript file ({exc})") from None
     return "transcript", data
 
 
@@ -46,15 +36,11 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
     if not files:
         raise UsageError("nothing to import: give one or more files")
     transcripts: list[tuple[str, Any]] = []
-    other_events: list[Event] = []
     kinds: list[str] = []
     for path in files:
         kind, data = read_file(path)
         kinds.append(kind)
-        if kind == "transcript":
-            transcripts.append((path.name, data))
-        else:
-            other_events += data
+        transcripts.append((path.name, data))
     parsed = transcript.read(transcripts) if transcripts else None
     events: list[Event] = list(transcript.events(parsed)) if parsed else []
     # A transcript does not say how the bot answered the channel's POST (200? 201?) unless the answer
@@ -64,7 +50,6 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
         for n, e in enumerate((e for e in events if isinstance(e, RequestSeen)), 1)
         if e.listener == "reverse" and transcript.status_unknown(e.content)
     }
-    events += other_events
     notes = "imported from " + ", ".join(str(p) for p in files)
     if parsed is not None and parsed.placeholder_service_url:
         notes += f"; serviceUrl missing in the transcript, {transcript.PLACEHOLDER_SERVICE_URL} stands in for it"
