@@ -13,8 +13,10 @@ says so once, and counts what it could not record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -168,6 +170,9 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
     # Ctrl-C reaches the whole process group; the parent decides when recording ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Recording is batch work: when CPUs are contended, the live traffic in the proxy goes first.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     logging.basicConfig(level=logging.WARNING, format="botproxy: %(levelname)s %(name)s: %(message)s")
     from . import store
     from .errors import BotproxyError
