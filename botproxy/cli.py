@@ -751,6 +751,8 @@ def rules(as_json: bool) -> None:
     epilog=example(
         "botproxy import chat.transcript --session from-emulator",
         "botproxy import logs/*.transcript --db botproxy.db",
+        "botproxy import capture.har --session from-har",
+        "botproxy import traffic.flows --session from-mitmdump",
     ),
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -759,10 +761,10 @@ def rules(as_json: bool) -> None:
 @json_option
 @friendly_errors
 def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_json: bool) -> None:
-    """Import Bot Framework .transcript files as a new session.
+    """Import .transcript files, HAR files or mitmproxy flow files as a new session.
 
-    Several files go into one session. The session is checked like a recording and can be shown,
-    reported and replayed.
+    Several files go into one session (transcripts and captures not mixed). The session is checked
+    like a recording and can be shown, reported and replayed.
     """
     from .interop import import_files
 
@@ -780,21 +782,22 @@ def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_j
     epilog=example(
         "botproxy export login-flow --format transcript --out login-flow.transcript",
         "botproxy export latest --out transcripts/",
+        "botproxy export login-flow --format har --out login-flow.har",
     )
 )
 @click.argument("session", default="latest")
 @click.option(
-    "--format", "fmt", type=click.Choice(["transcript"]), default="transcript", show_default=True,
+    "--format", "fmt", type=click.Choice(["transcript", "har"]), default="transcript", show_default=True,
     help="What to write.",
 )
 @click.option(
     "--out", "out", metavar="PATH",
-    help="A file, or a folder for one .transcript per conversation [default: standard output].",
+    help="A file, or (transcript) a folder for one .transcript per conversation [default: standard output].",
 )
 @db_option
 @friendly_errors
 def export(session: str, fmt: str, out: str | None, db_path: str) -> None:
-    """Write a session as .transcript files the Emulator opens (one conversation per file)."""
+    """Write a session as .transcript files the Emulator opens (one conversation per file), or as HAR."""
     from .interop import export_session
 
     for path in export_session(db_path, session, fmt, out):

@@ -10,9 +10,9 @@ from typing import Any
 
 from .. import store
 from ..errors import UsageError
-from . import transcript
+from . import har, transcript
 
-FORMATS = ("transcript",)
+FORMATS = ("transcript", "har")
 
 
 def export_session(db_path: str, session_ref: str, fmt: str, out: str | None = None) -> list[str]:
@@ -23,9 +23,27 @@ def export_session(db_path: str, session_ref: str, fmt: str, out: str | None = N
     try:
         session = store.resolve_session(db, session_ref)
         activities = list(store.iter_activities(db, session["id"]))
+        exchanges = list(store.iter_exchanges(db, session["id"])) if fmt == "har" else []
     finally:
         db.conn.close()
+    if fmt == "har":
+        return _write_har(har.to_har(exchanges, activities), out)
     return _write_transcripts(session, activities, out)
+
+
+def _write_har(document: dict[str, Any], out: str | None) -> list[str]:
+    if out is None:
+        sys.stdout.write(_dumps(document))
+        return ["-"]
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", "\\")):
+        raise UsageError(f"--out {out} is a folder: a HAR export is one file, give its name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_dumps(document), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return [str(path)]
 
 
 def _write_transcripts(session: dict[str, Any], activities: list[dict[str, Any]], out: str | None) -> list[str]:

@@ -13,20 +13,34 @@ from ..errors import StoreError, UsageError
 from ..recording import RequestSeen, ResponseSeen, Row, SessionRecorder, WebSocketSeen
 from ..redact import Redactor
 from ..session import session_row, utc_now
-from . import transcript
+from . import flows, har, traffic, transcript
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
 
 
 def read_file(path: Path) -> tuple[str, Any]:
-    """(kind, parsed content) of one file; only `.transcript` files so far."""
+    """(kind, parsed content) of one file: `har` (JSON with `log.entries`), `flows` (a mitmproxy flow
+    file) or `transcript`; UsageError for anything else."""
     if not path.is_file():
         raise UsageError(f"cannot import {path}: no such file")
     try:
         data = transcript.load_json(path)
+    except transcript.NotATranscript:
+        try:
+            return "flows", flows.read(path, f"{path.name}#")
+        except flows.NotFlows as exc:
+            raise UsageError(
+                f"cannot import {path}: not a HAR, mitmproxy flow or .transcript file (not JSON; {exc})"
+            ) from None
+    if har.is_har(data):
+        try:
+            return "har", har.read(data, f"{path.name}#")
+        except har.NotAHar as exc:
+            raise UsageError(f"cannot import {path}: {exc}") from None
+    try:
         transcript.activity_list(data)
     except transcript.NotATranscript as exc:
-        raise UsageError(f"cannot import {path}: not a .transcript file ({exc})") from None
+        raise UsageError(f"cannot import {path}: not a HAR, mitmproxy flow or .transcript file ({exc})") from None
     return "transcript", data
 
 
@@ -36,11 +50,24 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
     if not files:
         raise UsageError("nothing to import: give one or more files")
     transcripts: list[tuple[str, Any]] = []
+    captured: list[traffic.Captured] = []
     kinds: list[str] = []
-    for path in files:
+    for n, path in enumerate(files):
         kind, data = read_file(path)
         kinds.append(kind)
-        transcripts.append((path.name, data))
+        if kind == "transcript":
+            transcripts.append((path.name, data))
+        else:
+            for record in data:
+                record.flow_id = f"{n}:{record.flow_id}"
+            captured += _ordered_after(captured, data)
+    if transcripts and captured:
+        raise UsageError("cannot import .transcript files and captures (HAR, flow files) into one session")
+    session_name = name or f"import-{files[0].stem}-{utc_now()[:19].replace(':', '').replace('-', '')}"
+    notes = "imported from " + ", ".join(str(p) for p in files)
+    capture = "+".join(sorted(set(kinds)))
+    if captured:
+        return write_session(db_path, session_name, traffic.events(captured), capture_mode=capture, notes=notes)
     parsed = transcript.read(transcripts) if transcripts else None
     events: list[Event] = list(transcript.events(parsed)) if parsed else []
     # A transcript does not say how the bot answered the channel's POST (200? 201?) unless the answer
@@ -50,12 +77,19 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
         for n, e in enumerate((e for e in events if isinstance(e, RequestSeen)), 1)
         if e.listener == "reverse" and transcript.status_unknown(e.content)
     }
-    notes = "imported from " + ", ".join(str(p) for p in files)
     if parsed is not None and parsed.placeholder_service_url:
         notes += f"; serviceUrl missing in the transcript, {transcript.PLACEHOLDER_SERVICE_URL} stands in for it"
-    capture = "+".join(sorted(set(kinds)))
-    session_name = name or f"import-{files[0].stem}-{utc_now()[:19].replace(':', '').replace('-', '')}"
     return write_session(db_path, session_name, events, unknown_status=guessed, capture_mode=capture, notes=notes)
+
+
+def _ordered_after(earlier: list[traffic.Captured], records: list[traffic.Captured]) -> list[traffic.Captured]:
+    """botproxy's own event numbers of a further file continue after those of the files before it."""
+    base = max((max(r.order[0] or 0, r.order[1] or 0) for r in earlier), default=0)
+    for r in records:
+        if r.order[0] is not None:
+            r.order = (r.order[0] + base, r.order[1] + base if r.order[1] is not None else None)
+            r.messages = [(at, c, m, e + base if e is not None else None) for at, c, m, e in r.messages]
+    return records
 
 
 def write_session(

@@ -1,0 +1,103 @@
+"""`botproxy export --format har` and HAR import: botproxy's own HAR, foreign HAR, mitmproxy's hardump."""
+
+import json
+from urllib.parse import urlsplit
+
+from click.testing import CliRunner
+from mitmdumpkit import finding_codes, record_through_mitmdump, summary
+
+from botproxy import store
+from botproxy.capture import encode_service_url
+from botproxy.cli import cli
+from botproxy.demo import record_demo
+from botproxy.interop import import_files
+
+
+async def recorded_har(tmp_path):
+    db_path = str(tmp_path / "rt.db")
+    await record_demo(db_path, "demo", confdir=str(tmp_path / "mitm"))
+    out = tmp_path / "demo.har"
+    result = CliRunner().invoke(cli, ["export", "demo", "--format", "har", "--out", str(out), "--db", db_path])
+    assert result.exit_code == 0, result.output
+    return db_path, out
+
+
+async def test_botproxy_har_is_har_1_2_and_reimports_the_same_session(tmp_path):
+    db_path, out = await recorded_har(tmp_path)
+    document = json.loads(out.read_text())
+    log = document["log"]
+    assert log["version"] == "1.2" and log["creator"]["name"] == "botproxy"
+    db = store.open_db(db_path)
+    exchanges = list(store.iter_exchanges(db, store.resolve_session(db, "demo")["id"]))
+    assert len(log["entries"]) == len(exchanges) > 0
+    for entry, exchange in zip(log["entries"], exchanges, strict=True):
+        assert entry["startedDateTime"].endswith("+00:00") and entry["time"] == exchange["duration_ms"]
+        request, response = entry["request"], entry["response"]
+        assert (request["method"], request["url"], request["headersSize"]) == (exchange["method"], exchange["url"], -1)
+        assert all(set(h) == {"name", "value"} for h in request["headers"] + response["headers"])
+        assert entry["timings"] == {"send": 0, "wait": exchange["duration_ms"], "receive": 0} and entry["cache"] == {}
+        assert response["status"] == exchange["status"] and response["redirectURL"] == ""
+        assert entry["_botproxy"]["listener"] == exchange["listener"] and entry["_botproxy"]["leg"] == exchange["leg"]
+        if exchange["request_body"]:
+            assert request["postData"]["text"] == exchange["request_body"]
+            assert request["bodySize"] == len(exchange["request_body"].encode())
+        if exchange["response_body"]:
+            assert response["content"]["text"] == exchange["response_body"]
+    assert {e["_botproxy"]["listener"] for e in log["entries"]} == {"reverse", "svc"}
+
+    result = CliRunner().invoke(cli, ["import", str(out), "--session", "back", "--db", db_path, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["unfinished"] == 0
+    assert summary(db_path, "back") == summary(db_path, "demo")
+    assert finding_codes(db_path, "back") == finding_codes(db_path, "demo")
+    back = store.resolve_session(db, "back")
+    assert back["source"] == "import" and back["capture_mode"] == "har"
+    again = list(store.iter_exchanges(db, back["id"]))
+    keys = ("listener", "route", "url", "status", "request_body", "response_body")
+    assert [[x[k] for k in keys] for x in again] == [[x[k] for k in keys] for x in exchanges]
+    # Standard output without --out.
+    result = CliRunner().invoke(cli, ["export", "demo", "--format", "har", "--db", db_path])
+    assert result.exit_code == 0 and json.loads(result.stdout)["log"]["entries"]
+
+
+async def test_foreign_har_listeners_inferred_and_rewritten_service_urls_mapped_back(tmp_path):
+    """Without `_botproxy`, the listener comes from path and body; a capture taken of traffic botproxy was
+    rewriting (the bot calling /_botproxy/svc/<key>/v3/...) maps back to the original connector URL."""
+    db_path, out = await recorded_har(tmp_path)
+    document = json.loads(out.read_text())
+    for entry in document["log"]["entries"]:
+        ours = entry.pop("_botproxy")
+        request = entry["request"]
+        if ours["listener"] == "svc":
+            parts = urlsplit(request["url"])
+            original = f"{parts.scheme}://{parts.netloc}/"
+            request["url"] = f"http://127.0.0.1:9/_botproxy/svc/{encode_service_url(original)}{parts.path}"
+        elif ours["listener"] == "reverse" and "serviceUrl" in request["postData"]["text"]:
+            body = json.loads(request["postData"]["text"])
+            body["serviceUrl"] = f"http://127.0.0.1:9/_botproxy/svc/{encode_service_url(body['serviceUrl'])}/"
+            request["postData"]["text"] = json.dumps(body)
+    foreign = tmp_path / "foreign.har"
+    foreign.write_text(json.dumps(document))
+    import_files(db_path, [foreign], "foreign")
+    assert summary(db_path, "foreign") == summary(db_path, "demo")
+    assert finding_codes(db_path, "foreign")[0] == finding_codes(db_path, "demo")[0]
+    db = store.open_db(db_path)
+    pairs = lambda name: [  # noqa: E731
+        (x["listener"], x["url"], x["rewritten"])
+        for x in store.iter_exchanges(db, store.resolve_session(db, name)["id"])
+    ]
+    assert pairs("foreign") == pairs("demo")
+
+
+async def test_mitmproxy_hardump_of_both_legs_imports_as_botproxy_recorded_it(tmp_path, recorders, free_port):
+    captures = await record_through_mitmdump(tmp_path, recorders, free_port)
+    document = json.loads(captures.har.read_text())
+    assert document["log"]["creator"]["name"] == "mitmproxy"
+    live = summary(captures.db_path, "live")
+    assert len(live) > 20 and {a[0] for a in live} == {"to_bot", "from_bot"}
+    result = CliRunner().invoke(
+        cli, ["import", str(captures.har), "--session", "from-hardump", "--db", captures.db_path]
+    )
+    assert result.exit_code == 0, result.output
+    assert summary(captures.db_path, "from-hardump") == live
+    assert finding_codes(captures.db_path, "from-hardump")[0] == finding_codes(captures.db_path, "live")[0]
