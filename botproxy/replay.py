@@ -48,7 +48,7 @@ from aiohttp import web
 from . import __version__, diff, store
 from .channel import ConnectorCall, ConnectorChannel
 from .errors import UpstreamError, UsageError
-from .recording import Observer, RequestSeen, ResponseSeen
+from .recording import RequestSeen, ResponseSeen
 from .replay_results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
 from .session import LiveSession
 
@@ -372,14 +372,10 @@ async def _run_phase(
     db_path: str, plan: Plan, role: str, bot_url: str, run_id: int, options: _Options, engine: Any,
     progress: Callable[[], None],
 ) -> PhaseResult:
-    checks = _live_checks(engine)
-    observers: list[Observer] = [checks] if checks is not None else []
     name = f"{plan.session['name']}-replay-{run_id}-{role}"
-    live = LiveSession(db_path, name=name, observers=observers, bot_url=bot_url, capture_mode="replay",
+    live = LiveSession(db_path, name=name, engine=engine, bot_url=bot_url, capture_mode="replay",
                        source="replay", notes=f"replay run {run_id} of session {plan.session['name']!r} ({role})")
     session_id = await asyncio.to_thread(live.start)
-    if checks is not None:
-        checks.session_id = session_id  # known only now; no traffic has been fed yet
     driver = _Driver(plan, role, bot_url, options, progress)
     try:
         await driver.run(live)
@@ -387,14 +383,6 @@ async def _run_phase(
         await asyncio.to_thread(live.close)
     return PhaseResult(role, bot_url, session_id, name, driver.service_url, driver.outcomes, driver.id_maps,
                        driver.assigned())
-
-
-def _live_checks(engine: Any) -> Any:
-    if engine is None:
-        return None
-    from .checks import LiveChecks
-
-    return LiveChecks(engine, 0)
 
 
 def read_back(db: sqlite_utils.Database, phase: PhaseResult) -> None:

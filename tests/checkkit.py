@@ -428,8 +428,7 @@ async def record_session(
     """The real embedded recorder (mitmproxy on port 0, serviceUrl rewrite) with live checks, writing to
     a real SQLite file; stopped (and flushed) on exit."""
     db_path = str(tmp_path / "botproxy.db")
-    checks = LiveChecks(Engine(config, strict=True), session_id=0)
-    live = LiveSession(db_path, name=name, observers=[checks], bot_url=bot_url)
+    live = LiveSession(db_path, name=name, engine=Engine(config, strict=True), bot_url=bot_url)
     proxy = RecordingProxy(
         ProxyConfig(
             bot_url=bot_url, listen="127.0.0.1:0", forward_listen=None, confdir=str(tmp_path / "mitmproxy")
@@ -437,9 +436,8 @@ async def record_session(
         live,
     )
     await proxy.start()
-    checks.session_id = live.writer.session_id if live.writer else 0
     try:
-        yield Recording(proxy, checks, db_path)
+        yield Recording(proxy, live.checks, db_path)
     finally:
         await proxy.stop()
 
