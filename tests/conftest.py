@@ -44,6 +44,26 @@ async def sample_bot() -> AsyncIterator[SampleBotServer]:
         await server.stop()
 
 
+@pytest.fixture
+async def bot2() -> AsyncIterator[SampleBotServer]:
+    """Build 2 of the sample bot: a few answers changed on purpose (see its module docstring)."""
+    server = await start_bot(build=2)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def demo_db(tmp_path) -> str:
+    """A database holding session `demo`: the demo's scripted conversation recorded with build 1."""
+    from botproxy.demo import record_demo
+
+    db = str(tmp_path / "demo.db")
+    await record_demo(db, "demo", confdir=str(tmp_path / "mitm"))
+    return db
+
+
 # -- the recorder, embedded in the test's event loop ------------------------------------------------
 
 from botproxy import store  # noqa: E402

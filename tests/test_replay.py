@@ -18,29 +18,12 @@ from aiohttp import web
 
 from botproxy import store
 from botproxy.capture import encode_service_url
-from botproxy.demo import record_demo
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
 from botproxy.replay import replay_session
 from botproxy.replay_results import iter_turn_rows
-from botproxy.sample_bot import SampleBotServer, make_app, start_bot
+from botproxy.sample_bot import make_app
 
 QUIET = 50  # ms; the quiet window is a product feature, kept short here
-
-
-@pytest.fixture
-async def demo_db(tmp_path) -> str:
-    db = str(tmp_path / "demo.db")
-    await record_demo(db, "demo", confdir=str(tmp_path / "mitm"))
-    return db
-
-
-@pytest.fixture
-async def bot2() -> AsyncIterator[SampleBotServer]:
-    server = await start_bot(build=2)
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 class FaultyBot:

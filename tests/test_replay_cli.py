@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
 
 import pytest
 from click.testing import CliRunner
@@ -14,30 +13,12 @@ from click.testing import CliRunner
 from botproxy import replay as replay_mod
 from botproxy.cli import cli
 from botproxy.config import load_replay_config
-from botproxy.demo import record_demo
 from botproxy.errors import UsageError
-from botproxy.sample_bot import SampleBotServer, start_bot
 
 
 async def run_cli(*args: str):
     """The CLI runs its own event loop (asyncio.run), so it runs in a thread while the bots serve here."""
     return await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
-
-
-@pytest.fixture
-async def demo_db(tmp_path) -> str:
-    db = str(tmp_path / "demo.db")
-    await record_demo(db, "demo", confdir=str(tmp_path / "mitm"))
-    return db
-
-
-@pytest.fixture
-async def bot2() -> AsyncIterator[SampleBotServer]:
-    server = await start_bot(build=2)
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_same_build_exits_0_and_prints_a_summary(demo_db, sample_bot):

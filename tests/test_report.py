@@ -20,7 +20,6 @@ from click.testing import CliRunner
 
 from botproxy import report, store
 from botproxy.cli import cli
-from botproxy.demo import record_demo
 from botproxy.errors import BotproxyError, StoreError
 
 ROOT = Path(__file__).parent.parent
@@ -111,13 +110,6 @@ def self_contained(html: str) -> None:
     assert not re.search(r"<(link|iframe|object|embed|img|audio|video|source)\b", html, re.I)
     assert not re.search(r"""\s(src|href)=["']?(https?:|//)""", html, re.I)
     assert "@import" not in html and "url(" not in html
-
-
-@pytest.fixture
-async def demo_db(tmp_path) -> Path:
-    db_path = tmp_path / "demo.db"
-    await record_demo(str(db_path), "demo", confdir=str(tmp_path / "mitm"))
-    return db_path
 
 
 # -- a session recorded for real -------------------------------------------------------------------------

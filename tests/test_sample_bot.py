@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,7 +19,6 @@ from botproxy.sample_bot import (
     HELP_TEXT_BUILD_2,
     SampleBot,
     SampleBotServer,
-    start_bot,
 )
 
 CONV = "conv1"
@@ -46,15 +44,6 @@ async def turn(
 
 def texts(calls: list[ConnectorCall]) -> list[str | None]:
     return [c.body.get("text") for c in calls]
-
-
-@pytest.fixture
-async def bot2() -> AsyncIterator[SampleBotServer]:
-    server = await start_bot(build=2)
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_health(sample_bot: SampleBotServer) -> None:
