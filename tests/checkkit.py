@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -558,3 +558,31 @@ class ChannelClient:
         async with self._session.post(self.endpoint, json=activity) as resp:
             data = await resp.read()
             return resp.status, json.loads(data) if data else None
+
+
+# -- scenario registries for the per-rule tests -------------------------------------------------------------
+
+W = TypeVar("W")
+
+
+class Scenarios(Generic[W]):
+    """A test module's scenarios per rule code: `@fires(code)` registers one where the rule must fire at
+    its culprit, `@holds(code)` a close one where it must stay quiet."""
+
+    def __init__(self) -> None:
+        self.firing: dict[str, Callable[[], W]] = {}
+        self.holding: dict[str, Callable[[], W]] = {}
+
+    def fires(self, code: str) -> Callable[[Callable[[], W]], Callable[[], W]]:
+        return self._register(self.firing, code)
+
+    def holds(self, code: str) -> Callable[[Callable[[], W]], Callable[[], W]]:
+        return self._register(self.holding, code)
+
+    @staticmethod
+    def _register(table: dict[str, Callable[[], W]], code: str) -> Callable[[Callable[[], W]], Callable[[], W]]:
+        def register(scenario: Callable[[], W]) -> Callable[[], W]:
+            table[code] = scenario
+            return scenario
+
+        return register

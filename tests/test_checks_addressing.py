@@ -6,29 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from checkkit import TEAMS, Wire, sent_id
+from checkkit import TEAMS, Scenarios, Wire, sent_id
 
 from botproxy.checks import addressing
 
-FIRES: dict[str, Callable[[], Wire]] = {}
-HOLDS: dict[str, Callable[[], Wire]] = {}
+_scenarios: Scenarios[Wire] = Scenarios()
+FIRES, HOLDS = _scenarios.firing, _scenarios.holding
+fires, holds = _scenarios.fires, _scenarios.holds
 EMEA = "https://smba.trafficmanager.net/emea/"
-
-
-def fires(code: str) -> Callable[[Callable[[], Wire]], Callable[[], Wire]]:
-    def register(scenario: Callable[[], Wire]) -> Callable[[], Wire]:
-        FIRES[code] = scenario
-        return scenario
-
-    return register
-
-
-def holds(code: str) -> Callable[[Callable[[], Wire]], Callable[[], Wire]]:
-    def register(scenario: Callable[[], Wire]) -> Callable[[], Wire]:
-        HOLDS[code] = scenario
-        return scenario
-
-    return register
 
 
 def faulty_reply(text: str | None = "ok", **fields) -> Wire:

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from checkkit import DirectLineWire, store_rows
+from checkkit import DirectLineWire, Scenarios, store_rows
 from test_checks_offline import TracingEngine, replay
 
 from botproxy import store
@@ -33,25 +33,10 @@ from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.sample_bot import SampleBotServer
 from botproxy.session import LiveSession
 
-FIRES: dict[str, Callable[[], DirectLineWire]] = {}
-HOLDS: dict[str, Callable[[], DirectLineWire]] = {}
+_scenarios: Scenarios[DirectLineWire] = Scenarios()
+FIRES, HOLDS = _scenarios.firing, _scenarios.holding
+fires, holds = _scenarios.fires, _scenarios.holds
 DL_CODES = {rule.code for rule in directline.RULES} | {"BP-O03"}  # O03 has a Direct Line side
-
-
-def fires(code: str) -> Callable[[Callable[[], DirectLineWire]], Callable[[], DirectLineWire]]:
-    def register(scenario: Callable[[], DirectLineWire]) -> Callable[[], DirectLineWire]:
-        FIRES[code] = scenario
-        return scenario
-
-    return register
-
-
-def holds(code: str) -> Callable[[Callable[[], DirectLineWire]], Callable[[], DirectLineWire]]:
-    def register(scenario: Callable[[], DirectLineWire]) -> Callable[[], DirectLineWire]:
-        HOLDS[code] = scenario
-        return scenario
-
-    return register
 
 
 def started(conv: str = "dlc", **kw: Any) -> DirectLineWire:

@@ -3,31 +3,14 @@ stays quiet on a close case that does not. Event order is what the test feeds; n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from checkkit import Flow, Wire, sent_id
+from checkkit import Flow, Scenarios, Wire, sent_id
 
 from botproxy.checks import ordering
 
-FIRES: dict[str, Callable[[], Wire]] = {}
-HOLDS: dict[str, Callable[[], Wire]] = {}
-
-
-def fires(code: str) -> Callable[[Callable[[], Wire]], Callable[[], Wire]]:
-    def register(scenario: Callable[[], Wire]) -> Callable[[], Wire]:
-        FIRES[code] = scenario
-        return scenario
-
-    return register
-
-
-def holds(code: str) -> Callable[[Callable[[], Wire]], Callable[[], Wire]]:
-    def register(scenario: Callable[[], Wire]) -> Callable[[], Wire]:
-        HOLDS[code] = scenario
-        return scenario
-
-    return register
+_scenarios: Scenarios[Wire] = Scenarios()
+FIRES, HOLDS = _scenarios.firing, _scenarios.holding
+fires, holds = _scenarios.fires, _scenarios.holds
 
 
 def two_replies(order: str) -> Wire:
