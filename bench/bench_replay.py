@@ -96,56 +96,6 @@ async def serve_bot(port: int) -> None:
     await runner.cleanup()
 
 
-# -- the minimal connector for the direct runs (its own process) -----------------------------------------
-
-
-class MinimalConnector(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, as little parsing as possible: every POST gets 200 {"id": "<n>"}; GET /stats
-    says how many POSTs arrived."""
-
-    posts = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end]
-            length, close = 0, False
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"connection" and value.strip().lower() == b"close":
-                    close = True
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length:]
-            if head.startswith(b"POST "):
-                MinimalConnector.posts += 1
-                body = b'{"id":"%d"}' % MinimalConnector.posts
-            else:
-                body = json.dumps({"posts": MinimalConnector.posts}).encode()
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (len(body), body))
-            if close:
-                self.transport.close()
-                return
-
-
-async def serve_connector(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(MinimalConnector, HOST, port, backlog=1024)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
-
-
 # -- processes ----------------------------------------------------------------------------------------
 
 
@@ -297,7 +247,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     db_path = str(workdir / "bench.db")
     connector_port = free_port()
-    connector = start([__file__, "--serve-connector", str(connector_port)], connector_port)
+    # The connector the bots reply to in the direct runs: bench/minimal_bot.py's, in its own process.
+    connector = start([str(Path(__file__).with_name("minimal_bot.py")), "--role", "connector", "--port",
+                       str(connector_port)], connector_port)
     connector_url = f"http://{HOST}:{connector_port}/"
     results: dict[str, Any] = {"turns": TURNS, "conversations": CONVERSATIONS, "cpus": os.cpu_count(), "runs": {}}
     configs = ["direct", "replay", "replay-q0"] + (["replay-mitmproxy"] if args.with_mitmproxy else [])
@@ -379,13 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--with-mitmproxy", action="store_true", help="also replay through an embedded recorder")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--serve-bot", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-connector", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bot:
         asyncio.run(serve_bot(args.serve_bot))
-        return
-    if args.serve_connector:
-        asyncio.run(serve_connector(args.serve_connector))
         return
     args.concurrency = args.concurrency or [4, 50]
     args.bot = args.bot or ["sdk", "minimal"]
