@@ -151,7 +151,8 @@ class SessionRecorder:
             route = p.classify_outbound(req.method, parts.hostname or "", parts.path)
             leg = OUTBOUND if route.is_connector else OTHER_LEG
         req_headers = text_headers(req.headers)
-        body, raw, malformed = self._body(req.content, req_headers, route, req.method)
+        expects_json = route.name in p.ACTIVITY_BODY_ROUTES or (route.name == p.BOT_MESSAGES and req.method == "POST")
+        body, raw, malformed = self._body(req.content, req_headers, expects_json)
         exchange = {
             "session_id": self.session_id,
             "seq": self.exchange_seq,
@@ -191,20 +192,17 @@ class SessionRecorder:
         return self._notify_seen(activities)
 
     def _body(
-        self, content: bytes | None, headers: list[tuple[str, str]], route: p.Route, method: str
+        self, content: bytes | None, headers: list[tuple[str, str]], expects_json: bool
     ) -> tuple[Any, str | bytes | None, bool]:
-        """(parsed redacted JSON or None, what to store, malformed flag) for a body."""
+        """(parsed redacted JSON or None, what to store, malformed flag) for a body. A body that is not JSON
+        is malformed when its route or its content type says it should be."""
         if not content:
             return None, None, False
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "").lower()
         try:
             parsed = p.parse_json(content)
         except p.BodyError:
-            expects_json = (
-                "json" in content_type
-                or route.name in p.ACTIVITY_BODY_ROUTES
-                or (route.name == p.BOT_MESSAGES and method == "POST")
-            )
+            expects_json = expects_json or "json" in content_type
             if "x-www-form-urlencoded" in content_type:
                 return None, self.redactor.form(content.decode("utf-8", "replace")), False
             raw = self.redactor.raw(content)
@@ -286,8 +284,9 @@ class SessionRecorder:
         resp_headers = text_headers(resp.headers)
         headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
+        # A send's answer is a ResourceResponse; an error answer may be anything.
         body, raw, malformed = self._body(
-            resp.content, resp_headers, route if status < 400 else p.Route(p.OTHER), "RESPONSE"
+            resp.content, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES
         )
         exchange.update(
             closed=self.event,

@@ -122,18 +122,11 @@ class WorkerSession:
         self._process.join(10)
         if self._process.is_alive():
             self._process.kill()
-        if not summary:
-            summary = {
-                "id": self.session_id,
-                "name": self.name,
-                "db": self.db_path,
-                "exchanges": 0,
-                "activities": 0,
-                "conversations": 0,
-                "errors": 0,
-                "unfinished": 0,
-                "findings": {},
-            }
+        if not summary:  # the child ended without one: an empty recording, and the drops counted below
+            from .recording import SessionRecorder
+            from .session import summarize
+
+            summary = summarize(self.session_id, self.name, self.db_path, SessionRecorder(self.session_id), None)
         summary["errors"] += self.dropped
         return summary
 
