@@ -30,6 +30,8 @@ from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
 log = logging.getLogger(__name__)
 
 SVC_PREFIX = "/_botproxy/svc/"
+# A rewritten serviceUrl inside a body the bot sends, with its key.
+_SVC_URL = re.compile(rb'https?://[^"/]+' + re.escape(SVC_PREFIX.encode()) + rb"([A-Za-z0-9_-]+)/?")
 # The serviceUrl member of an activity, with its JSON string value (escapes allowed).
 _SERVICE_URL = re.compile(rb'"serviceUrl"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
@@ -178,9 +180,8 @@ class Capture:
         req.url = original.rstrip("/") + "/" + rest
         if req.content and SVC_PREFIX.encode() in req.content:
             # The bot copies serviceUrl into what it sends; give the connector the original back.
-            svc = re.compile(rb"https?://[^\"/]+" + re.escape((SVC_PREFIX + key).encode()) + rb"/?")
-            original_json = _json_str(original)
-            req.content = svc.sub(lambda _: original_json, req.content)
+            ours, original_json = key.encode(), _json_str(original)
+            req.content = _SVC_URL.sub(lambda m: original_json if m.group(1) == ours else m.group(0), req.content)
         return original
 
     def _rewrite_service_url(self, flow: http.HTTPFlow) -> bool:

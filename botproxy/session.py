@@ -65,7 +65,6 @@ class LiveSession:
         self.checks: Any = None
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
-        self.hook_failures = 0
 
     def start(self) -> int:
         row = session_row(self.name, self.session_fields)
