@@ -7,6 +7,7 @@ line on stderr and an exit code: 0 done, 1 found a problem, 2 could not run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -681,7 +682,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     from .show import session_summary
 
     config = load_config(".")
-    config = type(config)(config.disabled | set(disabled), config.severity, config.source)
+    config = dataclasses.replace(config, disabled=config.disabled | set(disabled))
     config.validate()
     db = store.open_db(db_path)
     row = store.resolve_session(db, session)
