@@ -581,7 +581,7 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
 
 
 def _replay_lines(data: dict[str, Any]) -> list[str]:
-    from .diff import describe
+    from .diff import describe, noise_label
 
     run, summary = data["run"], data["summary"]
     against = f"{run['candidate_url']}" + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")
@@ -602,7 +602,8 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
             if not f["noise"]
         ]
     if run["noise_paths"]:
-        lines.append(f"  noise (the baseline differs there too, not counted): {', '.join(run['noise_paths'])}")
+        noisy = ", ".join(noise_label(key) for key in run["noise_paths"])
+        lines.append(f"  noise (the baseline differs there too, not counted): {noisy}")
     not_replayed = summary["proactive_not_replayed"]
     if not_replayed:
         lines.append(

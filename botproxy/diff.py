@@ -21,9 +21,17 @@ the volatile profile (`VOLATILE`, fields that differ on every run) and the user'
 either a deepdiff path (``root['channelData']``, which also covers everything below it) or a regular
 expression searched in each path (``\\['nonce'\\]``).
 
+Ids the connector issued (a send's ResourceResponse id, a created conversation's id) are mapped
+wherever they appear in a view, not only in `id` and `replyToId`: streaming agents copy the first
+chunk's id into `entities[].streamId`, Teams bots keep a thread's conversation id in their cards.
+
 Noise (Diffy's primary/secondary idea): what differs between the recording and a replay of the *same*
-build (the baseline) is noise for that turn. `noise_paths()` learns it; `diff_turn(noise=...)` marks the
-candidate's differences at those paths (or below them) as noise, which reports do not count.
+build (the baseline) is noise for that turn, *for the activity it differed in*: a noise key is the
+path prefixed with the recorded activity's position in the turn (``[1]root['text']``), so a random
+greeting in one activity does not hide a changed text in another. `noise_paths()` learns them;
+`diff_turn(noise=...)` marks the candidate's differences at those keys (or below them) as noise, which
+reports do not count. A key without the position (``root['text']``) stands for that path in every
+activity of the turn.
 """
 
 from __future__ import annotations
@@ -73,7 +81,11 @@ class Difference:
 
     @property
     def noise_key(self) -> str:
-        return self.path if self.kind == CHANGED else STRUCTURAL[self.kind]
+        """The path (or structural kind), prefixed with the recorded activity's position when there is one."""
+        where = f"[{self.recorded_index}]" if self.recorded_index is not None else ""
+        if self.kind == CHANGED:
+            return where + self.path
+        return STRUCTURAL[self.kind] + (where if self.kind != EXTRA else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,10 +237,16 @@ def comparable(
     *,
     canon_id: Callable[[str], str] | None = None,
     service_urls: Iterable[str] = (),
+    issued: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The view of a stored activity record (`show --json` shape) that `diff_turn` compares."""
+    """The view of a stored activity record (`show --json` shape) that `diff_turn` compares.
+
+    `canon_id` maps `id`, `replyToId` and `@target`; `issued` maps every other string value that is an
+    id the connector issued (wherever the bot copied it) to what it stands for in the recording."""
     body = activity.get("body")
     view: dict[str, Any] = _rewrite_urls(body, service_urls) if isinstance(body, dict) else {}
+    if issued:
+        view = {k: v if k in ("id", "replyToId") else _map_values(v, issued) for k, v in view.items()}
     if canon_id is not None:
         for key in ("id", "replyToId"):
             if isinstance(view.get(key), str):
@@ -240,6 +258,16 @@ def comparable(
         target = activity.get("url_activity_id") or activity.get("activity_id")
         view["@target"] = canon_id(target) if canon_id is not None and isinstance(target, str) else target
     return view
+
+
+def _map_values(value: Any, issued: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return issued.get(value, value)
+    if isinstance(value, dict):
+        return {k: _map_values(v, issued) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_values(v, issued) for v in value]
+    return value
 
 
 def _rewrite_urls(body: dict[str, Any], service_urls: Iterable[str]) -> dict[str, Any]:
@@ -422,10 +450,27 @@ def mark_noise(differences: Iterable[Difference], noise: Iterable[str]) -> list[
     return [replace(d, noise=True) if _is_noise(d.noise_key, paths) else d for d in differences]
 
 
+_POSITION = re.compile(r"^(<\w+>)?\[(\d+)\]")
+
+
 def _is_noise(key: str, paths: set[str]) -> bool:
-    if key in paths:
-        return True
-    return any(key.startswith(p + "[") for p in paths if p.startswith("root"))
+    """Whether a difference's noise key is (below) a noise key, or (below) a path noisy in every activity."""
+    anywhere = _POSITION.sub(lambda m: m.group(1) or "", key, count=1)  # the key without its position
+    for candidate in {key, anywhere}:
+        if candidate in paths:
+            return True
+        if any(candidate.startswith(p + "[") for p in paths if p.startswith(("root", "["))):
+            return True
+    return False
+
+
+def noise_label(key: str) -> str:
+    """A noise key for people: ``[1]root['text']`` -> ``root['text'] (activity 2)``."""
+    match = _POSITION.match(key)
+    if not match:
+        return key
+    rest = key[match.end():]
+    return f"{match.group(1) or ''}{rest} (activity {int(match.group(2)) + 1})".strip()
 
 
 def noise_paths(

@@ -74,9 +74,12 @@ class TurnResult:
 
 
 class _Comparer:
-    def __init__(self, plan: Plan, ignore: diff.Ignore) -> None:
+    def __init__(self, plan: Plan, ignore: diff.Ignore, phases: Iterable[PhaseResult] = ()) -> None:
         self.plan = plan
         self.ignore = ignore
+        # Every serviceUrl either side used is written the same way on both sides: a bot echoing an
+        # uploaded attachment sends back the recording's URL in a replay too.
+        self.service_urls = set(plan.service_urls) | {p.service_url for p in phases if p.service_url}
 
     def recorded_views(self, turn: PlannedTurn, with_proactive: bool) -> tuple[list[dict[str, Any]], list[Any]]:
         known = self.plan.inbound_ids.get(turn.conversation_id, set()) | self.plan.assigned_ids.get(
@@ -87,7 +90,7 @@ class _Comparer:
             return value if value in known else diff.GENERATED
 
         acts = turn.replies + (turn.proactive if with_proactive else [])
-        return acts, [diff.comparable(a, canon_id=canon, service_urls=self.plan.service_urls) for a in acts]
+        return acts, [diff.comparable(a, canon_id=canon, service_urls=self.service_urls) for a in acts]
 
     def replayed_views(
         self, turn: PlannedTurn, phase: PhaseResult
@@ -96,6 +99,8 @@ class _Comparer:
         acts = (replayed.replies + replayed.proactive) if replayed else []
         back = {v: k for k, v in phase.id_maps.get(turn.conversation_id, {}).items()}
         inbound = self.plan.inbound_ids.get(turn.conversation_id, set())
+        # Any value equal to an id this replay's connector issued, wherever the bot copied it.
+        issued = {value: back.get(value, f"<unmatched {value}>") for value in phase.assigned}
 
         def canon(value: str) -> str:
             if value in back:
@@ -104,7 +109,8 @@ class _Comparer:
                 return f"<unmatched {value}>"
             return value if value in inbound else diff.GENERATED
 
-        return acts, [diff.comparable(a, canon_id=canon, service_urls=[phase.service_url]) for a in acts]
+        return acts, [diff.comparable(a, canon_id=canon, service_urls=self.service_urls, issued=issued)
+                      for a in acts]
 
     def compare(self, turn: PlannedTurn, phase: PhaseResult, noise: set[str]) -> tuple[list[Any], list[Any],
                                                                                        list[diff.Difference]]:
@@ -207,7 +213,7 @@ def compare(
 ) -> ReplayResult:
     """The verdict of a run: every planned turn compared (with the baseline's noise), its findings."""
     candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
-    comparer = _Comparer(plan, ignore)
+    comparer = _Comparer(plan, ignore, phases.values())
     recorded_findings, candidate_findings, baseline_findings = _all_findings(db, plan, phases, engine_factory)
     results: list[TurnResult] = []
     all_noise: set[str] = set()

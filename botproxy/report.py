@@ -33,6 +33,7 @@ from markupsafe import Markup
 
 from . import __version__, store
 from .console import activity_excerpt, excerpt
+from .diff import noise_label
 from .errors import BotproxyError, StoreError
 
 log = logging.getLogger(__name__)
@@ -829,7 +830,7 @@ def replay_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
         "checks": stored.get("checks", True) is not False,
         "options": {k: compact_json(v, 200) for k, v in options.items()} if isinstance(options, dict) else {},
         "extra_summary": {k: compact_json(v, 200) for k, v in stored.items() if k not in shown},
-        "noise_paths": _path_labels(_json_list(run.get("noise_paths"))),
+        "noise_paths": [noise_label(p) for p in _path_labels(_json_list(run.get("noise_paths")))],
         "ignore_paths": _path_labels(_json_list(run.get("ignore_paths"))),
         "rules": _rules_table(rules, {}),
         "conversations": list(conversations.values()),

@@ -12,6 +12,7 @@ from botproxy.diff import (
     comparable,
     describe,
     diff_turn,
+    noise_label,
     noise_paths,
     parse_ignore,
     prune,
@@ -124,14 +125,58 @@ def test_noise_marks_differences_at_or_below_its_paths():
     assert {(d.path, d.noise) for d in differences} == {
         ("root['text']", False), ("root['value']['nonce']", True), ("root['value']['deep']['n']", True),
         ("[1]", True)}
+    indexed = diff_turn(rec, rep, noise={"[0]root['value']", "<missing>[1]"})
+    assert {(d.path, d.noise) for d in indexed} == {
+        ("root['text']", False), ("root['value']['nonce']", True), ("root['value']['deep']['n']", True),
+        ("[1]", True)}
+    assert not any(d.noise for d in diff_turn(rec, rep, noise={"[1]root['value']", "<missing>[0]"}))
 
 
 def test_noise_paths_learns_from_the_baseline_turn_by_turn():
     recorded = [[msg("a", value={"nonce": "1"})], [msg("b"), msg("c")]]
     baseline = [[msg("a", value={"nonce": "2"})], [msg("b")]]
-    assert noise_paths(recorded, baseline) == {"root['value']['nonce']", "<missing>"}
+    assert noise_paths(recorded, baseline) == {"[0]root['value']['nonce']", "<missing>[1]"}
     with pytest.raises(ValueError):
         noise_paths(recorded, baseline[:1])
+
+
+def test_noise_is_learnt_per_activity_so_a_random_greeting_hides_no_other_change():
+    # Reproduces issue 11 (7): the greeting's text is random, the next activity's text a real change.
+    recorded = [msg("Hello, Ada!"), msg("Pick a number")]
+    baseline = [msg("Hello, Bob!"), msg("Pick a number")]
+    candidate = [msg("Hello, Cy!"), msg("Pick a NUMBER")]
+    noise = noise_paths([recorded], [baseline])
+    assert noise == {"[0]root['text']"}
+    differences = diff_turn(recorded, candidate, noise=noise)
+    assert [(d.recorded_index, d.path, d.noise) for d in differences] == [
+        (0, "root['text']", True), (1, "root['text']", False)]
+    assert noise_label("[0]root['text']") == "root['text'] (activity 1)"
+    assert noise_label("<missing>[2]") == "<missing> (activity 3)"
+    # A key without a position still covers that path in every activity.
+    assert all(d.noise for d in diff_turn(recorded, candidate, noise={"root['text']"}))
+
+
+def test_comparable_maps_connector_issued_ids_wherever_they_are_copied():
+    # Reproduces issue 11 (5): a streaming agent copies the first chunk's id into entities[].streamId.
+    record = {"route": "reply_to_activity",
+              "body": {"type": "message", "text": "done", "replyToId": "in-1",
+                       "entities": [{"type": "streaminfo", "streamId": "candidate-0000001", "streamType": "final"}],
+                       "channelData": {"thread": "conv-candidate-0000002", "other": "candidate-0000001x"}}}
+    issued = {"candidate-0000001": "0000007", "conv-candidate-0000002": "conv-0000003"}
+    view = comparable(record, canon_id=lambda x: x, issued=issued)
+    assert view["entities"][0]["streamId"] == "0000007"
+    assert view["channelData"] == {"thread": "conv-0000003", "other": "candidate-0000001x"}
+    assert view["replyToId"] == "in-1"
+
+
+def test_comparable_writes_any_service_url_the_same_way_with_or_without_slash():
+    # Reproduces issue 11 (1): the recorded URL and the stand-in's both become <serviceUrl>.
+    urls = ["https://smba.example/amer/", "http://127.0.0.1:9"]
+    for base in ("https://smba.example/amer", "http://127.0.0.1:9/"):
+        url = base.rstrip("/") + "/v3/attachments/a1/views/original"
+        body = {"type": "message", "attachments": [{"contentUrl": url}]}
+        view = comparable({"route": "reply_to_activity", "body": body}, service_urls=urls)
+        assert view["attachments"][0]["contentUrl"] == "<serviceUrl>/v3/attachments/<id>/views/original"
 
 
 def test_comparable_maps_ids_marks_edits_and_hides_service_urls():

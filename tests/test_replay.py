@@ -170,11 +170,11 @@ async def test_a_random_value_is_a_change_alone_and_noise_against_a_baseline(rec
 
     same_build = await replay_session(db, "s", sample_bot.url, baseline_url=sample_bot.url, quiet_ms=QUIET)
     assert {t.status for t in same_build.turns} == {"same"} and not same_build.regressed
-    assert same_build.run["noise_paths"] == ["root['value']['nonce']"]
+    assert same_build.run["noise_paths"] == ["[0]root['value']['nonce']"]
     random_turn = by_text(same_build)["random"]
     assert [(d.kind, d.path, d.noise) for d in random_turn.differences] == [
         ("changed", "root['value']['nonce']", True)]
-    assert random_turn.to_json()["noise_paths"] == ["root['value']['nonce']"]
+    assert random_turn.to_json()["noise_paths"] == ["[0]root['value']['nonce']"]
 
     new_build = await replay_session(db, "s", bot2.url, baseline_url=sample_bot.url, quiet_ms=QUIET)
     turns = by_text(new_build)
@@ -184,7 +184,7 @@ async def test_a_random_value_is_a_change_alone_and_noise_against_a_baseline(rec
     assert new_build.summary["regressed"] == 2
     runs = store.open_db(db)["replay_runs"]
     assert runs.get(new_build.run_id)["baseline_session_id"] is not None
-    assert json.loads(runs.get(new_build.run_id)["noise_paths"]) == ["root['value']['nonce']"]
+    assert json.loads(runs.get(new_build.run_id)["noise_paths"]) == ["[0]root['value']['nonce']"]
 
 
 async def test_ignore_paths_leave_fields_out(recorders, connector, sample_bot):
