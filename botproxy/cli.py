@@ -71,11 +71,10 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="botproxy: %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from .redact import redacted_logging
+
+    # Log lines and tracebacks carry URLs and exception messages: they are scrubbed like the recording.
+    redacted_logging(logging.INFO if verbose else logging.WARNING)
     if not verbose:
         # mitmproxy reports every client disconnect and upstream failure; we record those ourselves.
         logging.getLogger("mitmproxy").setLevel(logging.ERROR)

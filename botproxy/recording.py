@@ -152,7 +152,11 @@ class SessionRecorder:
             leg = OUTBOUND if route.is_connector else OTHER_LEG
         req_headers = text_headers(req.headers)
         expects_json = route.name in p.ACTIVITY_BODY_ROUTES or (route.name == p.BOT_MESSAGES and req.method == "POST")
-        body, raw, malformed = self._body(req.content, req_headers, expects_json)
+        # Every secret of the request is learned before any part of it is scrubbed, so a header value
+        # repeated in the body (or a body secret in the URL) goes wherever it is.
+        parsed = _parse(req.content)
+        self.redactor.learn_message(req.url, req_headers, req.content, None if parsed is _NOT_JSON else parsed)
+        body, raw, malformed = self._body(req.content, parsed, req_headers, expects_json)
         exchange = {
             "session_id": self.session_id,
             "seq": self.exchange_seq,
@@ -170,6 +174,7 @@ class SessionRecorder:
             "request_body_raw": raw if isinstance(raw, bytes) else None,
             "request_malformed": int(malformed),
             "rewritten": int(req.rewritten),
+            "_learned": self.redactor.generation,
         }
         base = req.service_url or _service_base(req.url, route)
         if leg == CLIENT:
@@ -192,16 +197,14 @@ class SessionRecorder:
         return self._notify_seen(activities)
 
     def _body(
-        self, content: bytes | None, headers: list[tuple[str, str]], expects_json: bool
+        self, content: bytes | None, parsed: Any, headers: list[tuple[str, str]], expects_json: bool
     ) -> tuple[Any, str | bytes | None, bool]:
-        """(parsed redacted JSON or None, what to store, malformed flag) for a body. A body that is not JSON
-        is malformed when its route or its content type says it should be."""
+        """(parsed redacted JSON or None, what to store, malformed flag) for a body whose secrets were
+        learned. A body that is not JSON is malformed when its route or its content type says it should be."""
         if not content:
             return None, None, False
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "").lower()
-        try:
-            parsed = p.parse_json(content)
-        except p.BodyError:
+        if parsed is _NOT_JSON:
             expects_json = expects_json or "json" in content_type
             if "x-www-form-urlencoded" in content_type:
                 return None, self.redactor.form(content.decode("utf-8", "replace")), False
@@ -210,7 +213,7 @@ class SessionRecorder:
                 return None, raw.decode("utf-8"), expects_json
             except UnicodeDecodeError:
                 return None, raw, expects_json
-        redacted = self.redactor.json(parsed)
+        redacted = self.redactor.scrub_json(parsed)
         return redacted, json.dumps(redacted, ensure_ascii=False, separators=(",", ":")), False
 
     def _new_activity(
@@ -282,11 +285,15 @@ class SessionRecorder:
         exchange = pending.exchange
         status = resp.status if resp.status is not None else 502
         resp_headers = text_headers(resp.headers)
+        parsed = _parse(resp.content)
+        self.redactor.learn_message(None, resp_headers, resp.content, None if parsed is _NOT_JSON else parsed)
+        if self.redactor.generation != exchange["_learned"]:
+            self._scrub_again(pending)  # the response taught a secret its request may hold too
         headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
         # A send's answer is a ResourceResponse; an error answer may be anything.
         body, raw, malformed = self._body(
-            resp.content, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES
+            resp.content, parsed, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES
         )
         exchange.update(
             closed=self.event,
@@ -372,11 +379,11 @@ class SessionRecorder:
             return []
         if msg.from_client or not msg.content.strip():
             return []
-        try:
-            body = self.redactor.json(p.parse_json(msg.content))
-        except p.BodyError:
+        parsed = _parse(msg.content)
+        if parsed is _NOT_JSON:
             self.counts["malformed_frames"] += 1
             return []
+        body = self.redactor.json(parsed)
         self.event += 1
         frame = dict(exchange, ended_at=msg.at)
         delivered = self._delivered(frame, p.Route(p.DL_STREAM, exchange["conversation_id"]), body, "stream")
@@ -398,6 +405,25 @@ class SessionRecorder:
             activity["activity_id"] = assigned
             self.linker.sent(exchange["conversation_id"], assigned, activity["seq"])
 
+    def _scrub_again(self, pending: _Pending) -> None:
+        """Scrub what was kept of a request with the secrets learned since (its response's)."""
+        redactor, exchange = self.redactor, pending.exchange
+        exchange["url"] = redactor.text(exchange["url"])
+        exchange["request_headers"] = json.dumps(redactor.headers(json.loads(exchange["request_headers"])))
+        if pending.request_body is not None:
+            pending.request_body = redactor.scrub_json(pending.request_body)
+            exchange["request_body"] = json.dumps(pending.request_body, ensure_ascii=False, separators=(",", ":"))
+        elif exchange["request_body"] is not None:
+            exchange["request_body"] = redactor.text(exchange["request_body"])
+        elif exchange["request_body_raw"] is not None:
+            exchange["request_body_raw"] = redactor.raw(exchange["request_body_raw"])
+        for activity in pending.activities:
+            for key, value in activity.items():
+                if isinstance(value, str):
+                    activity[key] = redactor.text(value)
+            if activity["body"] is not None:
+                activity["body"] = redactor.scrub_json(activity["body"])
+
     def _notify_seen(self, activities: list[dict[str, Any]]) -> list[Row]:
         rows: list[Row] = []
         for activity in activities:
@@ -416,6 +442,17 @@ class SessionRecorder:
             self.unfinished += 1
         self._pending.clear()
         return rows
+
+
+_NOT_JSON = object()
+
+
+def _parse(content: bytes | None) -> Any:
+    """A body parsed as JSON (None when empty), or _NOT_JSON."""
+    try:
+        return p.parse_json(content)
+    except p.BodyError:
+        return _NOT_JSON
 
 
 def text_headers(headers: Sequence[tuple[str | bytes, str | bytes]]) -> list[tuple[str, str]]:

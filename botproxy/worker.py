@@ -166,11 +166,14 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
     # Recording is batch work: when CPUs are contended, the live traffic in the proxy goes first.
     with contextlib.suppress(OSError):
         os.nice(10)
-    logging.basicConfig(level=logging.WARNING, format="botproxy: %(levelname)s %(name)s: %(message)s")
     from . import store
     from .errors import BotproxyError
     from .recording import SessionRecorder
-    from .redact import Redactor
+    from .redact import Redactor, redacted_logging
+
+    # One redactor for the recording and the log lines: a secret the traffic taught is scrubbed from both.
+    redactor = Redactor()
+    redacted_logging(logging.WARNING, redactor)
     from .session import finish_session, summarize, utc_now
 
     try:
@@ -181,7 +184,7 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
         return
     control.send(("ready", session_id))
     checks, observers = _observers(spec, session_id)
-    recorder = SessionRecorder(session_id, Redactor(), observers)
+    recorder = SessionRecorder(session_id, redactor, observers)
     while True:
         try:
             batch = events.recv()
