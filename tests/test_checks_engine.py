@@ -270,7 +270,7 @@ def test_rules_are_complete_data_with_a_source_and_a_one_line_fix():
         assert rule.severity in SEVERITIES
         assert "Source:" in rule.explanation and rule.source, rule.code
         assert "\n" not in rule.fix and rule.fix.endswith("."), rule.code
-        assert re.fullmatch(r"BP-[AIO]\d\d", rule.code)
+        assert re.fullmatch(r"BP-[AIOSM]\d\d", rule.code)
 
 
 def test_rules_markdown_has_one_row_per_rule_in_code_order():

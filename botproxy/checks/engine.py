@@ -12,8 +12,9 @@ both see the same events in the same order:
 
 What is learnt (per conversation: the bot, the users, the latest inbound serviceUrl, channelId, locale
 and tenant, inbound ids, ids the connector returned, deleted ids, sends in flight, open turns) and what
-is checked are kept apart: the families `addressing`, `ordering` and `directline` (the Direct Line
-client leg) check, this module learns.
+is checked are kept apart: the families `addressing`, `ordering`, `directline` (the Direct Line
+client leg), `streaming` (streamed replies) and `agents` (Agents-era entities and roles) check, this
+module learns.
 Decisions depend only on event order, never on when the engine happens to run. Every piece of state is
 an id or a counter, so a long session checks in constant time per activity and bounded memory.
 """
@@ -24,7 +25,7 @@ import logging
 from typing import Any
 
 from .. import protocol as p
-from . import addressing, directline, ordering
+from . import addressing, agents, directline, ordering, streaming
 from .config import CheckConfig
 from .registry import RULES
 from .rules import Finding
@@ -91,6 +92,7 @@ class Engine:
         try:
             if exchange["leg"] == "inbound":
                 self._inbound_done(activities)
+                agents.on_inbound_done(self, exchange, activities)
             elif exchange["leg"] == "outbound":
                 self._outbound_done(exchange, activities)
             elif exchange["leg"] == "client":
@@ -169,6 +171,8 @@ class Engine:
         conv = state.conversation(cid)
         conv.known = True
         ordering.on_inbound(self, a, body, conv)
+        streaming.on_inbound(self, a, body, conv)
+        agents.on_inbound(self, a, body, conv)
         bot = a["recipient_id"]
         if bot:
             conv.bot_id = bot
@@ -233,6 +237,8 @@ class Engine:
         addressing.check_fields(self, a, body, conv, conv.channel_id)
         flags = self._check_reply_to(a, conv)
         ordering.on_send(self, a, conv, flags)
+        streaming.on_send(self, a, body, conv)
+        agents.on_outbound(self, a, body, conv)
         if a["type"] == "endOfConversation":
             conv.ended_seq = a["seq"]
 
@@ -252,6 +258,8 @@ class Engine:
         addressing.check_path(self, a, body, conv)
         if a["route"] == p.UPDATE_ACTIVITY:
             addressing.check_fields(self, a, body, conv, conv.channel_id)
+            agents.on_outbound(self, a, body, conv)
+            streaming.on_update(self, a, conv)
         target = addressing.check_edit(self, a, body, conv)
         if target is not None:
             if conv.in_flight:  # a send under way may still return this id: decide when it completes
@@ -266,6 +274,7 @@ class Engine:
         cid = a["conversation_id"]
         conv = self.state.conversations.get(cid) if cid else None
         addressing.check_fields(self, a, body, conv, conv.channel_id if conv else a["channel_id"])
+        agents.on_outbound(self, a, body, conv)
         if conv is None:
             return
         self._check_reply_to(a, conv)
@@ -296,6 +305,7 @@ class Engine:
             sent = activities[0] if activities and activities[0]["source"] == "request" else None
             if sent is not None:
                 ordering.on_send_done(self, exchange, sent, conv)
+                streaming.on_send_done(self, exchange, sent, conv)
             returned = sent["activity_id"] if sent is not None and status < 300 else None
             if returned:
                 self.state.ids.add(conv, returned, SENT)

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from .. import protocol as p
+from ..streams import stream_part
 from .addressing import foreign_edit  # an update that no send returned turns out foreign: BP-A21
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import CLOSED, INBOUND, MAX_DANGLING, Conversation
@@ -133,7 +134,8 @@ RULES: tuple[Rule, ...] = (
         "BP-O12",
         "typing-too-frequent",
         INFO,
-        "bot typing activities to one conversation less than two seconds apart",
+        "bot typing activities to one conversation less than two seconds apart (stream chunks are not "
+        "typing indicators: BP-S07 paces them)",
         "Senders should not send typing more often than every three seconds (two is allowed to avoid "
         "gaps); more floods the channel and is throttled on some. Measured between the requests' start "
         "times. Source: ACT A6001.",
@@ -258,7 +260,8 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
             {"turn_seq": a["turn_seq"]},
         )
     after_end(eng, a, conv)
-    if a["type"] == "typing":
+    # A stream's chunks are typing activities paced by the stream rules (BP-S07), not typing indicators.
+    if a["type"] == "typing" and stream_part(a["body"] if isinstance(a["body"], dict) else {}) is None:
         at = a["observed_at"]
         if at is not None:
             if conv.typing_at is not None and at - conv.typing_at < TYPING_MIN_INTERVAL:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import addressing, directline, ordering
+from . import addressing, agents, directline, ordering, streaming
 from .rules import Rule
 
 RULES: dict[str, Rule] = {
-    rule.code: rule for rule in (*addressing.RULES, *ordering.RULES, *directline.RULES)
+    rule.code: rule
+    for rule in (*addressing.RULES, *ordering.RULES, *directline.RULES, *streaming.RULES, *agents.RULES)
 }
 
 # In the catalog but not checked, and why (protocol.md 3.3).

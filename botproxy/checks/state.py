@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .directline import DirectLineState
+    from .streaming import Streams
 
 # Flags of an activity id within its conversation.
 INBOUND = 1  # the channel sent an activity with this id to the bot
@@ -53,6 +54,7 @@ class Conversation:
         "last_timestamp",
         "once",
         "dl",
+        "streams",
     )
 
     def __init__(self, conversation_id: str, index: int) -> None:
@@ -79,6 +81,7 @@ class Conversation:
         self.last_timestamp: float | None = None  # latest inbound channel timestamp (epoch)
         self.once: set[str] | None = None  # codes already reported once for this conversation
         self.dl: DirectLineState | None = None  # the Direct Line client leg, when there is one
+        self.streams: Streams | None = None  # streamed replies, once the conversation has one
 
 
 class IdBook:
