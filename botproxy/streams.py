@@ -11,6 +11,7 @@ Pure functions over an activity body: no engine, no database.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +110,33 @@ def channel_profile(channel_id: str | None, body: dict[str, Any]) -> str | None:
     if base.lower() == "msteams" and (sub.upper() == "COPILOT" or "COPILOT" in {p.upper() for p in product_info(body)}):
         return "msteams:COPILOT"
     return channel_id
+
+
+def groups(parts: Sequence[tuple[StreamPart | None, str | None]]) -> list[list[int]]:
+    """Positions of a turn's activities grouped so that each stream is one group, placed where it began;
+    every other activity is a group of its own. `parts` holds, per activity, its stream facts and the id
+    the channel gave it (a Teams stream's first chunk names no streamId: its returned id is the stream's).
+    """
+    out: list[list[int]] = []
+    open_streams: dict[str, list[int]] = {}  # stream id -> its group, until its final
+    unnamed: list[int] | None = None  # the latest stream whose id is not known
+    for index, (part, activity_id) in enumerate(parts):
+        if part is None:
+            out.append([index])
+            continue
+        key = part.stream_id
+        group = open_streams.get(key) if key is not None else None
+        if group is None and key is None and unnamed is not None and (part.final or part.sequence != 1):
+            group = unnamed
+        if group is None:
+            group = []
+            out.append(group)
+            unnamed = group if key is None else unnamed
+        group.append(index)
+        for name in (key, activity_id if key is None and len(group) == 1 else None):
+            if name is not None:
+                open_streams[name] = group
+        if part.final:
+            open_streams = {k: g for k, g in open_streams.items() if g is not group}
+            unnamed = None if unnamed is group else unnamed
+    return out

@@ -471,3 +471,13 @@ def test_rule_stays_quiet_on_the_close_case(code):
 
 def addressing_rule(code):
     return next(r for r in addressing.RULES if r.code == code)
+
+
+def test_the_agents_sdks_uuid4_continuation_id_is_info_on_web_chat_a_uuid1_still_a_warning():
+    # The Agents SDKs set replyToId = uuid4() on proactive sends on Web Chat too; botbuilder-python never does.
+    uuid4, uuid1 = "84c7dfda-c1e6-480c-8043-cc1354657015", "5e358b10-e570-11f1-91f1-02fc00000001"
+    for reply_to, severity in ((uuid4, "info"), (uuid1, "warning")):
+        w = Wire(channel="webchat", service_url="https://webchat.botframework.com/")
+        inbound = w.done(w.inbound("hi"))
+        w.done(w.send("c1", w.reply_body(inbound.activity or {}, "later", replyToId=reply_to, locale=None)))
+        assert [f.severity for f in w.of("BP-A04")] == [severity], reply_to

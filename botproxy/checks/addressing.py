@@ -83,11 +83,13 @@ RULES: tuple[Rule, ...] = (
         "parent). The Python SDK itself sends one on every proactive send: `continue_conversation` turns "
         "on a synthetic event whose id is `uuid1()` (or `uuid4()` after create_conversation), and replies "
         "carry it. botproxy keeps that a finding but reports it as info when the id has exactly that shape "
-        "(a version 1 or 4 UUID) on a channel other than Direct Line / Web Chat (where the Python SDK never "
-        "sets `replyToId`), so a correct SDK bot gets no warning; any other unknown id is a warning. Ids "
+        "(a version 1 or 4 UUID) on a channel other than Direct Line / Web Chat (where botbuilder-python never "
+        "sets `replyToId`), and on those two for a version 4 UUID (the Microsoft 365 Agents SDKs' "
+        "continuation id, which they send there too), so a correct SDK bot gets no warning; any other "
+        "unknown id is a warning. Ids "
         "from before the recording started are unknown to botproxy, except those an inbound activity's "
         "`replyToId` vouches for. Source: ACT A2090, A2091; BotFramework-WebChat#3431; PY "
-        "conversation_reference_extension.py L12-23.",
+        "conversation_reference_extension.py L12-23; AGENTS-PY conversation_reference.py get_continuation_activity.",
         "ACT A2091, A2090; BotFramework-WebChat#3431",
         "Reply to the id of the inbound activity you answer; send proactive messages without `replyToId`.",
         alt_severity=INFO,
@@ -445,8 +447,11 @@ EXPECTED_REPLIES = "expected_replies"
 
 
 def is_sdk_continuation_id(reply_to_id: str, channel_id: str | None) -> bool:
-    """The Python SDK's synthetic proactive id (uuid1/uuid4), on a channel where it sets replyToId."""
-    return channel_id not in _NO_REPLY_TO_CHANNELS and _SDK_CONTINUATION_ID.fullmatch(reply_to_id) is not None
+    """An SDK's synthetic proactive id: botbuilder-python's uuid1/uuid4 where it sets replyToId, or the
+    Agents SDKs' uuid4, which they set on Direct Line and Web Chat too."""
+    if _SDK_CONTINUATION_ID.fullmatch(reply_to_id) is None:
+        return False
+    return channel_id not in _NO_REPLY_TO_CHANNELS or reply_to_id[14] == "4"
 
 
 # -- activity checks --------------------------------------------------------------------------------

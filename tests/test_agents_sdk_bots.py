@@ -1,0 +1,80 @@
+"""Real Microsoft 365 Agents SDK bots (Python and JavaScript) behind the real recorder: a streamed reply, a card
+and a proactive send, on Teams (personal chat) and Web Chat. What the stream rules find on them is pinned
+here, SDK by SDK: a stream that is correct for its channel gets no error, and the one quirk a warning is
+the Agents SDK for JavaScript's numbered final on Teams (1, 2, 4)."""
+
+from __future__ import annotations
+
+import pytest
+from agentskit import SDKS, STREAMED_TEXT, agents_bot
+from checkkit import record_session
+from conftest import pick_free_port
+
+from botproxy import store, streams
+from botproxy.channel import ConnectorChannel
+from botproxy.checks import check_session
+
+pytestmark = pytest.mark.slow
+CHANNELS = ("msteams", "webchat")
+# What the checks say about each SDK's traffic beyond the info every SDK earns (A19 roles, A04/O04 on the
+# proactive send): only these, at the stream's final.
+EXPECTED = {
+    ("py", "msteams"): [],
+    ("py", "webchat"): [],
+    ("js", "msteams"): [("BP-S02", "warning")],  # final streamSequence = last + 2
+    ("js", "webchat"): [("BP-S02", "info")],
+}
+EVERY_SDK_INFO = {"BP-A19", "BP-A04", "BP-O04"}
+
+
+async def converse(tmp_path, sdk: str, channel_id: str) -> tuple[str, list[dict]]:
+    """Record "stream", "card" and "proactive" through the recorder; the session's activities."""
+    channel = ConnectorChannel(channel_id=channel_id)
+    await channel.start()
+    try:
+        async with agents_bot(sdk, pick_free_port()) as bot_url:
+            async with record_session(tmp_path, bot_url, name=f"{sdk}-{channel_id}") as rec:
+                extra = {"conversation": {"id": "conv-1", "conversationType": "personal", "tenantId": "t1"}}
+                for text in ("stream", "card", "proactive"):
+                    fields = extra if channel_id == "msteams" else {}
+                    status, _ = await channel.send(
+                        rec.endpoint, channel.activity(text=text, conversation_id="conv-1", **fields)
+                    )
+                    assert status < 300, (text, status)
+                # the proactive "later" comes after its turn ended
+                await channel.wait_for_calls(1, 30, lambda c: (c.body or {}).get("text") == "later")
+    finally:
+        await channel.stop()
+    db = store.open_db(rec.db_path)
+    return rec.db_path, list(store.iter_activities(db, 1))
+
+
+@pytest.mark.parametrize("channel_id", CHANNELS)
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_a_real_agents_sdk_stream_is_recorded_and_checked(tmp_path, sdk, channel_id):
+    db_path, activities = await converse(tmp_path, sdk, channel_id)
+    sent = [a for a in activities if a["direction"] == "from_bot"]
+    parts = [(a, streams.stream_part(a["body"] or {})) for a in sent]
+    stream = [(a, part) for a, part in parts if part is not None]
+    kinds = [part.stream_type for _, part in stream]
+    assert kinds[0] == "informative" and kinds[-1] == "final" and "streaming" in kinds, kinds
+    assert [a["type"] for a, _ in stream] == ["typing"] * (len(stream) - 1) + ["message"]
+    final = stream[-1][0]
+    assert final["text"] == STREAMED_TEXT
+    assert [x["contentType"] for x in final["body"]["attachments"]] == ["application/vnd.microsoft.card.hero"]
+    # one stream: the first chunk's returned id (Teams, JS) or the SDK's own GUID (PY on Web Chat) names it
+    assert len({part.stream_id for _, part in stream[1:]}) == 1
+    assert streams.groups([(part, a["activity_id"]) for a, part in parts])[0] == list(range(len(stream)))
+    cards = [a for a, part in parts if part is None and (a["body"] or {}).get("attachments")]
+    assert [c["body"]["attachments"][0]["contentType"] for c in cards] == ["application/vnd.microsoft.card.adaptive"]
+    assert [a["text"] for a in sent if a["text"] in ("ok", "later")] == ["ok", "later"]
+
+    db = store.open_db(db_path)
+    live = [dict(f) for f in db.query("select seq, rule, severity from findings order by rowid")]
+    beyond = [(f["rule"], f["severity"]) for f in live if f["rule"] not in EVERY_SDK_INFO]
+    assert beyond == EXPECTED[(sdk, channel_id)], live
+    assert all(f["severity"] == "info" for f in live if f["rule"] in EVERY_SDK_INFO), live
+    assert all(f["seq"] == final["seq"] for f in live if f["rule"].startswith("BP-S")), live
+    assert not any(f["rule"] == "BP-O12" for f in live)  # chunks are not typing indicators
+    again = [(f.seq, f.rule, f.severity) for f in check_session(db, 1)]
+    assert again == [(f["seq"], f["rule"], f["severity"]) for f in live]
