@@ -89,18 +89,30 @@ class Capture:
         except Exception as exc:  # fail open: the request goes on as it is
             self._failed(flow, "request", exc)
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            assert flow.response is not None
+            if _is_event_stream(flow.response) and self._listener(flow) == "reverse":
+                # A deliveryMode stream answer: pass each frame on as it comes (a buffered stream would
+                # reach the channel all at once) and keep the chunks with their times for the recording.
+                flow.response.stream = _StreamTap(flow.metadata.get("botproxy_svc"))
+        except Exception as exc:
+            self._failed(flow, "response", exc)
+
     def response(self, flow: http.HTTPFlow) -> None:
         try:
             assert flow.response is not None
             resp = flow.response
-            if "botproxy_svc" in flow.metadata:
+            tap = resp.stream if isinstance(resp.stream, _StreamTap) else None
+            if "botproxy_svc" in flow.metadata and tap is None:
                 self._restore_service_url(flow)
             seen = ResponseSeen(
                 flow.id,
                 time.time(),
                 resp.status_code,
                 resp.headers.fields,
-                resp.raw_content if _is_plain(resp) else resp.content,
+                b"".join(c for _, c in tap.chunks) if tap else resp.raw_content if _is_plain(resp) else resp.content,
+                chunks=tap.chunks if tap else None,
             )
             try:
                 if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
@@ -261,6 +273,27 @@ class Capture:
             self._submit(FailureSeen(time.time(), stage, repr(exc), flow.id))
         except Exception:  # the recorder itself is gone; the log line above is all we can do
             pass
+
+
+class _StreamTap:
+    """mitmproxy's `response.stream` callable for a `text/event-stream` answer: each chunk goes on to
+    the channel at once, with botproxy's rewritten serviceUrl given back its original (as in a buffered
+    answer), and is kept with its time."""
+
+    def __init__(self, svc: tuple[str, str] | None) -> None:
+        self.chunks: list[tuple[float, bytes]] = []
+        self._swap = (_json_str(svc[0]), _json_str(svc[1])) if svc else None
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self._swap and self._swap[0] in chunk:
+            chunk = chunk.replace(*self._swap)
+        if chunk:
+            self.chunks.append((time.time(), chunk))
+        return chunk
+
+
+def _is_event_stream(message: http.Message) -> bool:
+    return message.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _authority(host: str, port: int) -> str:

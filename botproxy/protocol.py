@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -58,6 +59,11 @@ DL_CONVERSATION_RESPONSES = frozenset(
 )
 # The inbound leg: a channel POSTs an activity to the bot's messaging endpoint.
 BOT_MESSAGES = "bot_messages"
+# Replies in the inbound HTTP response: an invoke's answer, ExpectedReplies, and the activities of a
+# `deliveryMode: stream` answer (`text/event-stream`, agents-sdk.md 1.2).
+INVOKE_RESPONSE = "invoke_response"
+EXPECTED_REPLIES = "expected_replies"
+EVENT_STREAM = "event_stream"
 # Everything else seen through the proxy.
 AUTH = "auth"  # token endpoints and OpenID metadata
 OTHER = "other"
@@ -257,6 +263,62 @@ def inbound_response_activities(inbound: dict[str, Any], status: int, body: Any)
     if inbound.get("type") == "invoke" and (body is not None or status):
         return [{"type": "invokeResponse", "value": {"status": status, "body": body}}]
     return []
+
+
+def is_event_stream(headers: list[tuple[str, str]]) -> bool:
+    """A `text/event-stream` answer: how an Agents SDK bot answers a `deliveryMode: stream` activity."""
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def sse_events(content: bytes | None) -> list[tuple[str, str]]:
+    """(event, data) of each complete event in a `text/event-stream` body (the WHATWG EventSource
+    rules: lines end in CRLF, LF or CR, a blank line ends an event, `data` lines join with LF, a
+    leading space after the colon is dropped, `:` lines are comments). A last event without its
+    blank line was cut off and is left out."""
+    events: list[tuple[str, str]] = []
+    name, data = "", list[str]()
+    for line in re.split(r"\r\n|\r|\n", (content or b"").decode("utf-8", "replace")):
+        if not line:
+            if data:
+                events.append((name or "message", "\n".join(data)))
+            name, data = "", []
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    return events
+
+
+def stream_activities(chunks: Iterable[tuple[float, bytes]]) -> list[tuple[float, dict[str, Any]]]:
+    """The activities of a `deliveryMode: stream` answer, in order, each with the time of the chunk
+    that completed its event: each `event: activity` frame's activity, and the `event: invokeResponse`
+    frame (`{status, body}`, the .NET SDK's InvokeResponse) as an `invokeResponse` activity, as an
+    invoke's answer is recorded. Frames that are not JSON objects are left out."""
+    timed: list[tuple[float, dict[str, Any]]] = []
+    pending = b""
+    for at, chunk in chunks:
+        pending += chunk
+        ends = list(_EVENT_END.finditer(pending))
+        if not ends:
+            continue
+        complete, pending = pending[: ends[-1].end()], pending[ends[-1].end() :]
+        for name, data in sse_events(complete):
+            try:
+                value = json.loads(data)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict) and name == "activity":
+                timed.append((at, value))
+            elif isinstance(value, dict) and name == "invokeResponse":
+                timed.append((at, {"type": "invokeResponse", "value": value}))
+    return timed
+
+
+_EVENT_END = re.compile(rb"(\r\n|\r(?!\n)|\n)(\r\n|\r(?!\n)|\n)")
 
 
 def resource_id(body: Any) -> str | None:

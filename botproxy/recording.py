@@ -54,6 +54,8 @@ class ResponseSeen:
     headers: Sequence[tuple[str | bytes, str | bytes]]
     content: bytes | None
     error: str | None = None
+    # A body the proxy streamed through as it came (`text/event-stream`): its chunks with their times.
+    chunks: Sequence[tuple[float, bytes]] | None = None
 
 
 @dataclass(slots=True)
@@ -291,6 +293,11 @@ class SessionRecorder:
             self._scrub_again(pending)  # the response taught a secret its request may hold too
         headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
+        streamed: list[tuple[float, Any]] | None = None
+        if exchange["leg"] == INBOUND and p.is_event_stream(resp_headers):
+            # Redacted before the stored body, so a secret in a frame is known when the body is written.
+            chunks = resp.chunks if resp.chunks is not None else [(resp.at, resp.content or b"")]
+            streamed = [(at, self.redactor.json(a)) for at, a in p.stream_activities(chunks)]
         # A send's answer is a ResourceResponse; an error answer may be anything.
         body, raw, malformed = self._body(
             resp.content, parsed, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES
@@ -313,16 +320,22 @@ class SessionRecorder:
         rows: list[Row] = []
         if exchange["leg"] == INBOUND and activities:
             inbound = activities[0]
-            replies = [
-                self._new_activity(exchange, route, a, "response", None, FROM_BOT)
-                for a in p.inbound_response_activities(inbound["body"] or {}, status, body)
-            ]
-            for reply in replies:
+            if streamed is not None:  # deliveryMode stream: each frame is a reply, at its own time
+                answered = streamed
+            else:
+                answered = [(resp.at, a) for a in p.inbound_response_activities(inbound["body"] or {}, status, body)]
+            replies = []
+            for at, answer in answered:
+                reply = self._new_activity(exchange, route, answer, "response", None, FROM_BOT)
                 reply.update(
                     status=status,
                     turn_seq=inbound["seq"],
                     conversation_id=reply["conversation_id"] or inbound["conversation_id"],
+                    observed_at=at,
                 )
+                if streamed is not None and reply["route"] != p.INVOKE_RESPONSE:
+                    reply["route"] = p.EVENT_STREAM
+                replies.append(reply)
             rows += self._notify_seen(replies)
             activities = activities + replies
             self.linker.inbound_closed(pending.conversation, inbound["seq"])
@@ -476,7 +489,7 @@ def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response_route(activity: dict[str, Any]) -> str:
-    return "invoke_response" if activity.get("type") == "invokeResponse" else "expected_replies"
+    return p.INVOKE_RESPONSE if activity.get("type") == "invokeResponse" else p.EXPECTED_REPLIES
 
 
 def _service_base(url: str, route: p.Route) -> str | None:

@@ -310,8 +310,12 @@ class _Driver:
         try:
             async with asyncio.timeout(self.options.timeout):
                 async with self.http.post(self.bot_url, data=content, headers=headers) as resp:
-                    body = await resp.read()
-            self.feed.live.submit(ResponseSeen(flow, time.time(), resp.status, list(resp.headers.items()), body))
+                    # Read as it comes, so a deliveryMode stream answer's frames keep their own times.
+                    chunks = [(time.time(), chunk) async for chunk in resp.content.iter_any()]
+            body = b"".join(chunk for _, chunk in chunks)
+            self.feed.live.submit(
+                ResponseSeen(flow, time.time(), resp.status, list(resp.headers.items()), body, chunks=chunks)
+            )
             outcome.status = resp.status
             if resp.status >= 500:
                 outcome.error = f"the bot answered HTTP {resp.status}{_excerpt(body)}"
