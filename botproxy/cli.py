@@ -581,6 +581,7 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
 
 def _replay_lines(data: dict[str, Any]) -> list[str]:
     from .diff import describe, noise_label
+    from .turns import turn_label
 
     run, summary = data["run"], data["summary"]
     against = f"{run['candidate_url']}" + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")
@@ -589,7 +590,8 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
         if turn["status"] == "same":
             continue
         text = " ".join(str(turn["inbound_text"] or turn.get("inbound_name") or turn["inbound_type"] or "").split())
-        head = f"  {turn['conversation_id']} turn {turn['index']} {text[:40]!r}: {turn['status']}"
+        head = f"  {turn['conversation_id']} {turn_label(turn['index'], turn['inbound_seq'])} {text[:40]!r}: " \
+            f"{turn['status']}"
         if turn["status"] == "error":
             lines.append(f"{head}: {turn['error']}" + ("" if turn["regressed"] else " (not counted)"))
             continue
@@ -696,7 +698,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
         }
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
-        for line in rt.text_lines(row, findings, activities):
+        for line in rt.text_lines(row, findings, activities, store.turn_numbers(db, row["id"])):
             click.echo(line)
     if rt.at_or_above(findings, fail_on):
         sys.exit(EXIT_PROBLEM)

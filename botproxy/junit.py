@@ -1,6 +1,7 @@
 """A replay run as JUnit XML, so CI systems (GitHub, GitLab, Jenkins, Azure Pipelines) show it natively.
 
-One testcase per replayed turn, named ``<conversation> turn <index>: <inbound text>``: a `changed` turn
+One testcase per replayed turn, named ``<conversation> turn <index> (#<inbound seq>): <inbound text>``
+(the numbering `botproxy show` uses): a `changed` turn
 is a <failure> listing its differences, an `error` turn an <error> (or <skipped> when the recording
 itself was incomplete, which is no fault of the build under test).
 """
@@ -13,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .diff import describe
+from .turns import turn_label
 
 
 def case_name(turn: Mapping[str, Any], limit: int = 80) -> str:
     text = " ".join(str(turn.get("inbound_text") or turn.get("inbound_name") or turn.get("inbound_type") or "").split())
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    return f"{turn['conversation_id']} turn {turn['index']}: {text}"
+    return f"{turn['conversation_id']} {turn_label(turn['index'], turn.get('inbound_seq'))}: {text}"
 
 
 def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:

@@ -193,8 +193,12 @@ class SessionRecorder:
         if route.name == p.DELETE_ACTIVITY:
             activities.append(self._new_activity(exchange, route, None, "request", base, FROM_BOT))
         conversation = route.conversation_id or (activities[0]["conversation_id"] if activities else None)
+        if route.name == p.CREATE_CONVERSATION:
+            # The call names no conversation: it belongs to the turn it was made in (turns.py).
+            first = activities[0]["seq"] if activities else None
+            exchange["_creation"] = self.linker.link_creation(_hints(body), first)
         for activity in activities:
-            self._link_request_activity(leg, route, activity)
+            self._link_request_activity(leg, route, activity, exchange)
         self._pending[req.flow_id] = _Pending(exchange, activities, conversation, body)
         return self._notify_seen(activities)
 
@@ -256,24 +260,33 @@ class SessionRecorder:
             "locale": p.str_field(a, "locale"),
             "delivery_mode": p.str_field(a, "deliveryMode"),
             "turn_seq": None,
+            "turn_ambiguous": 0,
             "target_seq": None,
             "observed_at": exchange["started_at"] if source == "request" else exchange.get("ended_at"),
             "watermark": None,
             "body": body,
         }
 
-    def _link_request_activity(self, leg: str, route: p.Route, activity: dict[str, Any]) -> None:
+    def _link_request_activity(self, leg: str, route: p.Route, activity: dict[str, Any],
+                               exchange: dict[str, Any]) -> None:
         conversation = route.conversation_id or activity["conversation_id"]
         if leg == CLIENT:
             return
         if leg == INBOUND:
-            self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"])
+            self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"],
+                                       _hints(activity["body"]))
             return
         if route.name in (p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY):
             activity["activity_id"] = route.activity_id
             activity["target_seq"] = self.linker.target_of(conversation, route.activity_id)
-        if route.name != p.SEND_HISTORY:
-            activity["turn_seq"] = self.linker.turn_for(conversation, activity["reply_to_id"])
+        if route.name == p.CREATE_CONVERSATION:
+            link = exchange["_creation"]
+        elif route.name != p.SEND_HISTORY:
+            link = self.linker.link(conversation, activity["reply_to_id"], activity["seq"])
+        else:
+            return
+        activity["turn_seq"] = link.turn
+        activity["turn_ambiguous"] = int(link.ambiguous)
 
     # -- responses --------------------------------------------------------------------------
 
@@ -408,6 +421,9 @@ class SessionRecorder:
         route = exchange["route"]
         assigned = p.resource_id(body)
         if route == p.CREATE_CONVERSATION and isinstance(body, dict):
+            creation = exchange.get("_creation")
+            if assigned and creation is not None and creation.turn is not None:
+                self.linker.created(assigned, creation.turn)
             for activity in activities:
                 activity["conversation_id"] = activity["conversation_id"] or assigned
                 activity["activity_id"] = p.str_field(body, "activityId")
@@ -486,6 +502,20 @@ def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in activity.items() if not k.startswith("_")}  # `_findings` etc. are transient
     row["body"] = json.dumps(activity["body"], ensure_ascii=False, separators=(",", ":")) if activity["body"] else None
     return row
+
+
+def _hints(body: Any) -> list[str]:
+    """Account and channel ids an inbound activity or a CreateConversation call names, to tell which of
+    several open turns created a conversation (turns.py)."""
+    if not isinstance(body, dict):
+        return []
+    found = [p.account_id(body, "from") or ""]
+    found += [str(m.get("id") or "") for m in body.get("members") or [] if isinstance(m, dict)]
+    data = body.get("channelData")
+    if isinstance(data, dict):
+        found += [str((data.get(key) or {}).get("id") or "") for key in ("channel", "team")
+                  if isinstance(data.get(key), dict)]
+    return [h for h in found if h]
 
 
 def _response_route(activity: dict[str, Any]) -> str:

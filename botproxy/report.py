@@ -35,6 +35,7 @@ from . import __version__, store
 from .console import activity_excerpt, excerpt
 from .diff import noise_label
 from .errors import BotproxyError, StoreError
+from .turns import turn_label, turn_numbers
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +237,11 @@ CLIENT_LEG = ("from_client", "to_client")
 
 
 def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | None = None,
-                  *, raw: bool = True) -> dict[str, Any]:
-    """An activity (a `store.iter_activities` record, or a bare Activity JSON) as a bubble or system line."""
+                  *, raw: bool = True, unanswered: bool | None = None) -> dict[str, Any]:
+    """An activity (a `store.iter_activities` record, or a bare Activity JSON) as a bubble or system line.
+
+    `unanswered`: whether its exchange never got an HTTP answer, when the caller knows; otherwise a
+    missing status is taken for one (an imported transcript's inbound status is unknown, not failed)."""
     if "direction" not in activity and "body" not in activity:  # a bare Activity, as a replay may store it
         activity = _record_of_bare(activity)
     body: dict[str, Any] = activity["body"] if isinstance(activity.get("body"), dict) else {}
@@ -283,7 +287,9 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
         "hl": [],  # what a replay changed, for highlighting: "text", "actions", "card0", "card0.title", ...
         "proactive": False,
     }
-    if status is None and activity.get("direction") and route not in ("", "invoke_response", "expected_replies"):
+    if unanswered is not None:
+        view["failed"] = view["failed"] or unanswered
+    elif status is None and activity.get("direction") and route not in ("", "invoke_response", "expected_replies"):
         view["failed"] = True  # the exchange never got an HTTP answer
     return view
 
@@ -509,19 +515,32 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
             loose.append(finding)
 
     conversations: dict[str | None, dict[str, Any]] = {}
+    numbers = turn_numbers(activities)
     # Every inbound activity opens a turn; made first, so a reply observed before its inbound one still joins it.
-    turns = {a["seq"]: {"seq": a["seq"], "inbound": None, "replies": [], "proactive": False, "client": False}
+    turns = {a["seq"]: {"seq": a["seq"], "number": numbers.get(a["seq"]), "inbound": None, "replies": [],
+                        "proactive": False, "client": False, "conversation_id": a["conversation_id"]}
              for a in activities if a["direction"] == "to_bot"}
+    # Exchanges that never got an HTTP answer (or broke off): their activities are failed calls. A
+    # missing activity status alone is not one: an imported transcript does not know the status.
+    sql = "select seq from exchanges where session_id = ? and (closed is null or error is not null)"
+    unanswered = {r["seq"] for r in db.query(sql, [session["id"]])}
     bot_side: dict[str, int] = {}  # activity id -> seq on the bot's leg, to link a client's view to it
     for a in activities:
         if a["direction"] in ("to_bot", "from_bot") and a["activity_id"]:
             bot_side.setdefault(a["activity_id"], a["seq"])
     for activity in activities:
         seq = activity["seq"]
-        view = activity_view(activity, by_seq.get(seq), raw=not large or seq in by_seq)
+        view = activity_view(activity, by_seq.get(seq), raw=not large or seq in by_seq,
+                             unanswered=activity["exchange_seq"] in unanswered)
+        owner = turns.get(activity["turn_seq"]) if activity["direction"] != "to_bot" else None
+        # What a turn sent to a conversation it created is shown in that turn, where it was caused.
+        home = owner["conversation_id"] if owner is not None else activity["conversation_id"]
+        if home != activity["conversation_id"]:
+            view["elsewhere"] = activity["conversation_id"]
+        if activity.get("turn_ambiguous"):
+            view["ambiguous"] = True
         conversation = conversations.setdefault(
-            activity["conversation_id"],
-            {"id": activity["conversation_id"] or "(none)", "turns": [], "activities": 0, "findings": []},
+            home, {"id": home or "(none)", "turns": [], "activities": 0, "findings": [], "turn_count": 0},
         )
         conversation["activities"] += 1
         if activity["direction"] == "to_bot":
@@ -547,7 +566,9 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
 
     turn_count = 0
     for conversation in conversations.values():
-        turn_count += sum(1 for t in conversation["turns"] if not t["proactive"] and not t["client"])
+        conversation["turn_count"] = sum(1 for t in conversation["turns"] if not t["proactive"] and not t["client"])
+        conversation["proactive_count"] = sum(1 for t in conversation["turns"] if t["proactive"])
+        turn_count += conversation["turn_count"]
         flagged_in_conversation = bool(conversation["findings"])
         for turn in conversation["turns"]:
             views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"]
@@ -603,7 +624,15 @@ def _turn_title(turn: dict[str, Any]) -> str:
     label = (f"“{excerpt(inbound['text'], 60)}”" if inbound["text"] else inbound["line"] or inbound["type"]) \
         if inbound else "(inbound not recorded)"
     replies = len(turn["replies"])
-    return f"turn #{turn['seq']} · {excerpt(label, 80)} · {replies} repl{'y' if replies == 1 else 'ies'}"
+    elsewhere = sorted({v["elsewhere"] for v in turn["replies"] if v.get("elsewhere")})
+    ambiguous = sum(1 for v in turn["replies"] if v.get("ambiguous"))
+    title = f"{turn_label(turn['number'], turn['seq'])} · {excerpt(label, 80)} · {replies} " \
+        f"repl{'y' if replies == 1 else 'ies'}"
+    if elsewhere:
+        title += f" · in created conversation{'s' if len(elsewhere) > 1 else ''} {', '.join(elsewhere)}"
+    if ambiguous:
+        title += f" · {ambiguous} linked by wire order only (several turns were open)"
+    return title
 
 
 def _now() -> str:
@@ -739,7 +768,7 @@ def turn_view(row: dict[str, Any], inbound: dict[str, Any] | None, large: bool) 
     return {
         "idx": row.get("idx"),
         "inbound_seq": row.get("inbound_seq"),
-        "title": f"turn {row.get('idx')}" + (f" · “{excerpt(label, 60)}”" if label else ""),
+        "title": turn_label(row.get("idx"), row.get("inbound_seq")) + (f" · “{excerpt(label, 60)}”" if label else ""),
         "status": status,
         "regressed": bool(row.get("regressed")),
         "inbound": inbound_view,

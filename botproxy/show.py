@@ -10,6 +10,7 @@ import sqlite_utils
 
 from . import store
 from .console import ARROWS, activity_excerpt
+from .turns import turn_label, turn_numbers
 
 
 def session_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -26,42 +27,60 @@ def write_json(db: sqlite_utils.Database, session: dict[str, Any], out: TextIO) 
 
 def text_lines(db: sqlite_utils.Database, session: dict[str, Any]) -> Iterator[str]:
     """Conversations in order of first appearance; in each, turns (inbound + what answered it) and
-    proactive activities, in the order they were observed."""
+    proactive activities, in the order they were observed. Turns are numbered by their position in
+    their conversation (`turn_numbers`), the inbound activity's seq beside; what a turn sent to a
+    conversation it created is listed under the turn."""
     yield (
         f"session {session['name']!r} (id {session['id']}) started {session['started_at']}"
         f"{' · bot ' + session['bot_url'] if session.get('bot_url') else ''}"
     )
+    activities = list(store.iter_activities(db, session["id"]))
     conversations: dict[str | None, list[dict[str, Any]]] = {}
-    for activity in store.iter_activities(db, session["id"]):
+    by_turn: dict[int, list[dict[str, Any]]] = {}
+    inbound_conversation = {a["seq"]: a["conversation_id"] for a in activities if a["direction"] == "to_bot"}
+    for activity in activities:
+        turn = activity["turn_seq"]
+        if activity["direction"] != "to_bot" and turn is not None and turn in inbound_conversation:
+            by_turn.setdefault(turn, []).append(activity)
+            if inbound_conversation[turn] != activity["conversation_id"]:
+                continue  # listed under its turn, in the conversation that created this one
         conversations.setdefault(activity["conversation_id"], []).append(activity)
     if not conversations:
         yield "  (no activities recorded)"
-    for conversation, activities in conversations.items():
+    numbers = turn_numbers(activities)
+    for conversation, listed in conversations.items():
         yield ""
         yield f"conversation {conversation or '(none)'}"
-        yield from _conversation_lines(activities)
+        yield from _conversation_lines(listed, by_turn, numbers)
 
 
-def _conversation_lines(activities: list[dict[str, Any]]) -> Iterator[str]:
-    by_turn: dict[int, list[dict[str, Any]]] = {}
+def _conversation_lines(activities: list[dict[str, Any]], by_turn: dict[int, list[dict[str, Any]]],
+                        numbers: dict[int, int]) -> Iterator[str]:
     bot_side: dict[str, int] = {}  # activity id -> seq on the bot leg, to link the client's view to it
     for activity in activities:
-        if activity["turn_seq"] is not None:
-            by_turn.setdefault(activity["turn_seq"], []).append(activity)
         if activity["direction"] in ("to_bot", "from_bot") and activity["activity_id"]:
             bot_side.setdefault(activity["activity_id"], activity["seq"])
     for activity in activities:
         if activity["direction"] == "to_bot":
-            yield f"  turn {activity['seq']}"
+            yield f"  {turn_label(numbers.get(activity['seq']), activity['seq'])}"
             yield "    " + activity_line(activity)
             for reply in by_turn.get(activity["seq"], ()):
-                yield "      " + activity_line(reply)
+                yield "      " + activity_line(reply) + _elsewhere(reply, activity)
         elif activity["direction"] in ("from_client", "to_client"):
             link = bot_side.get(activity["activity_id"] or "")
             yield "  client  " + activity_line(activity) + (f" (bot side #{link})" if link else "")
         elif activity["turn_seq"] is None:
             yield "  proactive"
             yield "      " + activity_line(activity)
+
+
+def _elsewhere(reply: dict[str, Any], inbound: dict[str, Any]) -> str:
+    notes = []
+    if reply["conversation_id"] != inbound["conversation_id"]:
+        notes.append(f"→ conversation {reply['conversation_id']}")
+    if reply.get("turn_ambiguous"):
+        notes.append("turn? (several turns were open; no replyToId)")
+    return (" " + " · ".join(notes)) if notes else ""
 
 
 def activity_line(activity: dict[str, Any]) -> str:

@@ -203,7 +203,14 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.table("activities").enable_fts(["text"], create_triggers=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(db: sqlite_utils.Database) -> None:
+    # 1 when several turns of the conversation were open and nothing on the wire said which (turns.py).
+    db.table("activities").add_column("turn_ambiguous", int)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -457,6 +464,7 @@ ACTIVITY_COLUMNS = (
     "locale",
     "delivery_mode",
     "turn_seq",
+    "turn_ambiguous",
     "target_seq",
     "observed_at",
     "watermark",
@@ -475,6 +483,14 @@ def iter_activities(db: sqlite_utils.Database, session_id: int) -> Iterator[dict
     sql = "select * from activities where session_id = ? order by seq"
     for row in db.query(sql, [session_id]):
         yield activity_record(row)
+
+
+def turn_numbers(db: sqlite_utils.Database, session_id: int) -> dict[int, int]:
+    """Inbound seq -> its turn's number in its conversation (`turns.turn_numbers`), from the index alone."""
+    from .turns import turn_numbers as number
+
+    sql = "select seq, direction, conversation_id from activities where session_id = ? and direction = 'to_bot'"
+    return number(dict(r) for r in db.query(sql + " order by seq", [session_id]))
 
 
 def iter_exchanges(db: sqlite_utils.Database, session_id: int, order: str = "seq") -> Iterator[dict[str, Any]]:

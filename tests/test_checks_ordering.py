@@ -326,3 +326,27 @@ def test_typing_from_a_timer_may_overlap_the_replies():
     w.done(typing)
     w.done(inbound)
     assert w.findings == []
+
+
+def test_o01_tells_two_turns_at_once_from_one_turns_unawaited_sends():
+    # Issue 11 (4): two turns processed at once are not one turn's unawaited sends.
+    w = two_replies("ABab")
+    [same_turn] = w.of("BP-O01")
+    assert same_turn.details["cause"] == "same_turn" and "not awaited" in same_turn.message
+
+    w = Wire(channel="directline")
+    first, second = w.inbound("one"), w.inbound("two")
+    a = w.reply(first, "answer one", replyToId=None)  # botbuilder-python on Direct Line: no replyToId
+    b = w.reply(second, "answer two", replyToId=None)
+    for flow in (a, b, first, second):
+        w.done(flow)
+    [overlap] = w.of("BP-O01")
+    assert overlap.details["cause"] == "two_turns" and "two turns processed at once" in overlap.message
+
+    w = Wire()
+    first, second = w.inbound("one"), w.inbound("two")
+    a, b = w.reply(first, "answer one"), w.reply(second, "answer two")
+    for flow in (a, b, first, second):
+        w.done(flow)
+    [named] = w.of("BP-O01")
+    assert named.details["cause"] == "two_turns" and f"turn #{first.seq}" in named.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -51,7 +52,10 @@ async def test_a_regression_exits_1_with_json_and_junit(demo_db, bot2, tmp_path)
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 10 and suite.get("tests") == "10" and suite.get("failures") == "5"
-    by_name = {c.get("name"): c for c in cases}
+    # One numbering everywhere: the turn's position in its conversation, the inbound seq beside (as show).
+    names = {c.get("name") for c in cases}
+    assert all(any(f" turn {t['index']} (#{t['inbound_seq']}): " in n for n in names) for t in data["turns"])
+    by_name = {re.sub(r" \(#\d+\)", "", c.get("name")): c for c in cases}
     assert by_name["demo-conversation turn 3: card"].find("failure").text == (
         "changed root['attachments'][0]['content']['title']: 'Sample card' → 'Sample card (build 2)'")
     assert by_name["demo-conversation turn 2: hello"].find("failure") is None
@@ -61,7 +65,12 @@ async def test_a_regression_exits_1_with_json_and_junit(demo_db, bot2, tmp_path)
 async def test_text_output_lists_each_changed_turn_with_its_differences(demo_db, bot2):
     result = await run_cli("replay", "demo", "--db", demo_db, "--bot", bot2.url, "--quiet-ms", "50")
     assert result.exit_code == 1
-    assert "  demo-conversation turn 7 'two': changed\n      reordered [1] → [0]: message 'second'" in result.output
+    seq = json.loads((await run_cli("show", "demo", "--db", demo_db, "--json")).output)["activities"]
+    seven = [a["seq"] for a in seq if a["direction"] == "to_bot"][6]
+    assert (f"  demo-conversation turn 7 (#{seven}) 'two': changed\n      reordered [1] → [0]: message 'second'"
+            in result.output)
+    show = (await run_cli("show", "demo", "--db", demo_db)).output
+    assert f"  turn 7 (#{seven})\n" in show  # show numbers the turn the same way
     assert "turn 2 'hello'" not in result.output
 
 

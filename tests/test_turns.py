@@ -1,4 +1,4 @@
-from botproxy.turns import TurnLinker
+from botproxy.turns import Link, TurnLinker
 
 
 def test_reply_to_id_then_open_exchange_then_proactive():
@@ -11,14 +11,53 @@ def test_reply_to_id_then_open_exchange_then_proactive():
     assert t.turn_for("c1", "in-1") == 1  # a late reply still names its turn
 
 
-def test_the_most_recent_open_inbound_of_the_same_conversation_wins():
+def test_overlapping_turns_without_reply_to_id_follow_the_wire_order_and_say_they_guessed():
+    # Reproduces issue 11 (4): botbuilder-python on Direct Line omits replyToId; two turns are open.
     t = TurnLinker()
     t.inbound_opened("c1", 1, "a")
     t.inbound_opened("c2", 2, "b")
     t.inbound_opened("c1", 3, "c")
-    assert t.turn_for("c1", None) == 3 and t.turn_for("c2", None) == 2
-    t.inbound_closed("c1", 3)
-    assert t.turn_for("c1", None) == 1
+    assert t.link("c2", None) == Link(2)  # alone in its conversation: certain
+    assert t.link("c1", None) == Link(1, ambiguous=True)  # the first unanswered open turn, not the newest
+    assert t.link("c1", None) == Link(3, ambiguous=True)  # then the next one
+    assert t.link("c1", None) == Link(3, ambiguous=True)  # every open turn answered: the newest
+    t.inbound_closed("c1", 1)
+    assert t.link("c1", None) == Link(3)
+
+
+def test_a_reply_to_id_that_names_no_inbound_activity_is_proactive_whatever_is_open():
+    # Reproduces issue 11 (3): a notify endpoint's send carries the SDK's synthetic continuation id.
+    t = TurnLinker()
+    t.inbound_opened("c1", 1, "in-1")
+    assert t.link("c1", "5f1c0d2e-8a3b-11ef-b864-0242ac120002") == Link(None)
+    assert t.link("c1", None) == Link(1)
+
+
+def test_a_reply_to_the_bots_own_message_belongs_to_that_messages_turn():
+    t = TurnLinker()
+    t.inbound_opened("c1", 1, "in-1")
+    assert t.link("c1", "in-1", seq=2) == Link(1)
+    t.sent("c1", "srv-2", 2)
+    t.inbound_closed("c1", 1)
+    assert t.link("c1", "srv-2", seq=3) == Link(1)
+
+
+def test_a_conversation_created_in_a_turn_belongs_to_it_while_it_is_open():
+    # Reproduces issue 11 (2): a Teams bot starts a channel thread with CreateConversation.
+    t = TurnLinker()
+    t.inbound_opened("c1", 1, "in-1", hints=["user-1", "19:general"])
+    t.inbound_opened("c2", 2, "in-2", hints=["user-2", "19:other"])
+    creation = t.link_creation(["19:general"], seq=3)
+    assert creation == Link(1)
+    t.created("thread-1", 1)
+    t.sent("thread-1", "first-3", 3)
+    assert t.link("thread-1", None) == Link(1)  # a later send to the thread during the turn
+    t.inbound_closed("c1", 1)
+    assert t.link("thread-1", "first-3") == Link(1)  # a continuation addressed to its first message
+    assert t.link("thread-1", None) == Link(None)  # after the turn, unaddressed: proactive
+    assert t.link_creation([], seq=9) == Link(2)
+    t.inbound_closed("c2", 2)
+    assert t.link_creation(["x"]) == Link(None)
 
 
 def test_a_reply_sent_to_the_wrong_conversation_belongs_to_the_turn_it_names():

@@ -34,8 +34,12 @@ RULES: tuple[Rule, ...] = (
         "a send to a conversation starts before the previous send to it has its HTTP response",
         "A channel orders activities as it processes them, not as the bot meant them; two sends in flight "
         "at once to one conversation can be shown in either order, and Teams answers 412 PreconditionFailed "
-        "to concurrent operations on a conversation. The JavaScript CloudAdapter once sent a turn's replies "
-        "in parallel and Web Chat showed them shuffled. Typing activities are left out: they are ephemeral "
+        "to concurrent operations on a conversation. The message says which of two causes it is: one "
+        "turn's sends not awaited (both sends belong to the same turn: the JavaScript CloudAdapter once sent "
+        "a turn's replies in parallel and Web Chat showed them shuffled), or two turns of the conversation "
+        "processed at once (the sends belong to different turns, or cannot be told apart because neither "
+        "names the activity it answers), where each turn may await its own sends and the overlap is the "
+        "bot's, or its host's, concurrency. Typing activities are left out: they are ephemeral "
         "and the SDK's ShowTypingMiddleware sends them from a timer alongside the replies by design. "
         "Source: botbuilder-js#4314 (fix PR#4322); "
         'TEAMS-DOCS 412 PreconditionFailed; DOCS-REST send-and-receive (quick successive sends "may not '
@@ -230,19 +234,31 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
     ordered = a["type"] != "typing"
     if ordered and conv.in_flight:
         exchange_seq, (_, other) = next(iter(conv.in_flight.items()))
+        other_turn = conv.flight_turns.get(exchange_seq)
+        if other_turn is not None and other_turn == a["turn_seq"] and not a.get("turn_ambiguous"):
+            cause, why = "same_turn", f"one turn's sends not awaited (both are turn #{other_turn}'s)"
+        elif other_turn is not None and a["turn_seq"] is not None and not a.get("turn_ambiguous"):
+            cause, why = "two_turns", f"two turns processed at once (turn #{a['turn_seq']} and turn #{other_turn})"
+        elif a.get("turn_ambiguous"):
+            cause, why = "two_turns", "two turns processed at once (several were open; which one this answers is "\
+                "not on the wire)"
+        else:
+            cause, why = "proactive", "a send outside any turn overlapping another"
         eng.emit(
             "BP-O01",
             a,
             conv.id,
-            f"sent while send #{other} to the same conversation was still waiting for its response",
+            f"sent while send #{other} to the same conversation was still waiting for its response: {why}",
             {
                 "in_flight_seq": other,
                 "in_flight_exchange_seq": exchange_seq,
                 "in_flight": len(conv.in_flight),
+                "cause": cause,
             },
         )
     if ordered:
         conv.in_flight[a["exchange_seq"]] = (a["event"], seq)
+        conv.flight_turns[a["exchange_seq"]] = a["turn_seq"]
     if reply_to_flags & CLOSED and reply_to_flags & INBOUND:
         eng.emit(
             "BP-O04",
@@ -278,6 +294,7 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
 def on_send_done(eng: Engine, exchange: dict[str, Any], a: dict[str, Any], conv: Conversation) -> None:
     """O02: this send completed while one that started before it is still waiting."""
     mine = conv.in_flight.pop(exchange["seq"], None)
+    conv.flight_turns.pop(exchange["seq"], None)
     if mine is None:
         return
     opened = mine[0]

@@ -13,6 +13,7 @@ import sqlite_utils
 
 from .. import store
 from ..console import activity_excerpt
+from ..turns import turn_label
 from .config import CheckConfig
 from .offline import check_session, store_findings
 from .registry import RULES
@@ -52,8 +53,10 @@ def finding_json(finding: Finding, activity: dict[str, Any] | None) -> dict[str,
 
 
 def text_lines(
-    session: dict[str, Any], findings: list[Finding], activities: dict[int, dict[str, Any]]
+    session: dict[str, Any], findings: list[Finding], activities: dict[int, dict[str, Any]],
+    numbers: dict[int, int] | None = None,
 ) -> Iterator[str]:
+    """`numbers` (inbound seq -> turn number, `store.turn_numbers`) names turns as `show` does."""
     if not findings:
         yield f"session {session['name']!r}: no findings"
         return
@@ -73,7 +76,8 @@ def text_lines(
             if turn == _CLIENT_LEG:
                 yield "  Direct Line client leg"
             else:
-                yield f"  turn {turn}" if turn is not None else "  proactive / outside a turn"
+                yield f"  {turn_label((numbers or {}).get(turn), turn)}" if isinstance(turn, int) \
+                    else "  proactive / outside a turn"
             for finding in turn_findings:
                 activity = activities.get(finding.seq or -1)
                 where = f"#{finding.seq}" if finding.seq is not None else "(exchange)"

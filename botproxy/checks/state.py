@@ -47,6 +47,7 @@ class Conversation:
         "tenant",
         "open_turns",
         "in_flight",
+        "flight_turns",
         "pending_edits",
         "dangling",
         "ended_seq",
@@ -71,6 +72,7 @@ class Conversation:
         self.open_turns: dict[int, tuple[str | None, str | None]] = {}
         # Sends (C3/C5) whose HTTP exchange is open: exchange seq -> (opened event, activity seq).
         self.in_flight: dict[int, tuple[int, int]] = {}
+        self.flight_turns: dict[int, int | None] = {}  # exchange seq of a send in flight -> its turn's seq
         # Updates/deletes of an id nobody returned yet, while a send that may return it is in flight:
         # target id -> (activity seq, event, route).
         self.pending_edits: dict[str, tuple[int, int, str]] = {}
