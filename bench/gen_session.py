@@ -440,6 +440,7 @@ def _fields(body: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "locale": body.get("locale"),
         "delivery_mode": body.get("deliveryMode"),
         "turn_seq": None,
+        "turn_ambiguous": 0,
         "target_seq": None,
         "url_conversation_id": None,
         "url_activity_id": None,

@@ -237,26 +237,34 @@ def _explain_forward_proxy(proxy: Any) -> None:
 # -- reading sessions --------------------------------------------------------------------------
 
 
-@cli.command(epilog=example("botproxy sessions --db botproxy.db"))
+@cli.command(epilog=example("botproxy sessions --db botproxy.db", "botproxy sessions --source replay"))
 @db_option
 @json_option
+@click.option(
+    "--source",
+    type=click.Choice(["record", "import", "replay"]),
+    help="Only sessions made this way: recorded, imported, or a replay's own traffic.",
+)
 @friendly_errors
-def sessions(db_path: str, as_json: bool) -> None:
-    """List the recorded sessions."""
+def sessions(db_path: str, as_json: bool, source: str | None) -> None:
+    """List the sessions: recorded, imported, and the replays' own (the `source` column says which)."""
     from . import store
 
-    rows = store.list_sessions(store.open_db(db_path))
+    rows = store.list_sessions(store.open_db(db_path), source)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
+        if source:
+            click.echo(f"no {source} sessions in {db_path}")
+            return
         click.echo(f"no sessions in {db_path} yet: record one with botproxy record")
         return
-    click.echo(f"{'id':>4}  {'name':<28} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} errors")
+    click.echo(f"{'id':>4}  {'name':<28} {'source':<7} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} errors")
     for r in rows:
         click.echo(
-            f"{r['id']:>4}  {r['name']:<28} {r['started_at'] or '':<24} {r['exchange_count']:>6} "
-            f"{r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}"
+            f"{r['id']:>4}  {r['name']:<28} {r.get('source') or 'record':<7} {r['started_at'] or '':<24} "
+            f"{r['exchange_count']:>6} {r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}"
         )
 
 

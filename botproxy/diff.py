@@ -55,8 +55,13 @@ KINDS = (CHANGED, MISSING, EXTRA, REORDERED)
 STRUCTURAL = {MISSING: "<missing>", EXTRA: "<extra>", REORDERED: "<reordered>"}
 
 # Fields that differ between any two runs of the same bot. Ids (`id`, `replyToId`, `@target`) are not
-# here: `comparable()` maps them instead, so a reply to the wrong activity still shows.
-VOLATILE: tuple[str, ...] = ("root['timestamp']", "root['localTimestamp']", "root['serviceUrl']")
+# here: `comparable()` maps them instead, so a reply to the wrong activity still shows. Account roles
+# are the channel's annotation, not the bot's output: the SDK copies them from the inbound activity,
+# and transcript writers (botproxy export, TranscriptLoggerMiddleware) add them where the wire had none.
+VOLATILE: tuple[str, ...] = (
+    "root['timestamp']", "root['localTimestamp']", "root['serviceUrl']",
+    "root['from']['role']", "root['recipient']['role']",
+)
 
 ABSENT = "<absent>"  # the recorded/replayed value of a field that one side does not have
 GENERATED = "<generated>"  # an id neither the channel nor the recording issued (e.g. the SDK's uuid1)

@@ -414,21 +414,28 @@ SESSION_FIELDS = (
 )
 
 
-def list_sessions(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    sql = """
+SOURCES = ("record", "import", "replay")  # sessions.source: how a session's traffic was made
+
+
+def list_sessions(db: sqlite_utils.Database, source: str | None = None) -> list[dict[str, Any]]:
+    """Every session (or those of one `source`), with their counts, oldest first."""
+    where = "where coalesce(s.source, 'record') = ?" if source else ""
+    sql = f"""
         select s.*,
           (select count(*) from exchanges e where e.session_id = s.id) as exchange_count,
           (select count(*) from activities a where a.session_id = s.id) as activity_count,
           (select count(distinct conversation_id) from activities a where a.session_id = s.id) as conversation_count
-        from sessions s order by s.id
+        from sessions s {where} order by s.id
     """
-    return [dict(r) for r in db.query(sql)]
+    return [dict(r) for r in db.query(sql, [source] if source else [])]
 
 
 def resolve_session(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
-    """A session by name, by id, or `latest`."""
+    """A session by name, by id, or `latest`: the latest recorded or imported one (a replay's own
+    sessions are results, not what a user means by the session they just made)."""
     if ref == "latest":
-        rows = list(db.query("select * from sessions order by id desc limit 1"))
+        rows = list(db.query(
+            "select * from sessions where coalesce(source, 'record') != 'replay' order by id desc limit 1"))
     else:
         rows = list(db.query("select * from sessions where name = ?", [ref]))
         if not rows and ref.isdigit():

@@ -191,3 +191,31 @@ async def test_round_trip_recorded_export_import_same_activities_turns_findings(
     # The CLI: one conversation to standard output.
     result = CliRunner().invoke(cli, ["export", "back", "--db", db_path])
     assert result.exit_code == 0 and json.loads(result.stdout)[0]["type"] == "conversationUpdate"
+
+
+async def test_record_export_import_replay_against_the_same_build_is_all_same(tmp_path, sample_bot):
+    # Issue 11 (8): export adds roles, an invokeResponse record carried no conversation; (9) an
+    # import's unknown statuses are not failed calls.
+    from botproxy.replay import replay_session
+    from botproxy.report import session_view
+
+    db_path = str(tmp_path / "rt.db")
+    await record_demo(db_path, "demo", confdir=str(tmp_path / "mitm"))
+    written = export_session(db_path, "demo", "transcript", str(tmp_path / "out") + "/")
+    document = json.loads(open(written[0]).read())
+    assert all(a.get("conversation", {}).get("id") for a in document)  # invokeResponse records too
+    import_files(db_path, written, "back")
+    db = store.open_db(db_path)
+    back = store.resolve_session(db, "back")
+    assert {a["conversation_id"] for a in store.iter_activities(db, back["id"])} == {
+        a["conversation_id"] for a in store.iter_activities(db, store.resolve_session(db, "demo")["id"])}
+    view = session_view(db, back)
+    assert view["summary"]["failed"] == 0 and view["summary"]["turns"] == 10
+    assert sum(c["turn_count"] for c in view["conversations"]) == view["summary"]["turns"]
+
+    result = await replay_session(db_path, "back", sample_bot.url, quiet_ms=50)
+    assert result.summary["turns"] == 10
+    assert {t.status for t in result.turns} == {"same"}, [
+        (t.turn.text, [d.to_dict() for d in t.differences if not d.noise], t.new_findings) for t in result.turns
+        if t.status != "same"]
+    assert not result.regressed

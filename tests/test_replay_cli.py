@@ -30,6 +30,19 @@ async def test_same_build_exits_0_and_prints_a_summary(demo_db, sample_bot):
     assert lines[-1].startswith("run 1: 10 turns, 10 same, 0 changed, 0 errors") and "0 regressed" in lines[-1]
 
 
+async def test_latest_is_the_latest_recorded_session_never_a_replay_s_own(demo_db, sample_bot):
+    # Issue 11 (10): `replay latest` twice used to replay the first replay's candidate session.
+    for _ in range(2):
+        result = await run_cli("replay", "latest", "--db", demo_db, "--bot", sample_bot.url, "--quiet-ms", "50")
+        assert result.exit_code == 0 and "replayed session 'demo'" in result.output
+    assert (await run_cli("show", "--db", demo_db)).output.startswith("session 'demo' ")
+    replays = (await run_cli("sessions", "--db", demo_db, "--source", "replay")).output.splitlines()
+    assert [line.split()[1] for line in replays[1:]] == ["demo-replay-1-candidate", "demo-replay-2-candidate"]
+    recorded = json.loads((await run_cli("sessions", "--db", demo_db, "--source", "record", "--json")).output)
+    assert [r["name"] for r in recorded] == ["demo"]
+    assert "no import sessions" in (await run_cli("sessions", "--db", demo_db, "--source", "import")).output
+
+
 async def test_a_regression_exits_1_with_json_and_junit(demo_db, bot2, tmp_path):
     junit = tmp_path / "results.xml"
     result = await run_cli("replay", "demo", "--db", demo_db, "--bot", bot2.url, "--quiet-ms", "50", "--json",

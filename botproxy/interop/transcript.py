@@ -95,7 +95,10 @@ def read(datas: list[tuple[str, Any]]) -> Transcript:
         for activity in activities:
             conversation = activity.get("conversation")
             if not isinstance(conversation, dict) or not conversation.get("id"):
+                # A record without a conversation (an invoke response) is part of the one before it.
                 activity["conversation"] = {**(conversation or {}), "id": default_conversation}
+            else:
+                default_conversation = str(conversation["id"])
             if not activity.get("serviceUrl"):
                 activity["serviceUrl"] = PLACEHOLDER_SERVICE_URL
                 placeholder = True
@@ -355,6 +358,10 @@ def to_transcript(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
             body["from"] = {"id": a["from_id"] or role, "role": role}
         if a["activity_id"] and not body.get("id"):
             body["id"] = a["activity_id"]
+        if a["conversation_id"] and not isinstance(body.get("conversation"), dict):
+            # An invoke response or expected reply travels in the HTTP answer, without a conversation;
+            # a transcript record needs one to be read back into the same conversation.
+            body["conversation"] = {"id": a["conversation_id"]}
         if a["service_url"] and a["direction"] == "from_bot" and not body.get("serviceUrl"):
             body["serviceUrl"] = a["service_url"]
         if not body.get("timestamp") and a["observed_at"]:
