@@ -209,6 +209,10 @@ class ConnectorChannel:
         self.id_prefix = id_prefix  # ids we assign start with it (a replay keeps them apart from recorded ids)
         # Called with each call and the response it got, after the answer is decided; must not block.
         self.observers: list[Callable[[ConnectorCall, web.Response], None]] = []
+        # Asked first about each call (a replay answers as a recording's connector did): None to answer
+        # normally, (status, None) for the normal answer with that status, (status >= 400, body) for
+        # that error answer instead.
+        self.responder: Callable[[ConnectorCall], tuple[int, Any] | None] | None = None
         self._last_call: dict[str, float] = {}  # conversation id -> loop time of its latest call
         self._call_events: dict[str, asyncio.Event] = {}  # set (and replaced) on each call of a conversation
 
@@ -436,19 +440,28 @@ class ConnectorChannel:
             failure = self._take_failure(call.route)
             if failure is not None:
                 return failure
-            if route is None:
-                return error(404, "NotFound", f"No route for {call.method} {call.path}")
-            if route.needs_body and not isinstance(call.body, dict):
-                return error(400, "BadArgument", "The request body must be a JSON object")
-            if call.conversation_id is not None:
-                refusal = self._check_conversation(call.conversation_id)
-                if refusal is not None:
-                    return refusal
-            handler: Callable[[ConnectorCall], _Answer] = getattr(self, "_on_" + route.name)
-            return handler(call)
+            told = self.responder(call) if self.responder is not None else None
+            if told is not None and told[0] >= 400:
+                return _Answer(told[0], told[1])
+            answer = self._route_answer(call, route)
+            if told is not None and answer.status < 300 and 200 <= told[0] < 300:
+                answer.status = told[0]  # the recording's success status (200, 201, 202)
+            return answer
         except Exception:
             logger.exception("connector channel failed on %s %s", call.method, call.path)
             return error(500, "ServiceError", "The connector stand-in failed; see the test log")
+
+    def _route_answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
+        if route is None:
+            return error(404, "NotFound", f"No route for {call.method} {call.path}")
+        if route.needs_body and not isinstance(call.body, dict):
+            return error(400, "BadArgument", "The request body must be a JSON object")
+        if call.conversation_id is not None:
+            refusal = self._check_conversation(call.conversation_id)
+            if refusal is not None:
+                return refusal
+        handler: Callable[[ConnectorCall], _Answer] = getattr(self, "_on_" + route.name)
+        return handler(call)
 
     def _take_failure(self, route_name: str) -> _Answer | None:
         for failure in self._failures:

@@ -467,6 +467,12 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 )
 @click.option("--quiet-every-turn", is_flag=True, help="Wait for the quiet window after every turn.")
 @click.option(
+    "--connector-ok",
+    is_flag=True,
+    help="A connector stand-in that answers every call with success, instead of as the recording's "
+    "connector answered it (its failures, e.g. a DELETE answered 501, are replayed by default).",
+)
+@click.option(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(min=0, min_open=True),
@@ -491,6 +497,7 @@ def replay(
     cap_ms: float,
     timeout_s: float,
     quiet_every_turn: bool,
+    connector_ok: bool,
     no_checks: bool,
     verbose: bool,
 ) -> None:
@@ -528,6 +535,7 @@ def replay(
                 cap_ms=cap_ms,
                 timeout_s=timeout_s,
                 quiet_every_turn=quiet_every_turn,
+                connector_ok=connector_ok,
                 checks=not no_checks,
                 check_config=check_config,
                 progress=bar.update if bar else None,

@@ -57,6 +57,7 @@ class Console:
     def __init__(self, echo: Callable[[str], None] = click.echo, *, color: bool = False) -> None:
         self.echo = echo
         self.color = color
+        self.bot_down = False  # the latest inbound exchange never reached the bot
 
     def style(self, text: str, **styles: Any) -> str:
         return click.style(text, **styles) if self.color else text
@@ -80,7 +81,22 @@ class Console:
             self.echo(self.exchange_line(exchange))
             for finding in exchange.get("_findings", ()):
                 self.echo(self.finding_line(finding))
+        if exchange.get("leg") == "inbound":
+            self._bot_reachable(exchange)
         return []
+
+    def _bot_reachable(self, exchange: dict[str, Any]) -> None:
+        """Say at once, and once per outage, that the bot cannot be reached: a recording of nothing but
+        502s is no use, and the channel only shows its own error."""
+        down = bool(exchange.get("error")) and exchange.get("closed") is not None
+        if down and not self.bot_down:
+            self.echo(self.style(
+                f"warning: the bot did not answer ({exchange['error']}); the channel got "
+                f"{exchange.get('status')}. Is the bot running at the --bot URL? Recording goes on.",
+                fg="yellow", bold=True))
+        elif not down and self.bot_down:
+            self.echo(self.style("the bot answers again", fg="green"))
+        self.bot_down = down
 
     # -- formatting -------------------------------------------------------------------------
 

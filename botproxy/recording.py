@@ -196,7 +196,7 @@ class SessionRecorder:
         if route.name == p.CREATE_CONVERSATION:
             # The call names no conversation: it belongs to the turn it was made in (turns.py).
             first = activities[0]["seq"] if activities else None
-            exchange["_creation"] = self.linker.link_creation(_hints(body), first)
+            exchange["_creation"] = self.linker.link_creation(creation_hints(body), first)
         for activity in activities:
             self._link_request_activity(leg, route, activity, exchange)
         self._pending[req.flow_id] = _Pending(exchange, activities, conversation, body)
@@ -274,7 +274,7 @@ class SessionRecorder:
             return
         if leg == INBOUND:
             self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"],
-                                       _hints(activity["body"]))
+                                       creation_hints(activity["body"]))
             return
         if route.name in (p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY):
             activity["activity_id"] = route.activity_id
@@ -504,7 +504,7 @@ def _activity_row(activity: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _hints(body: Any) -> list[str]:
+def creation_hints(body: Any) -> list[str]:
     """Account and channel ids an inbound activity or a CreateConversation call names, to tell which of
     several open turns created a conversation (turns.py)."""
     if not isinstance(body, dict):

@@ -48,7 +48,7 @@ from aiohttp import web
 from . import __version__, diff, store
 from .channel import ConnectorCall, ConnectorChannel
 from .errors import UpstreamError, UsageError
-from .recording import RequestSeen, ResponseSeen
+from .recording import RequestSeen, ResponseSeen, creation_hints
 from .replay_results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
 from .session import LiveSession
 
@@ -60,6 +60,8 @@ DEFAULT_CAP_MS = 2000.0
 DEFAULT_TIMEOUT_S = 30.0
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
 _SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
+_CREATE = "create_conversation"
+_ISSUING_ROUTES = _SEND_ROUTES | {_CREATE}  # calls the connector answers with an id of its own
 _MEMBER_ROUTES = frozenset({"get_members", "get_paged_members", "get_member"})
 _JSON = "application/json; charset=utf-8"
 
@@ -80,6 +82,8 @@ class PlannedTurn:
     incomplete: str | None = None  # why the recording cannot be compared, if it cannot
     send: bool = True  # False: the bot never saw it in the recording either
     late: bool = False  # the recording shows the bot talking after its answer: wait for quiet after it
+    # How the recording's connector answered this turn's calls, per route in call order: (status, body).
+    answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -100,6 +104,11 @@ class Plan:
     numbers: dict[str, int] = field(default_factory=dict)  # conversation -> its number in the plan
 
     @property
+    def all_assigned(self) -> set[str]:
+        """Every id the recording's connector issued (sends, created conversations and their first activity)."""
+        return {i for ids in self.assigned_ids.values() for i in ids}
+
+    @property
     def turns(self) -> list[PlannedTurn]:
         return [t for turns in self.conversations.values() for t in turns]
 
@@ -111,6 +120,8 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
         row["seq"]: row
         for row in db.query("select seq, error, closed from exchanges where session_id = ? and leg = 'inbound'", [sid])
     }
+    sql = "select seq, status, response_body from exchanges where session_id = ? and leg = 'outbound'"
+    outbound_answers = {row["seq"]: (row["status"], row["response_body"]) for row in db.query(sql, [sid])}
     plan = Plan(session, {}, {}, _recorded_members(db, sid), None, set(), {}, {}, {})
     last_turn: dict[str, PlannedTurn] = {}
     by_inbound: dict[int, PlannedTurn] = {}
@@ -133,9 +144,14 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
             continue
         if activity["direction"] != "from_bot":
             continue  # the Direct Line client leg is not replayed
-        if activity["activity_id"] and activity["route"] in _SEND_ROUTES and conversation:
+        if activity["activity_id"] and activity["route"] in _ISSUING_ROUTES and conversation:
             plan.assigned_ids.setdefault(conversation, set()).add(activity["activity_id"])
+        if activity["route"] == _CREATE and conversation:
+            plan.assigned_ids.setdefault(conversation, set()).add(conversation)
         owner = by_inbound.get(activity["turn_seq"]) if activity["turn_seq"] is not None else None
+        if owner is not None and activity["source"] == "request" and activity["exchange_seq"] in outbound_answers:
+            status, body = outbound_answers[activity["exchange_seq"]]
+            owner.answers.setdefault(activity["route"], []).append((status, _json_or_none(body)))
         if owner is not None:
             owner.replies.append(activity)
             plan.seq_turn[activity["seq"]] = owner
@@ -149,6 +165,13 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
         elif activity["turn_seq"] is None:
             plan.proactive_before.setdefault(conversation or "", []).append(activity)
     return plan
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _planned_turn(plan: Plan, activity: dict[str, Any], failure: str | None) -> PlannedTurn:
@@ -250,6 +273,7 @@ class _Options:
     cap: float
     timeout: float
     quiet_every_turn: bool = False
+    connector_ok: bool = False  # answer every call with success, not as the recording's connector did
 
 
 class _Driver:
@@ -265,6 +289,11 @@ class _Driver:
         self.http: aiohttp.ClientSession | None = None
         self.feed: _Feed | None = None
         self.service_url = ""
+        self.current: dict[str, PlannedTurn] = {}  # conversation -> the turn driven last (its calls' turn)
+        self.in_flight: set[str] = set()  # keys of the turns whose inbound POST is under way
+        self.answered: dict[str, dict[str, int]] = {}  # turn key -> route -> recorded answers used
+        if not options.connector_ok:
+            self.channel.responder = self._recorded_answer
 
     async def run(self, live: LiveSession) -> None:
         for conversation, members in self.plan.members.items():
@@ -272,6 +301,7 @@ class _Driver:
         await self.channel.start()
         self.service_url = self.channel.service_url
         self.feed = _Feed(live, self.channel)
+        self.channel.observers.append(self._on_call)
         self.channel.observers.append(self.feed.connector_call)
         limit = asyncio.Semaphore(self.options.concurrency)
         connector = aiohttp.TCPConnector(limit=self.options.concurrency * 2)
@@ -289,10 +319,53 @@ class _Driver:
                 await self._turn(turn)
                 self.progress()
 
+    def _recorded_answer(self, call: ConnectorCall) -> tuple[int, Any] | None:
+        """Answer a call as the recording's connector answered the matching call of the same turn (the
+        k-th call of that route): a failure the same way (the bot's reaction to it is what is compared),
+        a success with the recorded status (the stand-in fills in the body). None: no counterpart."""
+        turn = self.current.get(call.conversation_id or "") if call.conversation_id else None
+        if turn is None and call.route == _CREATE:
+            turn = self._creator(call)
+        if turn is None:
+            return None
+        used = self.answered.setdefault(turn.key, {})
+        answers = turn.answers.get(call.route, [])
+        n = used.get(call.route, 0)
+        used[call.route] = n + 1
+        if n >= len(answers) or not answers[n][0]:
+            return None
+        status, body = answers[n]
+        return status, body if status >= 400 else None
+
+    def _creator(self, call: ConnectorCall) -> PlannedTurn | None:
+        """The turn a CreateConversation call (which names no conversation) is made in: the one turn in
+        flight, or the one whose inbound activity shares an account or channel id with the call."""
+        turns = [t for t in self.current.values() if t.key in self.in_flight]
+        if len(turns) > 1:
+            wanted = set(_hints(call.body))
+            turns = [t for t in turns if wanted & set(_hints(t.inbound["body"]))] or turns[-1:]
+        return turns[0] if turns else None
+
+    def _on_call(self, call: ConnectorCall, response: web.Response) -> None:
+        """A conversation the bot creates continues the turn it was created in."""
+        if call.route == _CREATE and call.status < 300 and isinstance(call.response, dict):
+            turn = self._creator(call)
+            created = call.response.get("id")
+            if turn is not None and isinstance(created, str):
+                self.current[created] = turn
+
     async def _turn(self, turn: PlannedTurn) -> None:
         outcome = self.outcomes[turn.key] = TurnOutcome()
+        self.current[turn.conversation_id] = turn
         if not turn.send:
             return
+        self.in_flight.add(turn.key)
+        try:
+            await self._drive(turn, outcome)
+        finally:
+            self.in_flight.discard(turn.key)
+
+    async def _drive(self, turn: PlannedTurn, outcome: TurnOutcome) -> None:
         assert self.http is not None and self.feed is not None
         activity = dict(turn.inbound["body"])
         activity["serviceUrl"] = self.channel.service_url
@@ -335,34 +408,55 @@ class _Driver:
         self._learn_ids(turn, mark, ids)
 
     def _learn_ids(self, turn: PlannedTurn, mark: int, ids: dict[str, str]) -> None:
-        """Pair the ids the recording's connector assigned in this turn with the ones our channel did."""
+        """Pair the ids the recording's connector assigned in this turn (sends, and conversations the bot
+        created with their first activity) with the ones our channel did."""
+        mine = {c for c, t in self.current.items() if t is turn}  # its conversation, and those it created
         sent = [
             c for c in itertools.islice(self.channel.calls, mark, None)
-            if c.conversation_id == turn.conversation_id and c.route in _SEND_ROUTES and c.status < 300
-            and isinstance(c.response, dict) and isinstance(c.body, dict)
+            if c.route in _ISSUING_ROUTES and c.status < 300 and isinstance(c.response, dict)
+            and isinstance(c.body, dict) and (c.conversation_id in mine if c.route != _CREATE
+                                              else c.response.get("id") in mine)
         ]
         recorded = [
             a for a in turn.replies + turn.proactive
-            if a["route"] in _SEND_ROUTES and a["activity_id"] and a["source"] == "request"
+            if a["route"] in _ISSUING_ROUTES and a["activity_id"] and a["source"] == "request"
         ]
         if not sent or not recorded:
             return
-        rec_sigs = [diff.signature({**(a["body"] or {}), "@route": a["route"]}) for a in recorded]
-        rep_sigs = [diff.signature({**c.body, "@route": c.route}) for c in sent]
-        if rec_sigs == rep_sigs:  # the common case: the same sends in the same order
-            pairs = list(zip(range(len(recorded)), range(len(sent)), strict=True))
+        rec_views = [diff.comparable(a) for a in recorded]
+        rep_views = [diff.comparable({"route": c.route, "body": _sent_activity(c)}) for c in sent]
+        if [diff.signature(v) for v in rec_views] == [diff.signature(v) for v in rep_views]:
+            pairs = list(zip(range(len(recorded)), range(len(sent)), strict=True))  # the same sends, in order
         else:
-            rec_views = [diff.comparable(a) for a in recorded]
-            rep_views = [diff.comparable({"route": c.route, "body": c.body}) for c in sent]
             pairs = [(i, j) for _, i, j in diff.align(rec_views, rep_views) if i is not None and j is not None]
         for i, j in pairs:
-            ids[recorded[i]["activity_id"]] = sent[j].response["id"]
+            call, activity = sent[j], recorded[i]
+            if call.route == _CREATE:
+                ids[activity["conversation_id"]] = call.response["id"]
+                if isinstance(call.response.get("activityId"), str):
+                    ids[activity["activity_id"]] = call.response["activityId"]
+            else:
+                ids[activity["activity_id"]] = call.response["id"]
 
     def assigned(self) -> set[str]:
-        return {
-            c.response["id"] for c in self.channel.calls
-            if c.route in _SEND_ROUTES and isinstance(c.response, dict) and isinstance(c.response.get("id"), str)
-        }
+        """Every id this replay's channel issued: send ids, created conversations and their first activity."""
+        found: set[str] = set()
+        for c in self.channel.calls:
+            if c.route in _ISSUING_ROUTES and isinstance(c.response, dict):
+                found |= {v for k in ("id", "activityId") if isinstance(v := c.response.get(k), str)}
+        return found
+
+
+def _sent_activity(call: ConnectorCall) -> dict[str, Any]:
+    """The activity a call carried: a send's body, a CreateConversation's `activity`."""
+    if call.route == _CREATE:
+        activity = call.body.get("activity")
+        return activity if isinstance(activity, dict) else {}
+    return dict(call.body)
+
+
+def _hints(body: Any) -> list[str]:
+    return creation_hints(body)
 
 
 def _excerpt(body: bytes, limit: int = 120) -> str:
@@ -439,6 +533,7 @@ async def replay_session(
     cap_ms: float = DEFAULT_CAP_MS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     quiet_every_turn: bool = False,
+    connector_ok: bool = False,
     checks: bool = True,
     check_config: Any = None,
     progress: Progress | None = None,
@@ -451,6 +546,7 @@ async def replay_session(
     rules = diff.parse_ignore(ignore)
     options = _validate(candidate_url, baseline_url, concurrency, quiet_ms, cap_ms, timeout_s)
     options.quiet_every_turn = quiet_every_turn
+    options.connector_ok = connector_ok
     db = store.open_db(db_path)
     session = store.resolve_session(db, session_ref)
     plan = load_plan(db, session)
@@ -475,6 +571,7 @@ async def replay_session(
             assert url is not None
             engine = engine_factory() if engine_factory else None
             phases[role] = await _run_phase(db_path, plan, role, url, run_id, options, engine, tick)
+            _obvious_mistake(plan, phases[role])
             read_back(db, phases[role])
         result = compare(db, plan, phases, rules, engine_factory, run_id)
     except BaseException as exc:
@@ -482,6 +579,31 @@ async def replay_session(
         raise
     store_run(db, result)
     return result
+
+
+# Every turn answered with one of these says what is wrong with the setup, not with the build.
+_SETUP_MISTAKES = {
+    404: "is the messaging endpoint's path right (usually /api/messages)?",
+    405: "is the messaging endpoint's path right (usually /api/messages)?",
+    401: "the bot requires authentication; run it without an app id and password (MicrosoftAppId and "
+         "MicrosoftAppPassword empty), as for the Emulator",
+    403: "the bot refuses unauthenticated activities; run it without an app id and password (MicrosoftAppId "
+         "and MicrosoftAppPassword empty), as for the Emulator",
+}
+
+
+def _obvious_mistake(plan: Plan, phase: PhaseResult) -> None:
+    """One line (UpstreamError, exit 2) when every turn the bot was sent got the same setup error, which
+    the recording did not: instead of a difference per turn, say what is wrong."""
+    sent = [t for t in plan.turns if t.send]
+    statuses = {phase.outcomes[t.key].status for t in sent}
+    recorded = {t.inbound["status"] for t in sent}
+    if len(statuses) != 1 or not sent:
+        return
+    status = next(iter(statuses))
+    if status in _SETUP_MISTAKES and status not in recorded:
+        raise UpstreamError(f"every turn ({len(sent)}) was answered HTTP {status} by {phase.bot_url}: "
+                            f"{_SETUP_MISTAKES[status]}")
 
 
 def _validate(candidate: str, baseline: str | None, concurrency: int, quiet_ms: float, cap_ms: float,
@@ -537,4 +659,4 @@ def _engine_factory(enabled: bool, config: Any) -> Callable[[], Any] | None:
 
 def _options_json(options: _Options) -> dict[str, Any]:
     return {"quiet_ms": options.quiet * 1000, "cap_ms": options.cap * 1000, "timeout_s": options.timeout,
-            "quiet_every_turn": options.quiet_every_turn}
+            "quiet_every_turn": options.quiet_every_turn, "connector_ok": options.connector_ok}

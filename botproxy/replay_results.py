@@ -80,11 +80,11 @@ class _Comparer:
         # Every serviceUrl either side used is written the same way on both sides: a bot echoing an
         # uploaded attachment sends back the recording's URL in a replay too.
         self.service_urls = set(plan.service_urls) | {p.service_url for p in phases if p.service_url}
+        self.all_assigned = plan.all_assigned
 
     def recorded_views(self, turn: PlannedTurn, with_proactive: bool) -> tuple[list[dict[str, Any]], list[Any]]:
-        known = self.plan.inbound_ids.get(turn.conversation_id, set()) | self.plan.assigned_ids.get(
-            turn.conversation_id, set()
-        )
+        # Connector ids of every conversation: a turn's sends may go to a conversation it created.
+        known = self.plan.inbound_ids.get(turn.conversation_id, set()) | self.all_assigned
 
         def canon(value: str) -> str:
             return value if value in known else diff.GENERATED

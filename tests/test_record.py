@@ -118,3 +118,26 @@ async def test_two_builds_side_by_side_record_into_separate_sessions(recorders, 
         await bot2.stop()
     assert [a["text"] for a in recorders.activities("one")] == ["weather?", "You said: weather?!"]
     assert len(recorders.activities("two")) == 2
+
+
+async def test_a_bot_that_cannot_be_reached_is_said_on_the_console_as_it_happens(recorders, connector, free_port):
+    # Issue 11 (12): a recording of nothing but 502s warns while it runs, once per outage.
+    from botproxy.console import Console
+
+    loop = asyncio.get_running_loop()
+    lines: list[str] = []
+    warned = asyncio.Event()
+
+    def echo(line: str) -> None:  # the console runs on the recorder's writer thread
+        lines.append(line)
+        if line.startswith("warning: the bot did not answer"):
+            loop.call_soon_threadsafe(warned.set)
+
+    proxy = await recorders.start(f"http://127.0.0.1:{free_port()}/api/messages", observers=[Console(echo)])
+    for text in ("one", "two"):
+        status, _ = await connector.send(proxy.endpoint, connector.activity(text=text, conversation_id=CONV))
+        assert status == 502
+    await asyncio.wait_for(warned.wait(), 10)
+    await recorders.stop(proxy)
+    warnings = [line for line in lines if line.startswith("warning: the bot did not answer")]
+    assert len(warnings) == 1 and "Is the bot running" in warnings[0]
