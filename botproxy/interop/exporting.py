@@ -48,9 +48,14 @@ def _write_har(document: dict[str, Any], out: str | None) -> list[str]:
 
 def _write_transcripts(session: dict[str, Any], activities: list[dict[str, Any]], out: str | None) -> list[str]:
     by_conversation: dict[str, list[dict[str, Any]]] = {}
+    # What a turn sent to a conversation it created (a Teams thread) is written in that turn's file,
+    # where the import reads it back as the CreateConversation that started it (transcript.events).
+    inbound = {a["seq"]: a["conversation_id"] for a in activities if a["direction"] == "to_bot"}
     for activity in activities:
         if activity["direction"] in ("to_bot", "from_bot"):
-            by_conversation.setdefault(activity["conversation_id"] or "", []).append(activity)
+            home = inbound.get(activity["turn_seq"], activity["conversation_id"]) \
+                if activity["direction"] == "from_bot" else activity["conversation_id"]
+            by_conversation.setdefault(home or "", []).append(activity)
     documents = {cid: transcript.to_transcript(acts) for cid, acts in by_conversation.items()}
     documents = {cid: doc for cid, doc in documents.items() if doc}
     if not documents:

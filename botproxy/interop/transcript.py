@@ -50,6 +50,8 @@ class Conversation:
 class Transcript:
     conversations: dict[str, Conversation]
     placeholder_service_url: bool = False
+    # Every activity in file order, files one after the other: (file number, conversation, sender, activity).
+    order: list[tuple[int, str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 def load_json(path: Path) -> Any:
@@ -87,8 +89,9 @@ def activity_list(data: Any) -> list[dict[str, Any]]:
 def read(datas: list[tuple[str, Any]]) -> Transcript:
     """Parsed transcripts (name, JSON), several files at once, into conversations in file order."""
     conversations: dict[str, Conversation] = {}
+    order: list[tuple[int, str, str, dict[str, Any]]] = []
     placeholder = False
-    for name, data in datas:
+    for number, (name, data) in enumerate(datas):
         activities = [json.loads(json.dumps(a)) for a in activity_list(data)]  # our own copies
         senders = _senders(activities)
         default_conversation = Path(name).stem or "transcript"
@@ -103,8 +106,13 @@ def read(datas: list[tuple[str, Any]]) -> Transcript:
                 activity["serviceUrl"] = PLACEHOLDER_SERVICE_URL
                 placeholder = True
             cid = str(activity["conversation"]["id"])
-            conversations.setdefault(cid, Conversation(cid)).activities.append((senders(activity), activity))
-    return Transcript(conversations, placeholder)
+            sender = senders(activity)
+            for key in ("from", "recipient"):
+                if isinstance(activity.get(key), dict) and set(activity[key]) <= {"role"}:
+                    del activity[key]  # a role without an account: botproxy export's mark of "none sent"
+            conversations.setdefault(cid, Conversation(cid)).activities.append((sender, activity))
+            order.append((number, cid, sender, activity))
+    return Transcript(conversations, placeholder, order)
 
 
 def _senders(activities: list[dict[str, Any]]) -> Any:
@@ -150,54 +158,96 @@ def _id(a: dict[str, Any], key: str) -> str:
 # -- into recorder events -------------------------------------------------------------------------
 
 
+@dataclass
+class _Turn:
+    flow: str
+    activity: dict[str, Any]
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+
 def events(transcript: Transcript, start: float = 0.0) -> Iterator[RequestSeen | ResponseSeen]:
-    """The HTTP events a recording of these conversations would have seen, conversation by conversation."""
+    """The HTTP events a recording of these conversations would have seen, in file order.
+
+    A bot message in a conversation nothing was said in before, while a user activity of the file's
+    other conversation is being answered, is how a conversation the bot created in that turn (a Teams
+    channel thread) reads in a transcript: it becomes the CreateConversation call that made it."""
     clock = _Clock(start)
-    n = 0
     for conversation in transcript.conversations.values():
-        cid = conversation.id
         _claim_logger_ids(conversation.activities)
-        open_inbound: tuple[str, dict[str, Any], list[dict[str, Any]]] | None = None  # flow, activity, replies
-        sent: set[str] = set()
+    open_turns: dict[str, _Turn] = {}
+    sent: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    latest: str | None = None  # the conversation of the file's latest user activity
+    file_number = -1
 
-        def close(inbound: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> Iterator[ResponseSeen]:
-            flow, activity, replies = inbound
-            status, body = 200, None
-            if activity.get("deliveryMode") == "expectReplies":
-                body = {"activities": replies}
-            elif activity.get("type") == "invoke":
-                invoke = next((r for r in replies if r.get("type") == "invokeResponse"), None)
-                value: dict[str, Any] = (invoke or {}).get("value") or {}
-                value = value if isinstance(value, dict) else {}
-                status, body = int(value.get("status") or 200), value.get("body")
-            content = json.dumps(body).encode() if body is not None else b""
-            yield ResponseSeen(flow, clock.tick(activity), status, JSON_HEADERS if content else [], content)
+    def close(turn: _Turn) -> Iterator[ResponseSeen]:
+        status, body = 200, None
+        if turn.activity.get("deliveryMode") == "expectReplies":
+            body = {"activities": turn.replies}
+        elif turn.activity.get("type") == "invoke":
+            invoke = next((r for r in turn.replies if r.get("type") == "invokeResponse"), None)
+            value: dict[str, Any] = (invoke or {}).get("value") or {}
+            value = value if isinstance(value, dict) else {}
+            status, body = int(value.get("status") or 200), value.get("body")
+        content = json.dumps(body).encode() if body is not None else b""
+        yield ResponseSeen(turn.flow, clock.tick(turn.activity), status, JSON_HEADERS if content else [], content)
 
-        for sender, activity in conversation.activities:
-            n += 1
-            if sender == USER:
-                if open_inbound is not None:
-                    yield from close(open_inbound)
-                flow = f"t{n}"
-                yield RequestSeen(flow, clock.tick(activity), "reverse", "POST", BOT_URL, JSON_HEADERS, _dump(activity))
-                open_inbound = (flow, activity, [])
-                continue
-            kind = activity.get("type")
-            reply_to = activity.get("replyToId")
-            if open_inbound is not None and reply_to and reply_to != open_inbound[1].get("id") and kind not in _CHANGES:
-                # It answers something else than the open turn (an earlier message, or nothing the channel
-                # sent: a proactive send): the turn was over when it was sent.
-                yield from close(open_inbound)
-                open_inbound = None
-            if open_inbound is not None and (
-                open_inbound[1].get("deliveryMode") == "expectReplies"
-                or (kind == "invokeResponse" and open_inbound[1].get("type") == "invoke")
-            ):
-                open_inbound[2].append(_without_id(activity) if kind != "invokeResponse" else activity)
-                continue
-            yield from _bot_call(f"t{n}", activity, cid, sent, clock)
-        if open_inbound is not None:
-            yield from close(open_inbound)
+    for n, (number, cid, sender, activity) in enumerate(transcript.order, 1):
+        if number != file_number:  # a file's turns end with it
+            for ended in open_turns.values():
+                yield from close(ended)
+            open_turns, latest, file_number = {}, None, number
+        first_here = cid not in seen
+        seen.add(cid)
+        if sender == USER:
+            if cid in open_turns:
+                yield from close(open_turns.pop(cid))
+            flow = f"t{n}"
+            yield RequestSeen(flow, clock.tick(activity), "reverse", "POST", BOT_URL, JSON_HEADERS, _dump(activity))
+            open_turns[cid] = _Turn(flow, activity)
+            latest = cid
+            continue
+        kind = activity.get("type")
+        reply_to = activity.get("replyToId")
+        turn: _Turn | None = open_turns.get(cid)
+        if turn is not None and reply_to and reply_to != turn.activity.get("id") and kind not in _CHANGES:
+            # It answers something else than the open turn (an earlier message, or nothing the channel
+            # sent: a proactive send): the turn was over when it was sent.
+            yield from close(open_turns.pop(cid))
+            turn = None
+        if turn is not None and (
+            turn.activity.get("deliveryMode") == "expectReplies"
+            or (kind == "invokeResponse" and turn.activity.get("type") == "invoke")
+        ):
+            turn.replies.append(_without_id(activity) if kind != "invokeResponse" else activity)
+            continue
+        if first_here and kind == "message" and latest is not None and latest in open_turns and not reply_to:
+            yield from _created(f"t{n}", activity, cid, sent.setdefault(cid, set()), clock)
+            continue
+        yield from _bot_call(f"t{n}", activity, cid, sent.setdefault(cid, set()), clock)
+    for ended in open_turns.values():
+        yield from close(ended)
+
+
+def _created(flow: str, activity: dict[str, Any], cid: str, sent: set[str], clock: _Clock,
+             ) -> Iterator[RequestSeen | ResponseSeen]:
+    """The CreateConversation call that started conversation `cid` with `activity` as its first message."""
+    service_url = str(activity.get("serviceUrl") or PLACEHOLDER_SERVICE_URL)
+    first = {k: v for k, v in _without_id(activity).items() if k != "conversation"}
+    params: dict[str, Any] = {"isGroup": bool((activity.get("conversation") or {}).get("isGroup")),
+                              "activity": first}
+    if isinstance(activity.get("channelData"), dict):
+        params["channelData"] = activity["channelData"]
+    url = service_url.rstrip("/") + "/v3/conversations"
+    yield RequestSeen(flow, clock.tick(activity), "svc", "POST", url, JSON_HEADERS, _dump(params),
+                      service_url=service_url)
+    target = str(activity.get("id") or "")
+    if target:
+        sent.add(target)
+    answer: dict[str, Any] = {"id": cid, "serviceUrl": service_url}
+    if target:
+        answer["activityId"] = target
+    yield ResponseSeen(flow, clock.tick(activity), 200, JSON_HEADERS, _dump(answer))
 
 
 # botbuilder-python's TranscriptLoggerMiddleware never sees the connector's ResourceResponses, so it logs
@@ -328,16 +378,32 @@ def _timestamp(value: Any) -> float | None:
 # -- writing --------------------------------------------------------------------------------------
 
 
+def _turn_order(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each turn's activities right after its inbound activity. A transcript has no `replyToId` to
+    spare (botbuilder-python sets none on Direct Line) and a reader puts a bot activity in the turn of
+    the user activity before it, so two overlapping turns written in wire order would swap replies."""
+    inbound = {a["seq"] for a in activities if a["direction"] == "to_bot"}
+
+    def key(a: dict[str, Any]) -> tuple[int, int]:
+        turn = a["turn_seq"]
+        return (turn if a["direction"] == "from_bot" and turn in inbound else a["seq"], a["seq"])
+
+    return sorted(activities, key=key)
+
+
 def to_transcript(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One conversation's stored activities (`show --json` records, seq order) as a transcript array.
 
-    Both directions of the bot's leg; an update becomes a `messageUpdate` record and a delete a
-    `messageDelete` record of the target id, as the SDK's TranscriptLoggerMiddleware writes them.
+    Both directions of the bot's leg, each turn's activities after its inbound one; an update becomes a
+    `messageUpdate` record and a delete a `messageDelete` record of the target id, as the SDK's
+    TranscriptLoggerMiddleware writes them.
     """
     out: list[dict[str, Any]] = []
-    for a in activities:
+    for a in _turn_order(activities):
         if a["direction"] not in ("to_bot", "from_bot"):
             continue
+        if a["direction"] == "from_bot" and isinstance(a["status"], int) and a["status"] >= 400:
+            continue  # the connector refused it: it is not in the conversation (the SDK's logger skips it too)
         body = dict(a["body"] or {})
         if a["route"] == "delete_activity":
             body = {
@@ -355,7 +421,9 @@ def to_transcript(activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if isinstance(account, dict) and not account.get("role"):
             body["from"] = {**account, "role": role}
         elif not isinstance(account, dict):
-            body["from"] = {"id": a["from_id"] or role, "role": role}
+            # The bot sent no `from` (a CreateConversation's activity): the role alone says whose it
+            # is, and the import drops an account that holds nothing else.
+            body["from"] = {"id": a["from_id"], "role": role} if a["from_id"] else {"role": role}
         if a["activity_id"] and not body.get("id"):
             body["id"] = a["activity_id"]
         if a["conversation_id"] and not isinstance(body.get("conversation"), dict):
