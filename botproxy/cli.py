@@ -612,6 +612,9 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
             lines.append(f"{head}: {turn['error']}" + ("" if turn["regressed"] else " (not counted)"))
             continue
         lines.append(head)
+        if turn.get("ambiguous"):
+            lines.append("      (the recording linked some replies to this turn by wire order only: several turns "
+                         "were open and the replies named none)")
         lines += [f"      {describe(d)}" for d in turn["differences"]]
         lines += [
             f"      new finding {f['rule']} ({f['severity']}): {f['message']}"

@@ -8,7 +8,10 @@
    `ConnectorChannel` plays the Bot Connector: every inbound activity is sent as recorded (ids, from,
    recipient, conversation, text, value, ...) except `serviceUrl`, which names the channel, and a
    `replyToId` naming an id the recording's connector assigned, which is mapped to the id this replay's
-   channel assigned to the same reply. Conversations run in parallel up to `concurrency`; the turns of
+   channel assigned to the same reply. The channel answers each of the bot's calls as the recording's
+   connector answered the matching call of the same turn (route and order; `connector_ok` turns that
+   off), so a failure the bot reacted to happens again. A conversation the bot creates during a turn
+   belongs to that turn (its calls, its ids). Conversations run in parallel up to `concurrency`; the turns of
    one conversation strictly in order. A turn is over when the bot has answered the inbound POST and
    its conversation has had no connector call for `quiet_ms` (counted from the answer or the latest
    call; at most `cap_ms`). That quiet window is waited for where the recording shows the bot talking
@@ -340,7 +343,7 @@ class _Driver:
     def _creator(self, call: ConnectorCall) -> PlannedTurn | None:
         """The turn a CreateConversation call (which names no conversation) is made in: the one turn in
         flight, or the one whose inbound activity shares an account or channel id with the call."""
-        turns = [t for t in self.current.values() if t.key in self.in_flight]
+        turns = list({t.key: t for t in self.current.values() if t.key in self.in_flight}.values())
         if len(turns) > 1:
             wanted = set(_hints(call.body))
             turns = [t for t in turns if wanted & set(_hints(t.inbound["body"]))] or turns[-1:]

@@ -57,6 +57,8 @@ class TurnResult:
             "inbound_type": self.turn.inbound["type"],
             "inbound_text": self.turn.inbound["text"],
             "inbound_name": self.turn.inbound["name"],
+            # Some recorded replies were linked to this turn by wire order alone (several turns were open).
+            "ambiguous": any(a.get("turn_ambiguous") for a in self.turn.replies),
             "status": self.status,
             "regressed": self.regressed,
             "error": self.error,

@@ -153,6 +153,8 @@ async def test_identical_builds_replay_same_and_one_edit_changes_exactly_its_tur
         else:
             assert set(statuses(same).values()) == {"same"}, explain(same)
         assert same.summary["proactive_unattached"] == 0
+        ambiguous = [t.turn.text for t in same.turns if t.to_json()["ambiguous"]]
+        assert ambiguous == (["first"] if kind == "overlap" else [])  # linked by wire order, and said so
 
         changed = await replay_session(db, kind, edited.url, quiet_ms=QUIET)
         assert {t for t, s in statuses(changed).items() if s != "same"} == {case.edited_turn}, explain(changed)
