@@ -66,6 +66,9 @@ async def test_check_reports_the_mistake_at_the_bots_activity_and_agrees_with_li
     assert text.exit_code == 1
     assert "conversation conv-1" in text.output and "ERROR   BP-A01 path-conversation-mismatch" in text.output
     assert "fix:" in text.output
+    # The turn is named as `show` names it: its number in the conversation, its inbound seq beside.
+    assert f"  turn 2 (#{bad['turn_seq']})\n" in text.output
+    assert f"  turn 2 (#{bad['turn_seq']})\n" in run("show", "mistakes", "--db", db_path).output
 
 
 async def test_fail_on_and_disable_decide_the_exit_code(mistaken_session):

@@ -242,6 +242,16 @@ async def test_a_thread_started_in_a_turn_is_compared_in_that_turn(recorders, co
     assert {a["turn_seq"] for a in in_thread} == {start}
     shown = (await asyncio.to_thread(CliRunner().invoke, cli, ["show", "thread", "--db", recorders.db_path])).output
     assert shown.count("→ conversation ") == 2
+    # The session report puts them in that turn too, and counts no conversation of its own for them.
+    from botproxy.report import session_view
+
+    view = session_view(recorders.db(), store.resolve_session(recorders.db(), "thread"))
+    [conversation] = view["conversations"]
+    [turn] = [t for t in conversation["turns"] if t["seq"] == start]
+    assert [v["text"] for v in turn["replies"]][:2] == ["Thread: release notes", "First reply in the thread"]
+    assert "in created conversation" in turn["title"]
+    assert turn["title"].startswith(f"turn 2 (#{start})")
+    assert conversation["turn_count"] == view["summary"]["turns"] == 3
 
 
 async def test_a_failed_connector_call_is_replayed_and_connector_ok_always_succeeds(recorders, connector):

@@ -129,6 +129,11 @@ async def test_a_recorded_session_is_one_self_contained_file_with_its_transcript
     assert page.counts["turns"] == sum(a["direction"] == "to_bot" for a in activities) == 10
     assert page.counts["conversations"] == 1 and page.counts["proactive"] == 1 and page.counts["failed"] == 0
     text = page.all_text()
+    # Issue 11 (11): the conversation's count agrees with the tile (it said "11 turns" beside "10 turns"),
+    # and turns are numbered as `show` numbers them.
+    assert "10 turns · 1 proactive · 25 activities" in text
+    first = min(a["seq"] for a in activities if a["direction"] == "to_bot")
+    assert f"turn 1 (#{first})" in text
     # user left, bot right; the card structurally, suggested actions as chips, typing as an indicator
     assert page.find("div", id="a3")[0]["class"].startswith("act user")
     assert page.find("div", id="a4")[0]["class"].startswith("act bot")
@@ -407,6 +412,8 @@ async def test_a_real_replay_of_build_1_against_build_2(demo_db, tmp_path):
     assert '<div class="card-title hl">Sample card (build 2)</div>' in html
     assert '<div class="text hl">You said: what is the weather?!</div>' in html
     assert "mark-missing" in html and "mark-extra" in html and "mark-reordered" in html
+    text = page.all_text()
+    assert all(f"turn {t.turn.index} (#{t.turn.inbound['seq']})" in text for t in result.turns)  # as in show
 
 
 # -- the command line, and the files a wheel ships -----------------------------------------------------
