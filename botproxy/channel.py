@@ -198,6 +198,8 @@ class ConnectorChannel:
         # its base URL, and a hook that numbers each activity the bot sends and delivers it to clients.
         self.public_url: str | None = None
         self.on_bot_activity: Callable[[str, dict[str, Any]], str] | None = None
+        # Routes this channel does not offer: answered 405 as the real service answers them.
+        self.unsupported: frozenset[str] = frozenset()
         self.calls: list[ConnectorCall] = []
         self.conversations: dict[str, ChannelConversation] = {}
         self._attachments: dict[str, _Attachment] = {}
@@ -454,6 +456,8 @@ class ConnectorChannel:
     def _route_answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
         if route is None:
             return error(404, "NotFound", f"No route for {call.method} {call.path}")
+        if route.name in self.unsupported:
+            return error(405, "BadArgument", "This channel does not support this operation")
         if route.needs_body and not isinstance(call.body, dict):
             return error(400, "BadArgument", "The request body must be a JSON object")
         if call.conversation_id is not None:

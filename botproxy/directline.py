@@ -19,8 +19,9 @@ follows the Direct Line 3.0 swagger prose (shared/reference/protocol.md 1.2):
 
 When a conversation starts, the bot gets a conversationUpdate adding the bot and, when the client named
 its user (start body or token), the user; a user first seen on a post is added just before that post,
-as the real service does. Tokens are opaque random strings that never expire; the secret (random unless
-given) opens every conversation, a token only its own. Uploads become a message activity whose
+as the real service does. Tokens are JWTs shaped like the service's (they name the bot, the site, the
+conversation and the user they were issued for) and are not refused when they expire; the secret
+(random unless given) opens every conversation, a token only its own. Uploads become a message activity whose
 attachments point back at this channel.
 
 At ``/`` the channel serves a chat page of its own (botproxy/static/chat.html), which gets a token for
@@ -33,11 +34,13 @@ import asyncio
 import base64
 import collections
 import hashlib
+import hmac
 import json
 import logging
 import re
 import secrets
 import string
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL_ID = "directline"
 EXPIRES_IN = 1800  # what the real service announces; our tokens never expire
+TOKEN_ISSUER = "https://webchat.botframework.com/"  # `iss` and `aud` of the service's tokens
 ACTIVITY_CONTENT_TYPE = "application/vnd.microsoft.activity"
 UPLOAD_LIMIT = 32 * 1024 * 1024
 _ID_CHARS = string.ascii_letters + string.digits
@@ -120,11 +124,16 @@ class DirectLineChannel:
         self.host = host
         self.port = port
         self.secret = secret or secrets.token_urlsafe(24)
+        self.site_id = secrets.token_urlsafe(8)  # the `site` claim: which Direct Line site issued a token
         self.bot: dict[str, Any] = dict(bot or {"id": "bot", "name": "Bot"})
         self.keepalive = keepalive
         self.bot_timeout = bot_timeout
         self.connector = ConnectorChannel(channel_id=CHANNEL_ID, bot=self.bot, strict_conversations=True)
         self.connector.on_bot_activity = self._bot_activity
+        # The Direct Line service does not update or delete activities: it answers the bot 405 BadArgument
+        # "This channel does not support this operation" (botframework-sdk#4734), and support "remains on
+        # the backlog" (BotFramework-WebChat#2426, BotFramework-Services#130), so clients never see a change.
+        self.connector.unsupported = frozenset({p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY})
         self.conversations: dict[str, DirectLineConversation] = {}
         self.served: collections.Counter[str] = collections.Counter()
         self._tokens: dict[str, _Grant] = {}
@@ -175,6 +184,11 @@ class DirectLineChannel:
     async def _close_sockets(self, app: web.Application) -> None:
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"channel stopping")
+
+    @property
+    def bot_handle(self) -> str:
+        """The `bot` claim of its tokens: the bot's handle (its id without an `@` suffix)."""
+        return str(self.bot.get("id") or "bot").split("@")[0]
 
     @property
     def base_url(self) -> str:
@@ -234,7 +248,7 @@ class DirectLineChannel:
         return grant, conv
 
     def _issue_token(self, conv: DirectLineConversation, user: dict[str, Any] | None) -> str:
-        token = secrets.token_urlsafe(32)
+        token = direct_line_token(self.bot_handle, self.site_id, conv.id, user, self.secret)
         self._tokens[token] = _Grant(False, token, conv.id, user)
         return token
 
@@ -584,6 +598,31 @@ def _parse(raw: bytes) -> Any:
 
 async def _json_or_none(request: web.Request) -> Any:
     return _parse(await request.read())
+
+
+def direct_line_token(bot: str, site: str, conversation_id: str, user: dict[str, Any] | None, key: str) -> str:
+    """A token shaped like the Direct Line service's: a JWT whose claims name the bot, the site, the
+    conversation and, when the token was generated for one, the user, valid for EXPIRES_IN seconds from
+    now, issued by and for `https://webchat.botframework.com/`. Web Chat reads the user id from the
+    `user` claim (botframework-webchat 4.18.1 decodes the token's payload and takes `.user`), so a page
+    that gets a token for a user keeps that id instead of making up a random one. Signed HS256 with the
+    channel's secret, where the service signs with its own key: clients never check the signature, and
+    the channel looks tokens up rather than verifying them (they are not refused after `exp` either)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"bot": bot, "site": site, "conv": conversation_id}
+    if user and user.get("id"):
+        claims["user"] = str(user["id"])
+    # `jti` (RFC 7519's token id) makes every token new, so a refresh within the same second differs too.
+    claims.update(nbf=now, exp=now + EXPIRES_IN, iss=TOKEN_ISSUER, aud=TOKEN_ISSUER, jti=secrets.token_urlsafe(9))
+    signing_input = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode()) + "." + _b64url(
+        json.dumps(claims, separators=(",", ":")).encode()
+    )
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(signature)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def _user_param(body: Any) -> dict[str, Any] | None:

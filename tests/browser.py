@@ -11,7 +11,8 @@
 Chromium is started the way this machine needs (no sandbox as root, no background networking, a fresh
 profile) with ``--remote-debugging-port=0``; the port it picked is read from its "DevTools listening on"
 line on stderr. ``wait_for`` runs its condition inside the page until it holds or a deadline passes, so tests
-never sleep to synchronise. ``page.errors`` collects console errors, uncaught exceptions and failed loads.
+never sleep to synchronise. ``page.errors`` collects console errors, uncaught exceptions and failed loads,
+``page.requests`` every URL the page asked for.
 
 :func:`chromium_or_skip` gives the binary, skipping locally (failing under ``CI=true``) when it is absent.
 """
@@ -75,6 +76,7 @@ class Page:
         self._waiters: list[tuple[str, asyncio.Future[dict[str, Any]]]] = []
         self.errors: list[str] = []  # console errors, uncaught exceptions, failed loads
         self.console: list[str] = []  # every console message, "type: text"
+        self.requests: list[str] = []  # every URL the page asked for, once Network is enabled
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -102,6 +104,8 @@ class Page:
             details = params.get("exceptionDetails", {})
             exception = details.get("exception", {})
             self.errors.append(f"uncaught: {exception.get('description') or details.get('text')}")
+        elif method == "Network.requestWillBeSent":
+            self.requests.append(params.get("request", {}).get("url", ""))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             self.errors.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".rstrip())
@@ -174,6 +178,15 @@ class Page:
                 el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()"""
         )
 
+    async def keyboard(self, selector: str, text: str) -> None:
+        """Focus an element and type into it as the keyboard does, then press Enter: what a framework's
+        controlled input (React's, Web Chat's send box) takes as a user's typing."""
+        await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        await self.send("Input.insertText", {"text": text})
+        enter = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+        await self.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **enter})
+        await self.send("Input.dispatchKeyEvent", {"type": "keyUp", **enter})
+
     async def screenshot(self, full_page: bool = False) -> bytes:
         """A PNG of the viewport (or the whole page)."""
         result = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page})
@@ -236,7 +249,7 @@ class Browser:
         ws = await self.session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(ws)
         self.pages.append(page)
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             await page.send(f"{domain}.enable")
         return page
 

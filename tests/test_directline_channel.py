@@ -8,6 +8,7 @@ to the channel in front of the SDK sample bot, over WebSocket and over polling.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from botproxy import protocol as p
 from botproxy import store
 from botproxy.directline import DirectLineChannel
 from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.sample_bot import SampleBotServer
+from botproxy.sample_bot import ERROR_TEXT, SampleBotServer
 from botproxy.session import LiveSession
 
 SECRET = "test-secret-0123456789"
@@ -163,6 +164,33 @@ def frame_activities(frames: list[str]) -> list[dict[str, Any]]:
 
 
 # -- the protocol ------------------------------------------------------------------------------------
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, decoded as Web Chat decodes it (no signature check)."""
+    header, payload, signature = token.split(".")
+    assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"} and signature
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def test_tokens_are_shaped_like_the_services(client: Client) -> None:
+    """Tokens are JWTs naming the bot, the site, the conversation and the user they were generated for,
+    issued by and for webchat.botframework.com, valid for the `expires_in` they announce; a refresh
+    keeps the user; a token for nobody names nobody."""
+    status, generated = await client.call("POST", "/tokens/generate", json={"user": {"id": "dl_u1", "name": "Ada"}})
+    assert status == 200
+    claims = token_claims(generated["token"])
+    assert {k: claims[k] for k in ("bot", "conv", "user", "iss", "aud")} == {
+        "bot": "bot", "conv": generated["conversationId"], "user": "dl_u1",
+        "iss": "https://webchat.botframework.com/", "aud": "https://webchat.botframework.com/"}
+    assert claims["exp"] - claims["nbf"] == generated["expires_in"] == 1800 and claims["site"]
+    status, refreshed = await client.call("POST", "/tokens/refresh", auth=generated["token"])
+    assert status == 200 and token_claims(refreshed["token"])["user"] == "dl_u1"
+    status, started = await client.call("POST", "/conversations", auth=generated["token"])
+    assert status == 201 and token_claims(started["token"])["user"] == "dl_u1"
+    status, anonymous = await client.call("POST", "/tokens/generate")
+    assert status == 200 and "user" not in token_claims(anonymous["token"])
+    assert token_claims(anonymous["token"])["site"] == claims["site"]
 
 
 async def test_secret_and_tokens_open_only_what_they_should(client: Client) -> None:
@@ -367,7 +395,10 @@ async def test_cors_lets_a_web_chat_page_elsewhere_call_the_api(client: Client) 
         assert resp.headers["Access-Control-Allow-Headers"] == "authorization,content-type"
 
 
-async def test_sdk_bot_updates_and_deletes_by_direct_line_ids(sample_bot: SampleBotServer) -> None:
+async def test_updates_and_deletes_are_refused_as_the_service_refuses_them(sample_bot: SampleBotServer) -> None:
+    """The Direct Line service does not update or delete activities: the bot's UpdateActivity and
+    DeleteActivity get 405 BadArgument "This channel does not support this operation"
+    (botframework-sdk#4734), and the clients keep the message as it was sent."""
     channel = await start_channel(sample_bot.url)
     try:
         async with aiohttp.ClientSession() as session:
@@ -376,15 +407,16 @@ async def test_sdk_bot_updates_and_deletes_by_direct_line_ids(sample_bot: Sample
             cid = conv["conversationId"]
             for text in ("update", "delete"):
                 status, _ = await client.post(conv, text)
-                assert status == 200
+                assert status == 200  # the sample bot tells the user its turn failed and answers normally
             got = await client.get(conv)
-        assert [a["text"] for a in got["activities"]] == ["Welcome, Ada!", "update", "original", "delete",
-                                                          "to be deleted"]
-        original, doomed = got["activities"][2]["id"], got["activities"][4]["id"]
-        changes = [(c.route, c.activity_id, c.status) for c in channel.connector.calls
-                   if c.route in ("update_activity", "delete_activity")]
-        assert changes == [("update_activity", original, 200), ("delete_activity", doomed, 200)]
+        texts = [a["text"] for a in got["activities"]]
+        assert texts == ["Welcome, Ada!", "update", "original", ERROR_TEXT, "delete", "to be deleted", ERROR_TEXT]
+        original, doomed = got["activities"][2]["id"], got["activities"][5]["id"]
         assert original == f"{cid}|0000002"
+        changes = [(c.route, c.activity_id, c.status, c.response) for c in channel.connector.calls
+                   if c.route in ("update_activity", "delete_activity")]
+        refused = {"error": {"code": "BadArgument", "message": "This channel does not support this operation"}}
+        assert changes == [("update_activity", original, 405, refused), ("delete_activity", doomed, 405, refused)]
     finally:
         await channel.stop()
 

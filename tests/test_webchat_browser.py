@@ -1,0 +1,104 @@
+"""The real Web Chat bundle (npm botframework-webchat) in headless Chromium, through `botproxy record
+--directline` in front of `botproxy channel`, talking to the SDK sample bot:
+
+    Web Chat → recorder (Direct Line listener) → channel → recorder (bot listener) → SDK bot
+
+The channel's tokens are JWTs naming the user they were generated for, as the Direct Line service's
+are, and Web Chat reads the user id from them: every post carries that id, and a correct bot gets no
+finding (with an opaque token, Web Chat made up a random id and every post was a BP-I07 warning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from browser import Browser
+from test_directline_channel import NODE_DIR, SECRET, node_or_skip
+
+from botproxy import store
+from botproxy.directline import DirectLineChannel
+from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.sample_bot import SampleBotServer
+from botproxy.session import LiveSession
+
+USER = {"id": "dl_webchat-user", "name": "Ada"}
+TRANSCRIPT = "document.body.innerText"
+
+
+async def serve_page() -> web.AppRunner:
+    """A local page with the real Web Chat bundle (no CDN)."""
+    bundle = NODE_DIR / "node_modules" / "botframework-webchat" / "dist" / "webchat.js"
+    page = Path(__file__).parent / "pages" / "webchat.html"
+    app = web.Application()
+    app.router.add_get("/", lambda _: web.FileResponse(page))
+    app.router.add_get("/webchat.js", lambda _: web.FileResponse(bundle))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+@pytest.fixture
+async def page_server() -> AsyncIterator[str]:
+    node_or_skip()
+    runner = await serve_page()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.slow
+async def test_web_chat_keeps_the_tokens_user_through_the_recorder(
+    sample_bot: SampleBotServer, page_server: str, tmp_path: Path
+) -> None:
+    channel = DirectLineChannel(sample_bot.url, secret=SECRET)
+    await channel.start()
+    db_path = str(tmp_path / "botproxy.db")
+    live = LiveSession(db_path, name="webchat", bot_url=sample_bot.url)
+    config = ProxyConfig(bot_url=sample_bot.url, listen="127.0.0.1:0", forward_listen=None,
+                         confdir=str(tmp_path / "mitmproxy"), directline=channel.base_url,
+                         directline_listen="127.0.0.1:0")
+    proxy = RecordingProxy(config, live)
+    await proxy.start()
+    try:
+        channel.bot_url = proxy.endpoint
+        # What a site's server does: trade the secret for a token for its signed-in user.
+        async with aiohttp.ClientSession() as http:
+            async with http.post(proxy.directline_endpoint + "/tokens/generate", json={"user": USER},
+                                 headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+                assert resp.status == 200
+                token = (await resp.json())["token"]
+        async with Browser.launch(tmp_path) as browser:
+            page = await browser.new_page()
+            await page.goto(page_server + "?" + urlencode({"domain": proxy.directline_endpoint, "token": token}))
+            await page.wait_for(f"{TRANSCRIPT}.includes('Welcome, Ada!')", timeout=30)
+            await page.keyboard("[data-id=webchat-sendbox-input]", "hello")
+            await page.wait_for(f"{TRANSCRIPT}.includes('You said: hello')", timeout=30)
+            await page.keyboard("[data-id=webchat-sendbox-input]", "card")
+            await page.wait_for(f"{TRANSCRIPT}.includes('Sample card')", timeout=30)
+            (tmp_path / "webchat.png").write_bytes(await page.screenshot())
+            assert [e for e in page.errors if "favicon" not in e] == []
+            # Web Chat asked for nothing beyond this machine.
+            local = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
+            assert [u for u in page.requests if not u.startswith(local)] == []
+    finally:
+        await proxy.stop()
+        await channel.stop()
+
+    db = store.open_db(db_path)
+    session = store.resolve_session(db, "webchat")
+    rows = list(store.iter_activities(db, session["id"]))
+    posted = [r for r in rows if r["direction"] == "from_client"]
+    assert [r["text"] for r in posted] == ["hello", "card"]
+    assert {r["from_id"] for r in posted} == {USER["id"]}  # the token's user, not a made-up one
+    assert {r["from_id"] for r in rows if r["direction"] == "to_bot" and r["type"] == "message"} == {USER["id"]}
+    assert {r["direction"] for r in rows} == {"from_client", "to_client", "to_bot", "from_bot"}
+    findings = [(f["rule"], f["severity"], f["message"]) for f in db["findings"].rows_where("session_id = ?",
+                                                                                         [session["id"]])]
+    assert [f for f in findings if f[1] in ("error", "warning")] == []
