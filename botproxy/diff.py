@@ -46,6 +46,7 @@ from typing import Any
 from deepdiff import DeepDiff
 from deepdiff.helper import notpresent
 
+from . import streams
 from .errors import UsageError
 
 CHANGED, MISSING, EXTRA, REORDERED = "changed", "missing", "extra", "reordered"
@@ -521,3 +522,40 @@ def _short(value: Any, limit: int = 60) -> str:
         return "(absent)"
     text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- streams ------------------------------------------------------------------------------------------
+
+
+def collapse_streams(acts: Sequence[Mapping[str, Any]], views: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A turn's views with each stream (`botproxy.streams`) made one view, where the stream began: how many
+    chunks a build sends is timing, so a stream is compared by its final activity and its structure.
+
+    The stream's view is its final's (or, with no final, its last chunk's) with the streaminfo entity
+    reduced to how the stream ended, and ``@stream``: its informative texts in order."""
+    parts = [streams.stream_part(a["body"]) if isinstance(a.get("body"), dict) else None for a in acts]
+    if not any(parts):
+        return list(views)
+    out = []
+    for group in streams.groups([(part, act.get("activity_id")) for part, act in zip(parts, acts, strict=True)]):
+        members = [(i, part) for i in group if (part := parts[i]) is not None]
+        if not members:
+            out.append(views[group[0]])
+            continue
+        final = next((i for i, part in members if part.final), None)
+        view = dict(views[final if final is not None else group[-1]])
+        ended = {"type": streams.STREAM_INFO, "streamType": streams.FINAL if final is not None else "unfinished"}
+        entities = view.get("entities")
+        if isinstance(entities, list):
+            view["entities"] = [
+                ended if isinstance(e, dict) and str(e.get("type", "")).lower() == streams.STREAM_INFO else e
+                for e in entities
+            ]
+        informative: list[Any] = []
+        for i, part in members:
+            text = acts[i].get("text")
+            if part.stream_type == streams.INFORMATIVE and (not informative or informative[-1] != text):
+                informative.append(text)
+        view["@stream"] = {"informative": informative}
+        out.append(view)
+    return out

@@ -119,6 +119,8 @@ class _Comparer:
         replayed = phase.turns.get(turn.key)
         rep_acts, rep_views = self.replayed_views(turn, phase)
         rec_acts, rec_views = self.recorded_views(turn, bool(replayed and replayed.proactive))
+        # A stream is compared as one activity (its final and structure), not chunk by chunk.
+        rec_views, rep_views = diff.collapse_streams(rec_acts, rec_views), diff.collapse_streams(rep_acts, rep_views)
         differences = diff.diff_turn(rec_views, rep_views, ignore=self.ignore, noise=noise)
         recorded_status, replayed_status = turn.inbound["status"], phase.outcomes[turn.key].status
         if recorded_status is not None and replayed_status is not None and recorded_status != replayed_status:
