@@ -31,7 +31,7 @@ import sqlite_utils
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import __version__, store
+from . import __version__, store, streams
 from .console import activity_excerpt, excerpt
 from .diff import noise_label
 from .errors import BotproxyError, StoreError
@@ -286,11 +286,70 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
         "changed_paths": [],
         "hl": [],  # what a replay changed, for highlighting: "text", "actions", "card0", "card0.title", ...
         "proactive": False,
+        # For drawing a stream as one bubble (`stream_bubbles`): its stream facts and what the timeline shows.
+        "stream_part": streams.stream_part(body) if direction == "from_bot" else None,
+        "stream_text": text if isinstance(text, str) else "",
+        "activity_id": activity.get("activity_id"),
+        "observed_at": activity.get("observed_at"),
+        "stream": None,
     }
     if unanswered is not None:
         view["failed"] = view["failed"] or unanswered
     elif status is None and activity.get("direction") and route not in ("", "invoke_response", "expected_replies"):
         view["failed"] = True  # the exchange never got an HTTP answer
+    return view
+
+
+def stream_bubbles(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A turn's bot views with each stream drawn as one bubble where it began (`streams.groups`, as replay
+    aligns them): the final's text and cards, the count of chunks, a small timeline of them, and every
+    finding of every chunk. Each chunk keeps its anchor in the timeline, so links to it still land."""
+    if not any(v["stream_part"] is not None for v in views):
+        return views
+    out = []
+    for group in streams.groups([(v["stream_part"], v["activity_id"]) for v in views]):
+        members = [views[i] for i in group]
+        out.append(_stream_view(members) if members[0]["stream_part"] is not None else members[0])
+    return out
+
+
+STREAM_CHUNK_TEXT = 80  # characters of a chunk shown in the timeline
+
+
+def _stream_view(members: list[dict[str, Any]]) -> dict[str, Any]:
+    final = next((m for m in members if m["stream_part"].final), None)
+    base = final or members[-1]
+    start = next((m["observed_at"] for m in members if m["observed_at"] is not None), None)
+    streamed = [m for m in members if m["stream_part"].stream_type == streams.STREAMING]
+    view = dict(base)
+    view.update(
+        kind="stream",
+        system=False,
+        text=base["text"] if final is not None else _clip(streamed[-1]["stream_text"]) if streamed else "",
+        findings=[f for m in members for f in m["findings"]],
+        failed=any(m["failed"] for m in members),
+        marks=list(dict.fromkeys(k for m in members for k in m["marks"])),
+        changed_paths=[p for m in members for p in m["changed_paths"]],
+        hl=[h for m in members for h in m["hl"]],
+        proactive=any(m["proactive"] for m in members),
+        stream={
+            "chunks": len(members) - (final is not None),
+            "final": final is not None,
+            "timeline": [
+                {
+                    "seq": m["seq"],
+                    "own": m is base,  # the bubble's own activity: its anchor is the bubble's
+                    "kind": m["stream_part"].stream_type,
+                    "number": m["stream_part"].sequence,
+                    "at": f"+{m['observed_at'] - start:.1f}s" if start is not None and m["observed_at"] else "",
+                    "text": excerpt(m["stream_text"], STREAM_CHUNK_TEXT),
+                    "status": m["status"],
+                    "failed": m["failed"],
+                }
+                for m in members
+            ],
+        },
+    )
     return view
 
 
@@ -571,6 +630,7 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         turn_count += conversation["turn_count"]
         flagged_in_conversation = bool(conversation["findings"])
         for turn in conversation["turns"]:
+            turn["replies"] = stream_bubbles(turn["replies"])
             views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"]
             turn_findings = [f for v in views for f in v["findings"]]
             turn["views"] = views
@@ -735,9 +795,12 @@ def turn_view(row: dict[str, Any], inbound: dict[str, Any] | None, large: bool) 
         for activity, view in zip((a for a in _json_list(row.get(source)) if isinstance(a, dict)), views,
                                   strict=True):
             view["proactive"] = bool(activity.get("proactive"))
+    # Streams as one bubble each, at the positions replay compared them (diff.collapse_streams).
+    recorded, replayed = stream_bubbles(recorded), stream_bubbles(replayed)
     findings = [finding_view(f) for f in _json_list(row.get("new_findings")) if isinstance(f, dict)]
     unplaced = []
     by_seq = {v["seq"]: v for v in replayed if v["seq"] is not None}
+    by_seq.update({c["seq"]: v for v in replayed if v["stream"] for c in v["stream"]["timeline"]})
     for finding in findings:
         if finding["seq"] in by_seq:
             by_seq[finding["seq"]]["findings"].append(finding)

@@ -10,8 +10,9 @@ import pytest
 from agentskit import CHANGED_TEXT, SDKS, STREAMED_TEXT, agents_bot
 from checkkit import record_session
 from conftest import pick_free_port
+from test_report import Page
 
-from botproxy import diff
+from botproxy import diff, report, store
 from botproxy.channel import ConnectorChannel
 from botproxy.replay import replay_session
 
@@ -44,6 +45,13 @@ async def test_a_stream_replays_same_against_its_build_and_changed_against_anoth
     assert stream_turn.status == "changed" and card_turn.status == "same"
     counted = [(d.kind, d.path, d.recorded, d.replayed) for d in stream_turn.differences if not d.noise]
     assert counted == [("changed", "root['text']", STREAMED_TEXT, CHANGED_TEXT)], counted
+
+    # the replay report draws each side's stream as one bubble, its changed text highlighted
+    html = report.render_replay(store.open_db(rec.db_path), changed.run_id, tmp_path / "replay.html").read_text()
+    turn = html[html.index('data-status="changed"') : html.index('data-status="same"')]
+    bubbles = [a for t, a in Page(turn).tags if t == "div" and "k-stream" in (a.get("class") or "")]
+    assert [("mark-changed" in (b.get("class") or "")) for b in bubbles] == [True, True]
+    assert turn.count('class="text hl"') == 2 and STREAMED_TEXT in turn and CHANGED_TEXT in turn
 
 
 # -- the pre-alignment step, on its own --------------------------------------------------------------------
