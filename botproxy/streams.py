@@ -126,8 +126,10 @@ def groups(parts: Sequence[tuple[StreamPart | None, str | None]]) -> list[list[i
             continue
         key = part.stream_id
         group = open_streams.get(key) if key is not None else None
-        if group is None and key is None and unnamed is not None and (part.final or part.sequence != 1):
-            group = unnamed
+        if group is None and unnamed is not None and (part.final or part.sequence != 1):
+            group = unnamed  # a chunk of the stream whose first activity had no name to give it
+        if key is not None and unnamed is group:
+            unnamed = None
         if group is None:
             group = []
             out.append(group)
@@ -136,6 +138,7 @@ def groups(parts: Sequence[tuple[StreamPart | None, str | None]]) -> list[list[i
         for name in (key, activity_id if key is None and len(group) == 1 else None):
             if name is not None:
                 open_streams[name] = group
+                unnamed = None if unnamed is group else unnamed
         if part.final:
             open_streams = {k: g for k, g in open_streams.items() if g is not group}
             unnamed = None if unnamed is group else unnamed

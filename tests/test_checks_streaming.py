@@ -4,12 +4,14 @@ the test feeds (`Wire.tick`); nothing sleeps."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from checkkit import Flow, Scenarios, Wire
 
 from botproxy.checks import RULES, agents, streaming
+from botproxy.recording import ResponseSeen
 
 _scenarios: Scenarios[Wire] = Scenarios()
 FIRES, HOLDS = _scenarios.firing, _scenarios.holding
@@ -750,3 +752,43 @@ def test_rule_stays_quiet_on_the_close_case(code):
 def test_a_correct_teams_stream_gets_no_finding_at_all():
     w = correct_stream()
     assert w.findings == [], [f.to_dict() for f in w.findings]
+
+
+# -- a deliveryMode stream answer (SSE frames in the inbound response) -----------------------------------
+
+
+def sse_turn(frames: list[tuple[str, str, int | None]]) -> Wire:
+    """An inbound activity with deliveryMode stream answered 200 text/event-stream with these frames
+    (stream type, text, sequence); the stream id is the sender's own, from the second frame on."""
+    w = Wire(channel="webchat", service_url="https://webchat.botframework.com/")
+    inbound = w.inbound("tell me", deliveryMode="stream")
+    parent = inbound.activity or {}
+    body = b""
+    for n, (kind, text, number) in enumerate(frames):
+        info: dict[str, Any] = {"type": "streaminfo", "streamType": kind}
+        if number is not None:
+            info["streamSequence"] = number
+        if n:
+            info["streamId"] = "stream-1"
+        activity = w.reply_body(parent, text, type="message" if kind == "final" else "typing", entities=[info])
+        body += b"event: activity\r\ndata: " + json.dumps(activity).encode() + b"\r\n\r\n"
+    w._feed(ResponseSeen(inbound.id, w.tick(), 200, [("content-type", "text/event-stream")], body))
+    return w
+
+
+def test_a_stream_answered_in_the_inbound_response_is_checked_like_one_sent_through_the_connector():
+    good = sse_turn(
+        [("informative", "Thinking...", 1), ("streaming", "The answer", 2), ("final", "The answer is 42.", None)]
+    )
+    assert [f for f in good.findings if f.rule.startswith("BP-S")] == []
+    bad = sse_turn([("informative", "Thinking...", 1), ("streaming", "The answer", 2), ("streaming", "Other", 2)])
+    frames = [
+        seq
+        for table, row in bad.rows
+        if table == "activities" and row["route"] == "event_stream"
+        for seq in [row["seq"]]
+    ]
+    assert {(f.rule, f.seq) for f in bad.findings if f.rule.startswith("BP-S")} == {
+        ("BP-S01", frames[-1]),
+        ("BP-S09", frames[-1]),
+    }

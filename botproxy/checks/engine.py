@@ -151,7 +151,7 @@ class Engine:
                 directline.on_activity(self, a, body)
             return
         elif a["source"] == "response":
-            if route == EXPECTED_REPLIES:
+            if route in (EXPECTED_REPLIES, p.EVENT_STREAM):
                 self._buffered_reply(a, body)
         elif route in p.SEND_ROUTES:
             self._send(a, body)
@@ -269,8 +269,8 @@ class Engine:
         ordering.after_end(self, a, conv)
 
     def _buffered_reply(self, a: dict[str, Any], body: dict[str, Any]) -> None:
-        """An activity returned in the HTTP response (ExpectedReplies): checked like a send, minus
-        transport."""
+        """An activity returned in the HTTP response (ExpectedReplies, a deliveryMode stream answer's
+        frames): checked like a send, minus transport."""
         cid = a["conversation_id"]
         conv = self.state.conversations.get(cid) if cid else None
         addressing.check_fields(self, a, body, conv, conv.channel_id if conv else a["channel_id"])
@@ -279,6 +279,8 @@ class Engine:
             return
         self._check_reply_to(a, conv)
         ordering.after_end(self, a, conv)
+        if a["route"] == p.EVENT_STREAM:
+            streaming.on_send(self, a, body, conv, answered=False)
         if a["type"] == "endOfConversation":
             conv.ended_seq = a["seq"]
 

@@ -294,8 +294,11 @@ def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
 # -- a stream request -------------------------------------------------------------------------------
 
 
-def on_send(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
-    """Every stream rule that the request alone decides (all but the channel's answers)."""
+def on_send(
+    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, *, answered: bool = True
+) -> None:
+    """Every stream rule that the request alone decides (all but the channel's answers). `answered` is
+    False for a frame of a deliveryMode stream answer: no channel answer will come for it."""
     part = s.stream_part(body)
     if part is None:
         return
@@ -340,8 +343,9 @@ def on_send(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversa
         if at is not None:
             stream.last_at = at
     stream.parts += 1
-    stream.in_flight += 1
-    book.by_exchange[a["exchange_seq"]] = stream
+    if answered:
+        stream.in_flight += 1
+        book.by_exchange[a["exchange_seq"]] = stream
 
 
 def _stream_of(
@@ -352,6 +356,12 @@ def _stream_of(
         for stream in book.open:
             if stream.id == part.stream_id:
                 return stream
+        # A stream whose first activity got no id back (a deliveryMode stream answer has no channel
+        # answer to learn it from) is the one the sender names next.
+        orphans = [st for st in book.open if st.id is None and not st.in_flight and st.rejected is None]
+        if orphans and part.sequence != 1:
+            orphans[-1].id = part.stream_id
+            return orphans[-1]
     elif part.sequence != 1 or part.final:
         # No id yet: a request sent before the first was answered belongs to the stream still without
         # one; a final without an id ends the conversation's latest stream.
