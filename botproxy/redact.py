@@ -373,10 +373,42 @@ class RedactingFormatter(logging.Formatter):
         return self.redactor.text(super().format(record))
 
 
+_record_redactor: Redactor | None = None
+_base_record_factory = logging.getLogRecordFactory()
+
+
+def scrub_own_log_records(redactor: Redactor) -> None:
+    """Scrub botproxy's own log records where they are made (message, arguments, traceback), so they are
+    safe in whatever handlers the host process has (mitmdump's, an application's, pytest's). A later call
+    switches to the later redactor (the latest session's, which knows its secrets)."""
+    global _record_redactor
+    _record_redactor = redactor
+    if logging.getLogRecordFactory() is not _scrubbed_record:
+        logging.setLogRecordFactory(_scrubbed_record)
+
+
+def _scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_record_factory(*args, **kwargs)
+    redactor = _record_redactor
+    if redactor is None or not record.name.startswith("botproxy"):
+        return record
+    try:
+        record.msg, record.args = redactor.text(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redactor.text("".join(traceback.format_exception(*record.exc_info))).rstrip("\n")
+        if record.stack_info:
+            record.stack_info = redactor.text(record.stack_info)
+    except Exception:  # logging must never raise; the handler's formatter is the second line of defence
+        pass
+    return record
+
+
 def redacted_logging(level: int, redactor: Redactor | None = None, stream: TextIO | None = None) -> None:
     """The one place a botproxy process configures logging: one handler on stderr whose formatter
-    scrubs every line and traceback, and the same for uncaught exceptions (in any thread)."""
+    scrubs every line and traceback (mitmproxy's too), botproxy's own records scrubbed where they are
+    made, and the same for uncaught exceptions (in any thread)."""
     redactor = redactor or Redactor()
+    scrub_own_log_records(redactor)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(RedactingFormatter(redactor))
     logging.basicConfig(level=level, handlers=[handler])

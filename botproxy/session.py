@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
-from .redact import Redactor
+from .redact import Redactor, scrub_own_log_records
 from .store import Writer
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class LiveSession:
             self.checks = LiveChecks(self.engine, session_id)
             observers = [self.checks, *observers]
         self.recorder = SessionRecorder(session_id, Redactor(), observers)
+        # Our log lines go to the host's handlers (mitmdump's, an application's): scrub them as we make them.
+        scrub_own_log_records(self.recorder.redactor)
         return session_id
 
     def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None:

@@ -3,6 +3,7 @@ flows unchanged and the recording says what happened."""
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -216,3 +217,31 @@ async def test_a_failure_in_the_recorder_is_counted_and_the_rest_recorded(record
     assert summary["errors"] == 2  # the request that failed, and its orphaned response
     assert recorders.db()["sessions"].get(1)["error_count"] == 2
     assert [a["text"] for a in recorders.activities()] == ["You said: hello"]
+
+
+async def test_our_failure_logs_no_secret_in_a_host_process(recorders, wire_bot, monkeypatch, secret_connector,
+                                                            caplog):
+    """In-process (mitmdump -s, LiveSession) the host's handlers print our log lines: the records are
+    scrubbed where they are made, message, exception and traceback alike."""
+    bot, bot_url = wire_bot
+    query_secret, learned = "hook-query-token-5e1a", "learned-in-body-7c2f9d"
+
+    def broken(self, flow):
+        raise RuntimeError(f"boom for {flow.request.url} with {learned}")
+
+    monkeypatch.setattr(Capture, "_rewrite_service_url", broken)
+    proxy = await recorders.start(bot_url)
+    activity = {"type": "message", "id": "m1", "serviceUrl": secret_connector, "conversation": {"id": "c1"},
+                "channelData": {"clientSecret": learned}}
+    with caplog.at_level(logging.ERROR, logger="botproxy"):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{proxy.endpoint}?token={query_secret}", json=activity) as r:
+                assert r.status == 201
+        await recorders.stop(proxy)
+    [error] = list(recorders.db()["errors"].rows)
+    logged = caplog.text
+    assert "boom for" in logged and "Traceback" in logged and "boom for" in error["message"]
+    assert query_secret not in logged and query_secret not in error["message"]
+    # The recorder learned the body's secret on the writer thread, after the hook failed on the loop: the
+    # log line made then knew only shapes; the stored error is scrubbed with what the session learned.
+    assert learned not in error["message"]
