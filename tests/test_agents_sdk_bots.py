@@ -1,5 +1,5 @@
 """Real Microsoft 365 Agents SDK bots (Python and JavaScript) behind the real recorder: a streamed reply, a card
-and a proactive send, on Teams (personal chat) and Web Chat. What the stream rules find on them is pinned
+and a proactive send, on Teams (personal chat), Web Chat and Direct Line. What the stream rules find on them is pinned
 here, SDK by SDK: a stream that is correct for its channel gets no error, and the one quirk a warning is
 the Agents SDK for JavaScript's numbered final on Teams (1, 2, 4)."""
 
@@ -15,7 +15,7 @@ from botproxy.channel import ConnectorChannel
 from botproxy.checks import check_session
 
 pytestmark = pytest.mark.slow
-CHANNELS = ("msteams", "webchat")
+CHANNELS = ("msteams", "webchat", "directline")
 # What the checks say about each SDK's traffic beyond the info every SDK earns (A19 roles, A04/O04 on the
 # proactive send): only these, at the stream's final.
 EXPECTED = {
@@ -23,6 +23,8 @@ EXPECTED = {
     ("py", "webchat"): [],
     ("js", "msteams"): [("BP-S02", "warning")],  # final streamSequence = last + 2
     ("js", "webchat"): [("BP-S02", "info")],
+    ("py", "directline"): [],
+    ("js", "directline"): [("BP-S02", "info")],
 }
 EVERY_SDK_INFO = {"BP-A19", "BP-A04", "BP-O04"}
 
