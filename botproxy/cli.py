@@ -775,6 +775,7 @@ def rules(as_json: bool) -> None:
         "botproxy import logs/*.transcript --db botproxy.db",
         "botproxy import capture.har --session from-har",
         "botproxy import traffic.flows --session from-mitmdump",
+        "botproxy import devTools/events_recording_*.log --session from-playground",
     ),
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -783,7 +784,7 @@ def rules(as_json: bool) -> None:
 @json_option
 @friendly_errors
 def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_json: bool) -> None:
-    """Import .transcript files, HAR files or mitmproxy flow files as a new session.
+    """Import .transcript, HAR, mitmproxy flow or Agents Playground recording files as a new session.
 
     Several files go into one session (transcripts and captures not mixed). The session is checked
     like a recording and can be shown, reported and replayed.

@@ -13,25 +13,32 @@ from ..errors import StoreError, UsageError
 from ..recording import RequestSeen, ResponseSeen, Row, SessionRecorder, WebSocketSeen
 from ..redact import Redactor
 from ..session import session_row, utc_now
-from . import flows, har, traffic, transcript
+from . import flows, har, playground, traffic, transcript
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
 
 
 def read_file(path: Path) -> tuple[str, Any]:
     """(kind, parsed content) of one file: `har` (JSON with `log.entries`), `flows` (a mitmproxy flow
-    file) or `transcript`; UsageError for anything else."""
+    file), `playground` (an Agents Playground events recording) or `transcript`; UsageError for
+    anything else."""
     if not path.is_file():
         raise UsageError(f"cannot import {path}: no such file")
     try:
         data = transcript.load_json(path)
     except transcript.NotATranscript:
+        recording = _playground_recording(path)
+        if recording is not None:
+            return "playground", recording
         try:
             return "flows", flows.read(path, f"{path.name}#")
         except flows.NotFlows as exc:
             raise UsageError(
-                f"cannot import {path}: not a HAR, mitmproxy flow or .transcript file (not JSON; {exc})"
+                f"cannot import {path}: not a HAR, mitmproxy flow or .transcript file, nor an Agents Playground"
+                f" recording (not JSON; {exc})"
             ) from None
+    if playground.is_event(data):  # a recording of one exchange is one JSON object
+        return "playground", _playground_recording(path)
     if har.is_har(data):
         try:
             return "har", har.read(data, f"{path.name}#")
@@ -42,6 +49,22 @@ def read_file(path: Path) -> tuple[str, Any]:
     except transcript.NotATranscript as exc:
         raise UsageError(f"cannot import {path}: not a HAR, mitmproxy flow or .transcript file ({exc})") from None
     return "transcript", data
+
+
+def _playground_recording(path: Path) -> list[traffic.Captured] | None:
+    """An Agents Playground events recording's exchanges; None when the file is not one."""
+    try:
+        events = playground.parse(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        return None
+    except playground.NotARecording as exc:
+        if exc.events_read:  # it is one, cut off or damaged after its first events
+            raise UsageError(f"cannot import {path}: an Agents Playground recording, but {exc}") from None
+        return None
+    try:
+        return playground.read(events, f"{path.name}#")
+    except playground.NotARecording as exc:
+        raise UsageError(f"cannot import {path}: {exc}") from None
 
 
 def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = None) -> dict[str, Any]:
