@@ -15,7 +15,8 @@ from botproxy.channel import ConnectorChannel
 from botproxy.checks import check_session
 
 pytestmark = pytest.mark.slow
-CHANNELS = ("msteams", "webchat", "directline")
+# "copilot": Microsoft 365 Copilot, channel msteams with a ProductInfo COPILOT entity (its own profile).
+CHANNELS = ("msteams", "copilot", "webchat", "directline")
 # What the checks say about each SDK's traffic beyond the info every SDK earns (A19 roles, A04/O04 on the
 # proactive send): only these, at the stream's final.
 EXPECTED = {
@@ -23,6 +24,8 @@ EXPECTED = {
     ("py", "webchat"): [],
     ("js", "msteams"): [("BP-S02", "warning")],  # final streamSequence = last + 2
     ("js", "webchat"): [("BP-S02", "info")],
+    ("py", "copilot"): [],
+    ("js", "copilot"): [("BP-S02", "warning")],
     ("py", "directline"): [],
     ("js", "directline"): [("BP-S02", "info")],
 }
@@ -31,14 +34,16 @@ EVERY_SDK_INFO = {"BP-A19", "BP-A04", "BP-O04"}
 
 async def converse(tmp_path, sdk: str, channel_id: str) -> tuple[str, list[dict]]:
     """Record "stream", "card" and "proactive" through the recorder; the session's activities."""
-    channel = ConnectorChannel(channel_id=channel_id)
+    channel = ConnectorChannel(channel_id="msteams" if channel_id == "copilot" else channel_id)
     await channel.start()
     try:
         async with agents_bot(sdk, pick_free_port()) as bot_url:
             async with record_session(tmp_path, bot_url, name=f"{sdk}-{channel_id}") as rec:
                 extra = {"conversation": {"id": "conv-1", "conversationType": "personal", "tenantId": "t1"}}
                 for text in ("stream", "card", "proactive"):
-                    fields = extra if channel_id == "msteams" else {}
+                    fields = extra if channel_id in ("msteams", "copilot") else {}
+                    if channel_id == "copilot":
+                        fields = {**fields, "entities": [{"type": "ProductInfo", "id": "COPILOT"}]}
                     status, _ = await channel.send(
                         rec.endpoint, channel.activity(text=text, conversation_id="conv-1", **fields)
                     )
