@@ -13,11 +13,8 @@ happen on the writer thread, in event order.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,24 +23,15 @@ from urllib.parse import urlsplit, urlunsplit
 from mitmproxy import ctx, http
 
 from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
+from .service_url import SVC_PREFIX, ServiceUrlKeys, is_json_type, restore, rewrite_inbound, svc_url
 
 log = logging.getLogger(__name__)
 
-SVC_PREFIX = "/_botproxy/svc/"
-# A rewritten serviceUrl inside a body the bot sends, with its key.
-_SVC_URL = re.compile(rb'https?://[^"/]+' + re.escape(SVC_PREFIX.encode()) + rb"([A-Za-z0-9_-]+)/?")
-# The serviceUrl member of an activity, with its JSON string value (escapes allowed).
-_SERVICE_URL = re.compile(rb'"serviceUrl"\s*:\s*"((?:[^"\\]|\\.)*)"')
-
-
-def encode_service_url(url: str) -> str:
-    """A path-safe key that stands for an original serviceUrl. Stateless, so replies still find their
-    way after a restart of the recorder (bots keep conversation references for proactive sends)."""
-    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-
-
-def decode_service_url(key: str) -> str:
-    return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
+REFUSED_CODE = "BotproxyUnknownServiceUrlKey"
+REFUSED_MESSAGE = (
+    "botproxy relays /_botproxy/svc/ calls only with keys it minted itself (signed with its confdir's "
+    "secret); this key is forged, altered, unsigned or from another confdir, so nothing was forwarded"
+)
 
 
 class Capture:
@@ -55,6 +43,7 @@ class Capture:
         *,
         rewrite: bool = True,
         directline_targets: frozenset[tuple[str, int]] = frozenset(),
+        keys: ServiceUrlKeys | None = None,
     ) -> None:
         # `submit` receives RequestSeen/ResponseSeen/WebSocketSeen/FailureSeen in event order. The embedded
         # recorder passes one; under plain `mitmdump -s` it is set up when the proxy is running.
@@ -62,6 +51,8 @@ class Capture:
         self.rewrite = rewrite
         # Reverse listeners whose upstream (host, port) is a Direct Line service carry the client leg.
         self.directline_targets = directline_targets
+        # Signs the keys of rewritten serviceUrls; without a confdir's secret they last this process only.
+        self.keys = keys or ServiceUrlKeys.ephemeral()
         self.failures = 0
         self.auth_seen = False
         self.on_auth_seen: Callable[[], None] | None = None
@@ -95,7 +86,7 @@ class Capture:
             if _is_event_stream(flow.response) and self._listener(flow) == "reverse":
                 # A deliveryMode stream answer: pass each frame on as it comes (a buffered stream would
                 # reach the channel all at once) and keep the chunks with their times for the recording.
-                flow.response.stream = _StreamTap(flow.metadata.get("botproxy_svc"))
+                flow.response.stream = _StreamTap(self.keys.verify)
         except Exception as exc:
             self._failed(flow, "response", exc)
 
@@ -104,15 +95,16 @@ class Capture:
             assert flow.response is not None
             resp = flow.response
             tap = resp.stream if isinstance(resp.stream, _StreamTap) else None
-            if "botproxy_svc" in flow.metadata and tap is None:
-                self._restore_service_url(flow)
+            if flow.metadata.get("botproxy_listener") == "reverse" and tap is None:
+                self._restore_in(resp)  # ExpectedReplies, invoke responses: the channel gets the originals
             seen = ResponseSeen(
                 flow.id,
                 time.time(),
                 resp.status_code,
                 resp.headers.fields,
-                b"".join(c for _, c in tap.chunks) if tap else resp.raw_content if _is_plain(resp) else resp.content,
+                b"".join(c for _, c in tap.chunks) if tap else _body(resp),
                 chunks=tap.chunks if tap else None,
+                error=flow.metadata.get("botproxy_refused"),
             )
             try:
                 if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
@@ -159,17 +151,21 @@ class Capture:
         req = flow.request
         listener = self._listener(flow)
         service_url = None
+        url = req.url
         if listener == "reverse" and req.path.startswith(SVC_PREFIX):
-            listener, service_url = "svc", self._reroute(req)
+            listener, service_url = "svc", self._reroute(flow)
+            # A refused call went nowhere: record it at the address it was sent to.
+            url = req.url if service_url else f"http://{_authority(*flow.client_conn.sockname[:2])}{req.path}"
+        flow.metadata["botproxy_listener"] = listener
         # Snapshot before the rewrite: the recording keeps what the channel sent.
         seen = RequestSeen(
             flow.id,
             time.time(),
             listener,
             req.method,
-            req.url,
+            url,
             req.headers.fields,
-            req.raw_content if _is_plain(req) else req.content,
+            _body(req),
             False,
             service_url,
         )
@@ -182,52 +178,49 @@ class Capture:
         finally:
             self._submit(seen)
 
-    def _reroute(self, req: http.Request) -> str:
-        """Send a call the bot made to a rewritten serviceUrl on to the original connector."""
+    def _reroute(self, flow: http.HTTPFlow) -> str | None:
+        """Send a call the bot made to a rewritten serviceUrl on to the original connector, or refuse it
+        (answered here, nothing forwarded) when its key was not minted with our secret: no open relay."""
+        req = flow.request
         key, _, rest = req.path[len(SVC_PREFIX) :].partition("/")
-        try:
-            original = decode_service_url(key)
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"bad serviceUrl key {key!r} in {req.path}") from exc
-        req.url = original.rstrip("/") + "/" + rest
-        if req.content and SVC_PREFIX.encode() in req.content:
-            # The bot copies serviceUrl into what it sends; give the connector the original back.
-            ours, original_json = key.encode(), _json_str(original)
-            req.content = _SVC_URL.sub(lambda m: original_json if m.group(1) == ours else m.group(0), req.content)
+        original = self.keys.verify(key)
+        if original is None:
+            body = {"error": {"code": REFUSED_CODE, "message": REFUSED_MESSAGE}}
+            headers = {"content-type": "application/json; charset=utf-8"}
+            flow.response = http.Response.make(403, json.dumps(body), headers)
+            flow.metadata["botproxy_refused"] = REFUSED_MESSAGE
+            return None
+        req.url = original.rstrip("/") + "/" + rest  # as msrest joins a base and a path
+        self._restore_in(req)  # the bot copies serviceUrl into what it sends: the connector gets the original
         return original
+
+    def _restore_in(self, message: http.Message) -> None:
+        """Give every rewritten serviceUrl in a body the bot sends back its original text."""
+        if _is_plain(message) and SVC_PREFIX.encode() not in (message.raw_content or b""):
+            return  # the common case, decided without copying the body
+        content = _decoded(message)
+        if content:
+            restored = restore(content, self.keys.verify)
+            if restored != content:
+                message.content = restored  # re-encoded with the body's own content-encoding
 
     def _rewrite_service_url(self, flow: http.HTTPFlow) -> bool:
         """Point the inbound activity's serviceUrl at us, so the bot's replies come through the proxy.
 
         Only without an Authorization header: the SDK compares the token's serviceurl claim with the
-        activity's serviceUrl byte for byte and would reject the request (protocol.md S-3).
+        activity's serviceUrl byte for byte and would reject the request (protocol.md S-3). Only a JSON
+        activity, and only that one value: the bot gets the channel's bytes but for it.
         """
-        content = flow.request.content or b""
-        # Edit the one value in place rather than re-serialising the body: cheaper on the loop, and the
-        # bot gets the channel's bytes but for that field.
-        found = _SERVICE_URL.findall(content)
-        if len(found) != 1:  # none, or an odd body: leave it alone (a body that is not JSON is the bot's to reject)
+        req = flow.request
+        if not is_json_type(req.headers.get("content-type", "")):
             return False
-        try:
-            original = json.loads(b'"' + found[0] + b'"')
-        except ValueError:
+        content = _decoded(req)
+        authority = _authority(*flow.client_conn.sockname[:2])
+        edited = content and rewrite_inbound(content, lambda original: svc_url(authority, self.keys.mint(original)))
+        if not edited:
             return False
-        if not original.startswith(("http://", "https://")):
-            return False
-        host, port = flow.client_conn.sockname[:2]
-        ours = _svc_url(host, port, encode_service_url(original))
-        flow.request.content = _SERVICE_URL.sub(lambda m: b'"serviceUrl":"' + _json_str(ours) + b'"', content)
-        flow.metadata["botproxy_svc"] = (ours, original)
+        req.content = edited
         return True
-
-    def _restore_service_url(self, flow: http.HTTPFlow) -> None:
-        """Replies in the inbound response body (ExpectedReplies) carry the serviceUrl we gave the bot:
-        the channel gets, and we record, the original instead."""
-        assert flow.response is not None
-        rewritten, original = flow.metadata["botproxy_svc"]
-        needle = _json_str(rewritten)
-        if flow.response.content and needle in flow.response.content:
-            flow.response.content = flow.response.content.replace(needle, _json_str(original))
 
     def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
         """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's
@@ -277,16 +270,15 @@ class Capture:
 
 class _StreamTap:
     """mitmproxy's `response.stream` callable for a `text/event-stream` answer: each chunk goes on to
-    the channel at once, with botproxy's rewritten serviceUrl given back its original (as in a buffered
-    answer), and is kept with its time."""
+    the channel at once, with botproxy's rewritten serviceUrls given back their original (as in a
+    buffered answer), and is kept with its time."""
 
-    def __init__(self, svc: tuple[str, str] | None) -> None:
+    def __init__(self, original_of: Callable[[str], str | None]) -> None:
         self.chunks: list[tuple[float, bytes]] = []
-        self._swap = (_json_str(svc[0]), _json_str(svc[1])) if svc else None
+        self._original_of = original_of
 
     def __call__(self, chunk: bytes) -> bytes:
-        if self._swap and self._swap[0] in chunk:
-            chunk = chunk.replace(*self._swap)
+        chunk = restore(chunk, self._original_of)
         if chunk:
             self.chunks.append((time.time(), chunk))
         return chunk
@@ -305,14 +297,19 @@ def _authority(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def _svc_url(host: str, port: int, key: str) -> str:
-    return f"http://{_authority(host, port)}{SVC_PREFIX}{key}/"
-
-
-def _json_str(value: str) -> bytes:
-    return json.dumps(value)[1:-1].encode()
-
-
 def _is_plain(message: http.Message) -> bool:
     """True when the body has no content-encoding, so raw bytes are the body (no decode cost)."""
     return "content-encoding" not in message.headers
+
+
+def _decoded(message: http.Message) -> bytes | None:
+    """The body with its content-encoding undone; None when it cannot be (then we leave it alone)."""
+    try:
+        return message.content
+    except ValueError:
+        return None
+
+
+def _body(message: http.Message) -> bytes | None:
+    """What the recording keeps: the decoded body, or the raw bytes when they cannot be decoded."""
+    return message.raw_content if _is_plain(message) else message.get_content(strict=False)

@@ -185,8 +185,10 @@ class ConnectorChannel:
         path_prefix: str = "",
         ssl_context: ssl.SSLContext | None = None,
         id_prefix: str = "",
+        client_max_size: int = 1024**2,
     ) -> None:
         self.host = host
+        self.client_max_size = client_max_size  # the largest request body accepted (aiohttp's default: 1 MiB)
         self.port = port
         self.channel_id = channel_id
         self.bot: dict[str, Any] = dict(bot or {"id": "bot", "name": "Bot"})
@@ -221,7 +223,7 @@ class ConnectorChannel:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=self.client_max_size)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

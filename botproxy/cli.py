@@ -208,14 +208,16 @@ async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
     proxy.capture.on_auth_seen = lambda: _explain_forward_proxy(proxy)
     await proxy.start()
     live = proxy.session
+    warning = proxy.config.exposure_warning()
+    if warning:
+        click.echo(warning, err=True)
     click.echo(f"recording session {live.name!r} into {live.db_path}")
     if proxy.config.bot_url:
         click.echo(f"  channel → {proxy.endpoint}  →  bot {proxy.config.bot_url}")
     if proxy.config.directline:
         click.echo(f"  Direct Line clients → {proxy.directline_endpoint}  →  {proxy.config.directline}")
     if proxy.forward_listen:
-        host, port = proxy.forward_listen
-        click.echo(f"  forward proxy for the bot's outbound calls: http://{host}:{port}")
+        click.echo(f"  forward proxy for the bot's outbound calls: {proxy.forward_url}")
     click.echo("press Ctrl-C to stop")
     sys.stdout.flush()
     await stop.wait()

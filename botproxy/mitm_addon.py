@@ -2,6 +2,8 @@
 
 The embedded recorder (`botproxy record`) builds its own session; here mitmproxy drives, so the
 database and session name are mitmproxy options and the session opens when the proxy is running.
+The secret that signs `/_botproxy/svc/` keys is kept in mitmproxy's own `confdir` (`~/.mitmproxy` unless
+`--set confdir=...`), the same file `botproxy record --confdir` uses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .capture import Capture
 from .checks import Engine, load_config
 from .console import Console
 from .errors import BotproxyError
+from .service_url import ServiceUrlKeys
 from .session import LiveSession
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,11 @@ class MitmdumpRecorder(Capture):
         super().configure(updated)
         if "botproxy_db" in updated and not ctx.options.botproxy_db:
             raise OptionsError("botproxy_db must name a database file")
+        if "confdir" in updated:
+            try:
+                self.keys = ServiceUrlKeys.in_confdir(ctx.options.confdir)
+            except BotproxyError as exc:  # the traffic still flows; keys then last until mitmproxy stops
+                log.error("botproxy: %s; serviceUrl keys are valid only until mitmproxy stops", exc)
 
     def running(self) -> None:
         observers = [Console(echo=log.info)] if ctx.options.botproxy_console else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -22,6 +23,8 @@ from mitmproxy.master import Master
 
 from .capture import Capture
 from .errors import ListenError, UsageError
+from .proxy_auth import ForwardProxyAuth
+from .service_url import ServiceUrlKeys
 from .session import RecordingSession
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,37 @@ class ProxyConfig:
         if self.upstream_ca and not Path(self.upstream_ca).is_file():
             raise UsageError(f"--upstream-ca {self.upstream_ca}: no such file")
 
+    def exposure_warning(self) -> str | None:
+        """One line naming what other machines can use, when a listener binds beyond loopback."""
+        exposed = []
+        if self.bot_url:
+            exposed += _exposed(
+                self.listen, f"channels reach the bot {self.bot_url}, and the bot's replies go through the serviceUrls "
+                "botproxy signed"
+            )
+        if self.forward_listen:
+            exposed += _exposed(self.forward_listen, "the forward proxy reaches any host, for whoever has its password")
+        if self.directline:
+            exposed += _exposed(self.directline_listen, f"Direct Line clients reach {self.directline}")
+        if not exposed:
+            return None
+        return "warning: listening beyond this machine: " + "; ".join(exposed) + " (anyone who can reach it can use it)"
+
+
+def _exposed(listen: str, what: str) -> list[str]:
+    host, port = parse_hostport(listen, "listen address")
+    shown = f"[{host}]" if ":" in host else host
+    return [] if is_loopback(host) else [f"{shown}:{port}: {what}"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, or "" (every interface): it may be reachable
+        return False
+
 
 def _not_a_shutdown_cancellation(record: logging.LogRecord) -> bool:
     """Python 3.11's StreamReaderProtocol logs a CancelledError when mitmproxy closes keep-alive
@@ -142,7 +176,10 @@ class RecordingProxy:
         self.config = config
         self.session = session
         targets = frozenset({parse_directline_url(config.directline)[1]}) if config.directline else frozenset()
-        self.capture = Capture(session.submit, rewrite=config.rewrite, directline_targets=targets)
+        # The secret lives in the confdir, so keys given to the bot stay valid across restarts.
+        self.keys = ServiceUrlKeys.in_confdir(self.confdir)
+        self.proxy_credential = self.keys.proxy_credential()
+        self.capture = Capture(session.submit, rewrite=config.rewrite, directline_targets=targets, keys=self.keys)
         self.master: Master | None = None
         self._task: asyncio.Task[None] | None = None
         self.listen: tuple[str, int] | None = None
@@ -188,7 +225,7 @@ class RecordingProxy:
         opts = options.Options(mode=modes, confdir=self.config.confdir)
         master = Master(opts)
         ready = _Ready()
-        master.addons.add(*addons.default_addons(), self.capture, ready)
+        master.addons.add(*addons.default_addons(), ForwardProxyAuth(self.proxy_credential), self.capture, ready)
         # Lazy: connect upstream only for a request, so a bot that is down fails that request (502,
         # recorded) rather than the channel's connection, and re-routed replies pick their own server.
         updates: dict[str, Any] = {"connection_strategy": "lazy"}
@@ -232,11 +269,17 @@ class RecordingProxy:
         assert self.directline_listen is not None
         return f"http://{_host(self.directline_listen[0])}:{self.directline_listen[1]}/v3/directline"
 
+    @property
+    def forward_url(self) -> str:
+        """The forward listener as a proxy URL with its credential (user:password@host:port)."""
+        assert self.forward_listen is not None
+        return f"http://{self.proxy_credential}@{_host(self.forward_listen[0])}:{self.forward_listen[1]}"
+
     def proxy_env(self) -> dict[str, str]:
         """Environment lines for a bot whose outbound calls should go through the forward listener."""
         if self.forward_listen is None:
             return {}
-        url = f"http://{_host(self.forward_listen[0])}:{self.forward_listen[1]}"
+        url = self.forward_url
         return {
             "HTTPS_PROXY": url,
             "HTTP_PROXY": url,

@@ -1,16 +1,20 @@
 """The addon's hooks, called directly with mitmproxy's test flows (no network)."""
 
+import gzip
 import json
+import stat
 
 import pytest
 from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from botproxy.capture import SVC_PREFIX, Capture, decode_service_url, encode_service_url
+from botproxy.capture import REFUSED_CODE, Capture
 from botproxy.recording import FailureSeen, RequestSeen, ResponseSeen
+from botproxy.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
 
 ORIGINAL = "https://smba.trafficmanager.net/amer/"
+KEYS = ServiceUrlKeys(b"k" * 32)
 
 
 def inbound_flow(body: bytes, headers=()) -> http.HTTPFlow:
@@ -39,13 +43,47 @@ def seen():
 
 @pytest.fixture
 def addon(seen):
-    return Capture(seen.append)
+    return Capture(seen.append, keys=KEYS)
 
 
-def test_service_url_key_round_trips():
+def svc_flow(key: str, body: bytes, headers=()) -> http.HTTPFlow:
+    """The bot calling a rewritten serviceUrl on the reverse listener."""
+    req = tutils.treq(
+        method=b"POST",
+        host="127.0.0.1",
+        port=3978,
+        content=body,
+        headers=http.Headers([(b"host", b"127.0.0.1:5055"), (b"content-type", b"application/json"), *headers]),
+        path=f"{SVC_PREFIX}{key}/v3/conversations/a%3A1/activities/x".encode(),
+    )
+    flow = tflow.tflow(req=req)
+    flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
+    flow.client_conn.sockname = ("127.0.0.1", 5055)
+    return flow
+
+
+def test_service_url_key_round_trips_and_is_signed():
     for url in (ORIGINAL, "http://localhost:51234", "https://x.example/gcc?q=1"):
-        key = encode_service_url(url)
-        assert "/" not in key and decode_service_url(key) == url
+        key = KEYS.mint(url)
+        assert "/" not in key and KEYS.verify(key) == url and decode_service_url(key) == url
+        assert ServiceUrlKeys(b"o" * 32).verify(key) is None  # another secret did not mint it
+        encoded, _, mac = key.partition(".")
+        assert KEYS.verify(encoded) is None  # unsigned (as botproxy's keys were before they were signed)
+        assert KEYS.verify(encoded + "." + mac[::-1]) is None
+        forged = KEYS.mint("http://127.0.0.1:9/internal/admin").partition(".")[0] + "." + mac
+        assert KEYS.verify(forged) is None  # a signature of another URL
+
+
+def test_the_secret_is_made_once_owner_only_and_kept(tmp_path):
+    keys = ServiceUrlKeys.in_confdir(tmp_path / "conf")
+    secret = tmp_path / "conf" / SECRET_FILE
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    again = ServiceUrlKeys.in_confdir(tmp_path / "conf")
+    assert again.verify(keys.mint(ORIGINAL)) == ORIGINAL and again.proxy_credential() == keys.proxy_credential()
+    assert ServiceUrlKeys.in_confdir(tmp_path / "other").verify(keys.mint(ORIGINAL)) is None
+    secret.chmod(0o644)
+    ServiceUrlKeys.in_confdir(tmp_path / "conf")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
 
 
 def test_inbound_service_url_is_rewritten_to_come_back_through_us(addon, seen):
@@ -53,7 +91,7 @@ def test_inbound_service_url_is_rewritten_to_come_back_through_us(addon, seen):
     with taddons.context(addon):
         addon.request(flow)
     sent = json.loads(flow.request.content or b'')
-    assert sent["serviceUrl"] == f"http://127.0.0.1:5055{SVC_PREFIX}{encode_service_url(ORIGINAL)}/"
+    assert sent["serviceUrl"] == f"http://127.0.0.1:5055{SVC_PREFIX}{KEYS.mint(ORIGINAL)}/"
     [event] = seen
     assert isinstance(event, RequestSeen) and event.rewritten and event.listener == "reverse"
     assert json.loads(event.content)["serviceUrl"] == ORIGINAL  # the recording keeps what the channel sent
@@ -82,19 +120,10 @@ def test_no_rewrite_option(seen):
 
 
 def test_reply_to_a_rewritten_service_url_goes_to_the_original_connector(addon, seen):
-    key = encode_service_url(ORIGINAL)
+    key = KEYS.mint(ORIGINAL)
     proxy_url = f"http://127.0.0.1:5055{SVC_PREFIX}{key}/"
     body = json.dumps({"type": "message", "serviceUrl": proxy_url, "text": "yo"}).encode()
-    req = tutils.treq(
-        method=b"POST",
-        host="127.0.0.1",
-        port=3978,
-        content=body,
-        headers=http.Headers([(b"host", b"127.0.0.1:5055"), (b"content-type", b"application/json")]),
-        path=f"{SVC_PREFIX}{key}/v3/conversations/a%3A1/activities/x".encode(),
-    )
-    flow = tflow.tflow(req=req)
-    flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
+    flow = svc_flow(key, body)
     with taddons.context(addon):
         addon.request(flow)
     assert flow.request.url == "https://smba.trafficmanager.net/amer/v3/conversations/a%3A1/activities/x"
@@ -112,21 +141,35 @@ def test_non_json_inbound_passes_unchanged_and_is_still_recorded(addon, seen):
 
 
 def test_an_error_in_our_code_leaves_the_flow_alone_and_is_counted(addon, seen):
-    req = tutils.treq(
-        method=b"POST",
-        host="127.0.0.1",
-        port=3978,
-        content=b"{}",
-        path=f"{SVC_PREFIX}%%%not-base64/v3/conversations/c/activities".encode(),
-    )
-    flow = tflow.tflow(req=req)
-    flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:3978@127.0.0.1:5055")
-    before = flow.request.url
+    flow = inbound_flow(activity())
+    addon.keys = None  # breaks the rewrite: the request must pass as it came
     with taddons.context(addon):
         addon.request(flow)
-    assert flow.request.url == before
+    assert flow.request.content == activity()
     assert addon.failures == 1
     assert isinstance(seen[-1], FailureSeen) and seen[-1].stage == "request"
+
+
+@pytest.mark.parametrize("key", [
+    "%%%not-base64",
+    KEYS.mint(ORIGINAL).partition(".")[0],  # unsigned, as keys were before botproxy signed them
+    ServiceUrlKeys(b"o" * 32).mint("http://127.0.0.1:9/internal/admin"),  # another confdir's secret
+    KEYS.mint(ORIGINAL).replace(".", ".x"),  # tampered
+])
+def test_a_key_we_did_not_mint_is_answered_403_here_and_recorded(addon, seen, key):
+    flow = svc_flow(key, b'{"type":"message"}')
+    with taddons.context(addon):
+        addon.request(flow)
+        assert flow.response is not None  # mitmproxy sends this and contacts no server
+        addon.response(flow)
+    assert flow.response.status_code == 403
+    assert json.loads(flow.response.content or b"")["error"]["code"] == REFUSED_CODE
+    assert flow.request.host == "127.0.0.1" and flow.request.port == 3978  # not re-routed anywhere
+    request, response = seen
+    assert request.listener == "svc" and request.service_url is None
+    assert request.url.startswith("http://127.0.0.1:5055/_botproxy/svc/")
+    assert response.status == 403 and "nothing was forwarded" in response.error
+    assert addon.failures == 0
 
 
 def test_response_and_error_hooks_snapshot(addon, seen):
@@ -163,9 +206,122 @@ def test_the_rewrite_edits_only_the_service_url_bytes(addon, seen):
     assert seen[0].content == body
 
 
-def test_two_service_urls_or_none_are_left_alone(addon, seen):
-    for body in (b'{"type":"message"}', b'{"serviceUrl":"https://a/","channelData":{"serviceUrl":"https://b/"}}'):
-        flow = inbound_flow(body)
-        with taddons.context(addon):
-            addon.request(flow)
-        assert flow.request.content == body and not seen[-1].rewritten
+def test_only_the_top_level_service_url_is_rewritten(addon, seen):
+    body = b'{"serviceUrl":"https://a/","channelData":{"serviceUrl":"https://b/","x":["serviceUrl"]}}'
+    flow = inbound_flow(body)
+    with taddons.context(addon):
+        addon.request(flow)
+    sent = json.loads(flow.request.content or b"")
+    assert KEYS.verify(sent["serviceUrl"].split("/")[-2]) == "https://a/"
+    assert sent["channelData"] == {"serviceUrl": "https://b/", "x": ["serviceUrl"]}
+    assert (flow.request.content or b"").endswith(b',"channelData":{"serviceUrl":"https://b/","x":["serviceUrl"]}}')
+
+
+@pytest.mark.parametrize("body", [
+    b'{"type":"message"}',  # no serviceUrl
+    b'{"type":"message","channelData":{"serviceUrl":"https://b/"}}',  # only a nested one
+    b'{"serviceUrl":"https://a/","serviceUrl":"https://b/"}',  # two at the top: which one would the bot use?
+    b'{"serviceUrl":"urn:not-http"}',
+    b'[{"serviceUrl":"https://a/"}]',  # not an activity
+    b'{"serviceUrl":"https://a/", "text": "truncated',  # not JSON
+    b'{"serviceUrl":"https://a/","text":"\xff"}',  # not UTF-8
+])
+def test_bodies_that_are_not_one_json_activity_with_a_service_url_are_left_alone(addon, seen, body):
+    flow = inbound_flow(body)
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.content == body and not seen[-1].rewritten
+
+
+@pytest.mark.parametrize("content_type", [b"text/plain", b"application/x-www-form-urlencoded", b"text/html"])
+def test_a_body_that_is_not_declared_json_is_left_alone(addon, seen, content_type):
+    body = activity()
+    flow = inbound_flow(body)
+    flow.request.headers["content-type"] = content_type.decode()
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.content == body and not seen[-1].rewritten
+
+
+def test_a_gzip_activity_is_rewritten_inside_and_sent_on_gzip(addon, seen):
+    body = activity(text="compressed")
+    flow = inbound_flow(gzip.compress(body), headers=[(b"content-encoding", b"gzip")])
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.headers["content-encoding"] == "gzip"
+    sent = gzip.decompress(flow.request.raw_content or b"")
+    assert json.loads(sent)["serviceUrl"].startswith("http://127.0.0.1:5055/_botproxy/svc/")
+    assert seen[0].rewritten and seen[0].content == body  # the recording keeps the decoded original
+
+
+def test_a_body_whose_encoding_cannot_be_undone_passes_as_it_came(addon, seen):
+    flow = inbound_flow(b"\x1f\x8b not really gzip", headers=[(b"content-encoding", b"gzip")])
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.raw_content == b"\x1f\x8b not really gzip" and not seen[0].rewritten
+    assert addon.failures == 0 and seen[0].content == b"\x1f\x8b not really gzip"
+
+
+OURS = f"http://127.0.0.1:5055{SVC_PREFIX}{{key}}/"
+
+
+@pytest.mark.parametrize("original", ["http://localhost:51234", "http://localhost:51234/",
+                                      "https://smba.trafficmanager.net/amer/", "https://smba.infra.gcc.teams.microsoft.com/gcc"])
+def test_restore_gives_each_form_the_bot_builds_what_it_would_build_from_the_original(original):
+    ours = OURS.format(key=KEYS.mint(original))
+    trimmed, with_slash = original.rstrip("/"), original.rstrip("/") + "/"
+    forms = {  # what the bot wrote, given `ours` -> what it writes given the original
+        ours: original,  # the serviceUrl as it is
+        ours.rstrip("/"): trimmed,  # rstrip("/")
+        ours + "v3/attachments/a1/views/original": with_slash + "v3/attachments/a1/views/original",
+        ours.rstrip("/") + "/v3/attachments/a2": with_slash + "v3/attachments/a2",
+        ours + "/v3/x": original + "/v3/x",  # serviceUrl + "/v3/x": the same double slash, or none
+        ours + "?q=1": original + "?q=1",
+        ours + "#frag": original + "#frag",
+    }
+    for bot_wrote, expected in forms.items():
+        for context in ('{"u":"%s"}', "see %s.", "[file](%s)", "<a href='%s'>", "%s"):
+            assert restore((context % bot_wrote).encode(), KEYS.verify) == (context % expected).encode(), bot_wrote
+
+
+def test_restore_leaves_keys_we_did_not_mint_and_other_text_alone():
+    text = (f"http://127.0.0.1:5055{SVC_PREFIX}{ServiceUrlKeys(b'o' * 32).mint('http://x/')}/v3 "
+            f"{SVC_PREFIX}not-a-url http://example.com/_botproxy/svcx/").encode()
+    assert restore(text, KEYS.verify) == text
+
+
+def test_a_reply_body_with_urls_under_the_service_url_reaches_the_connector_as_without_us(addon, seen):
+    original = "http://localhost:51234"
+    key = KEYS.mint(original)
+    ours = OURS.format(key=key)
+    reply = {"type": "message", "serviceUrl": ours,
+             "attachments": [{"contentType": "image/png", "contentUrl": ours + "v3/attachments/a1/views/original"}],
+             "channelData": {"ref": ours.rstrip("/")}, "value": {"next": ours + "?page=2"}}
+    flow = svc_flow(key, json.dumps(reply).encode())
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.url == "http://localhost:51234/v3/conversations/a%3A1/activities/x"
+    expected = {"type": "message", "serviceUrl": original,
+                "attachments": [{"contentType": "image/png",
+                                 "contentUrl": "http://localhost:51234/v3/attachments/a1/views/original"}],
+                "channelData": {"ref": original}, "value": {"next": original + "?page=2"}}
+    assert flow.request.content == json.dumps(expected).encode()
+    assert seen[0].content == flow.request.content  # recorded as the connector got it
+
+
+def test_a_gzip_reply_is_restored_inside_and_stays_gzip(addon, seen):
+    key = KEYS.mint(ORIGINAL)
+    body = json.dumps({"type": "message", "serviceUrl": OURS.format(key=key)}).encode()
+    flow = svc_flow(key, gzip.compress(body), headers=[(b"content-encoding", b"gzip")])
+    with taddons.context(addon):
+        addon.request(flow)
+    assert json.loads(gzip.decompress(flow.request.raw_content or b""))["serviceUrl"] == ORIGINAL
+
+
+def test_a_reply_without_our_urls_passes_byte_for_byte(addon, seen):
+    key = KEYS.mint(ORIGINAL)
+    raw = gzip.compress(b'{"type":"message","text":"no urls"}', mtime=1)
+    flow = svc_flow(key, raw, headers=[(b"content-encoding", b"gzip")])
+    with taddons.context(addon):
+        addon.request(flow)
+    assert flow.request.raw_content == raw  # not re-compressed

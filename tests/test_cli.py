@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from botproxy.cli import cli
+from botproxy.service_url import ServiceUrlKeys
 
 README = Path(__file__).parent.parent / "README.md"
 BOTPROXY = [sys.executable, "-m", "botproxy"]
@@ -129,7 +130,9 @@ async def test_authorization_header_prints_forward_proxy_instructions_once(tmp_p
     proc.send_signal(signal.SIGINT)
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     text = out.decode()
-    assert text.count("export HTTPS_PROXY=http://127.0.0.1:") == 1
+    credential = ServiceUrlKeys.in_confdir(tmp_path / "mitm").proxy_credential()  # the same confdir's
+    assert text.count(f"export HTTPS_PROXY=http://{credential}@127.0.0.1:") == 1
+    assert any(f"forward proxy for the bot's outbound calls: http://{credential}@127.0.0.1:" in line for line in banner)
     assert f"export REQUESTS_CA_BUNDLE={tmp_path / 'mitm' / 'mitmproxy-ca-cert.pem'}" in text
     assert "not-a-real-token" not in text
 

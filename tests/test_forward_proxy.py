@@ -89,3 +89,33 @@ async def test_authenticated_inbound_untouched_and_replies_recorded_through_forw
 
     everything = b"".join(p.read_bytes() for p in Path(recorders.db_path).parent.glob("botproxy.db*"))
     assert INBOUND_JWT.encode() not in everything and OUTBOUND_TOKEN.encode() not in everything
+
+
+async def test_forward_listener_refuses_without_its_credential_and_accepts_with_it(
+        recorders, connector, tls_connector, sample_bot, monkeypatch):
+    proxy = await recorders.start(sample_bot.url, forward=True)
+    port = proxy.forward_listen[1]
+    reply = connector.activity(text="via proxy", conversation_id="fp")
+    target = connector.service_url + "v3/conversations/fp/activities"
+    async with aiohttp.ClientSession() as http:
+        for without in (f"http://127.0.0.1:{port}", f"http://botproxy:wrong@127.0.0.1:{port}"):
+            async with http.post(target, json=reply, proxy=without) as resp:
+                assert resp.status == 407 and "Proxy-Authenticate" in resp.headers
+            with pytest.raises(aiohttp.ClientHttpProxyError) as refused:  # CONNECT, for an https host
+                await http.get(tls_connector[0].service_url, proxy=without)
+            assert refused.value.status == 407
+    assert connector.calls == [] and tls_connector[0].calls == []  # nothing reached anyone
+
+    # aiohttp (trust_env) takes the credential from the HTTP_PROXY line botproxy prints.
+    for name, value in proxy.proxy_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NO_PROXY", "")
+    async with aiohttp.ClientSession(trust_env=True) as http:
+        async with http.post(target, json=reply) as resp:
+            assert resp.status == 200
+    [call] = connector.calls
+    assert call.body["text"] == "via proxy" and "Proxy-Authorization" not in call.headers
+    await recorders.stop(proxy)
+    forward = [x for x in recorders.exchanges() if x["listener"] == "forward"]
+    assert [x["status"] for x in forward] == [407, 407, 200]
+    assert proxy.proxy_credential.split(":")[1] not in json.dumps(forward)

@@ -1,16 +1,23 @@
 """`botproxy export --format har` and HAR import: botproxy's own HAR, foreign HAR, mitmproxy's hardump."""
 
+import base64
 import json
 from urllib.parse import urlsplit
 
+import pytest
 from click.testing import CliRunner
 from mitmdumpkit import finding_codes, record_through_mitmdump, summary
 
 from botproxy import store
-from botproxy.capture import encode_service_url
 from botproxy.cli import cli
 from botproxy.demo import record_demo
 from botproxy.interop import import_files
+from botproxy.service_url import ServiceUrlKeys
+
+
+def unsigned_key(url: str) -> str:
+    """A key as botproxy made them before it signed them."""
+    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
 async def recorded_har(tmp_path):
@@ -60,9 +67,12 @@ async def test_botproxy_har_is_har_1_2_and_reimports_the_same_session(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["log"]["entries"]
 
 
-async def test_foreign_har_listeners_inferred_and_rewritten_service_urls_mapped_back(tmp_path):
+@pytest.mark.parametrize("encode_service_url", [ServiceUrlKeys.ephemeral().mint, unsigned_key],
+                         ids=["signed-by-another-confdir", "unsigned"])
+async def test_foreign_har_listeners_inferred_and_rewritten_service_urls_mapped_back(tmp_path, encode_service_url):
     """Without `_botproxy`, the listener comes from path and body; a capture taken of traffic botproxy was
-    rewriting (the bot calling /_botproxy/svc/<key>/v3/...) maps back to the original connector URL."""
+    rewriting (the bot calling /_botproxy/svc/<key>/v3/...) maps back to the original connector URL, whichever
+    secret signed the key, or none (an older botproxy's)."""
     db_path, out = await recorded_har(tmp_path)
     document = json.loads(out.read_text())
     for entry in document["log"]["entries"]:

@@ -17,7 +17,6 @@ import pytest
 from aiohttp import web
 
 from botproxy import store
-from botproxy.capture import encode_service_url
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
 from botproxy.replay import replay_session
 from botproxy.replay_results import iter_turn_rows
@@ -281,7 +280,7 @@ async def test_proactive_sends_that_do_not_happen_again_are_reported_not_counted
     proxy = await recorders.start(sample_bot.url, name="s")
     await connector.send(proxy.endpoint, connector.activity(text="hello", conversation_id="c1"))
     # The bot's own initiative, some time later: a send through the recorder outside any turn.
-    svc = f"http://127.0.0.1:{proxy.listen[1]}/_botproxy/svc/{encode_service_url(connector.service_url)}"
+    svc = f"http://127.0.0.1:{proxy.listen[1]}/_botproxy/svc/{proxy.keys.mint(connector.service_url)}"
     async with aiohttp.ClientSession() as http:
         reminder = {"type": "message", "text": "reminder!", "conversation": {"id": "c1"}, "from": {"id": "bot"}}
         async with http.post(f"{svc}/v3/conversations/c1/activities", json=reminder) as resp:

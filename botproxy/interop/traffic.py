@@ -8,21 +8,18 @@ leg a foreign capture's exchange was on, from its path and body.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import protocol as p
-from ..capture import SVC_PREFIX, decode_service_url
 from ..recording import RequestSeen, ResponseSeen, WebSocketSeen
+from ..service_url import SVC_PREFIX, decode_service_url, restore
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
 
 _DIRECTLINE = re.compile(r"/(v3/directline|api/(tokens|conversations))(/|$)")
-# A rewritten serviceUrl as botproxy put it into bodies: http://host:port/_botproxy/svc/<key>/
-_SVC_URL = re.compile(rb"https?://[^\"/\s]+" + re.escape(SVC_PREFIX.encode()) + rb"([A-Za-z0-9_-]+)/?")
 
 
 @dataclass
@@ -90,17 +87,17 @@ def _is_activity(content: bytes | None) -> bool:
 
 
 def _unrewrite(content: bytes | None) -> bytes | None:
-    """Bodies with botproxy's rewritten serviceUrl given back the original one."""
-    if not content or SVC_PREFIX.encode() not in content:
-        return content
+    """Bodies with botproxy's rewritten serviceUrl given back the original one (keys of any botproxy,
+    signed or not: a capture does not come with the secret that signed them)."""
+    return restore(content, _original_or_none) if content else content
 
-    def original(match: re.Match[bytes]) -> bytes:
-        try:
-            return json.dumps(decode_service_url(match.group(1).decode()))[1:-1].encode()
-        except ValueError:
-            return match.group(0)
 
-    return _SVC_URL.sub(original, content)
+def _original_or_none(key: str) -> str | None:
+    try:
+        original = decode_service_url(key)
+    except ValueError:
+        return None
+    return original if original.startswith(("http://", "https://")) else None
 
 
 def events(records: Iterable[Captured]) -> list[Event]:
