@@ -3,7 +3,8 @@
 The embedded recorder (`botproxy record`) builds its own session; here mitmproxy drives, so the
 database and session name are mitmproxy options and the session opens when the proxy is running.
 The secret that signs `/_botproxy/svc/` keys is kept in mitmproxy's own `confdir` (`~/.mitmproxy` unless
-`--set confdir=...`), the same file `botproxy record --confdir` uses.
+`--set confdir=...`), the same file `botproxy record --confdir` uses; the forward (regular-mode)
+listeners ask for the credential derived from it, as `botproxy record`'s do.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mitmproxy import ctx
+from mitmproxy import ctx, http
 from mitmproxy.exceptions import OptionsError
+from mitmproxy.proxy.mode_specs import ProxyMode
 
 from .capture import Capture
 from .checks import Engine, load_config
 from .console import Console
 from .errors import BotproxyError
+from .proxy import is_loopback
+from .proxy_auth import ForwardProxyAuth
 from .service_url import ServiceUrlKeys
 from .session import LiveSession
 
@@ -28,12 +32,20 @@ class MitmdumpRecorder(Capture):
     def __init__(self) -> None:
         super().__init__(None)
         self.live: LiveSession | None = None
+        self.forward_auth: ForwardProxyAuth | None = None
 
     def load(self, loader: Any) -> None:
         super().load(loader)
         loader.add_option("botproxy_db", str, "botproxy.db", "botproxy: SQLite database to record into.")
         loader.add_option("botproxy_session", str, "", "botproxy: session name (default rec-DATE-TIME).")
         loader.add_option("botproxy_console", bool, True, "botproxy: log one line per activity.")
+        loader.add_option(
+            "botproxy_forward_auth",
+            bool,
+            True,
+            "botproxy: forward (regular-mode) listeners ask for botproxy's proxy credential (logged at start). "
+            "mitmproxy's own proxyauth would ask channels on reverse listeners too.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         super().configure(updated)
@@ -44,8 +56,20 @@ class MitmdumpRecorder(Capture):
                 self.keys = ServiceUrlKeys.in_confdir(ctx.options.confdir)
             except BotproxyError as exc:  # the traffic still flows; keys then last until mitmproxy stops
                 log.error("botproxy: %s; serviceUrl keys are valid only until mitmproxy stops", exc)
+        if updated & {"confdir", "botproxy_forward_auth"}:
+            on = ctx.options.botproxy_forward_auth
+            self.forward_auth = ForwardProxyAuth(self.keys.proxy_credential()) if on else None
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self.forward_auth is not None:
+            self.forward_auth.requestheaders(flow)
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if self.forward_auth is not None:
+            self.forward_auth.http_connect(flow)
 
     def running(self) -> None:
+        self._say_what_is_exposed()
         observers = [Console(echo=log.info)] if ctx.options.botproxy_console else []
         try:
             engine = Engine(load_config("."))
@@ -69,6 +93,25 @@ class MitmdumpRecorder(Capture):
         self.live = live
         self.submit = live.submit
         log.info("botproxy: recording session %r into %s", live.name, live.db_path)
+
+    def _say_what_is_exposed(self) -> None:
+        """The forward listeners' credential, and one warning line when a listener binds beyond loopback."""
+        exposed = []
+        for spec in ctx.options.mode:
+            mode = ProxyMode.parse(spec)
+            host = mode.listen_host(ctx.options.listen_host)  # "" is every interface, mitmproxy's default
+            port = mode.listen_port(ctx.options.listen_port)
+            if self.forward_auth is not None and mode.type_name == "regular":
+                credential = self.keys.proxy_credential()
+                log.info("botproxy: forward proxy: HTTPS_PROXY=http://%s@%s:%s", credential, host or "127.0.0.1", port)
+            if not is_loopback(host):
+                exposed.append(f"{host or '*'}:{port} ({mode.type_name})")
+        if exposed:
+            log.warning(
+                "botproxy: warning: listening beyond this machine: %s (anyone who can reach it can use it; "
+                "add @127.0.0.1:PORT to a --mode to keep it local)",
+                ", ".join(exposed),
+            )
 
     def done(self) -> None:
         if self.live is not None:

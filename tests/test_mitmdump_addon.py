@@ -45,3 +45,39 @@ async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, conne
     assert acts[1]["turn_seq"] == acts[0]["seq"]
     assert session["ended_at"] and session["capture_mode"] == "mitmdump"
     assert "2 exchanges, 2 activities" in output
+
+
+async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_path, connector, sample_bot, free_port):
+    import aiohttp
+
+    from botproxy.service_url import ServiceUrlKeys
+
+    port, forward = free_port(), free_port()
+    confdir = tmp_path / "mitm"
+    proc = await asyncio.create_subprocess_exec(
+        mitmdump(), "-s", str(ADDON), "--mode", f"reverse:http://127.0.0.1:{sample_bot.port}@127.0.0.1:{port}",
+        "--mode", f"regular@127.0.0.1:{forward}", "--set", f"botproxy_db={tmp_path / 'md.db'}",
+        "--set", f"confdir={confdir}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    while sum("listening at" in line for line in seen) < 2:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line, seen
+        seen.append(line)
+    credential = ServiceUrlKeys.in_confdir(confdir).proxy_credential()
+    target = connector.service_url + "v3/conversations/md/activities"
+    reply = {"type": "message", "text": "through mitmdump's forward listener"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(target, json=reply, proxy=f"http://127.0.0.1:{forward}") as resp:
+            assert resp.status == 407
+        async with http.post(target, json=reply, proxy=f"http://{credential}@127.0.0.1:{forward}") as resp:
+            assert resp.status == 200
+    status, _ = await connector.send(f"http://127.0.0.1:{port}/api/messages",  # no password asked of channels
+                                     connector.activity(text="hello", conversation_id="md"))
+    assert status == 201
+    proc.send_signal(signal.SIGINT)
+    output = "".join(seen) + (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
+    await proc.wait()
+    assert [c.body["text"] for c in connector.calls] == [reply["text"], "You said: hello"]
+    assert f"HTTPS_PROXY=http://{credential}@127.0.0.1:{forward}" in output
+    assert "listening beyond this machine" not in output
