@@ -203,3 +203,9 @@ def test_recorder_errors_are_stored_scrubbed():
     recorder.redactor.learn("err-secret-12345")
     [(table, row)] = recorder.handle(FailureSeen(1.0, "request", "ValueError('x?key=k-9 err-secret-12345')"))
     assert table == "errors" and "k-9" not in row["message"] and "err-secret-12345" not in row["message"]
+
+
+def test_a_long_word_does_not_make_the_url_password_search_quadratic():
+    # Before the scheme was bounded, this took minutes (every letter of the word started a scheme).
+    text = "a://b:c " + "x" * 2_000_000 + " http://user:pw-123456@example.com"
+    assert Redactor().text(text).endswith(" http://user:[REDACTED]@example.com")
