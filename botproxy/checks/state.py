@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import re
-from base64 import urlsafe_b64decode
-from binascii import Error as Base64Error
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from ..service_url import decode_service_url
 
 if TYPE_CHECKING:
     from .directline import DirectLineState
@@ -156,9 +156,9 @@ class SessionState:
 
 # -- small helpers shared by the rule families ------------------------------------------------------
 
-# botproxy's own serviceUrl rewrite (capture.py): http://<listen>/_botproxy/svc/<base64url of original>/.
-# Bots copy that URL into what they send; it stands for the original, so compare the original.
-_SVC = re.compile(r"/_botproxy/svc/([A-Za-z0-9_-]+)/?")
+# botproxy's own serviceUrl rewrite (service_url.py): http://<listen>/_botproxy/svc/<key>/. Bots copy that URL
+# into what they send; it stands for the original, so compare the original.
+_SVC = re.compile(r"/_botproxy/svc/([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)/?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -172,8 +172,8 @@ def norm_url(url: str | None) -> str | None:
     if match:
         key = match.group(1)
         try:
-            url = urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
-        except (Base64Error, UnicodeDecodeError, ValueError):
+            url = decode_service_url(key)
+        except ValueError:
             pass
     try:
         parts = urlsplit(url.strip())
