@@ -49,7 +49,11 @@ _later: set[asyncio.Task[None]] = set()  # proactive sends under way (a referenc
 async def stream(context: TurnContext, parts: tuple[str, ...]) -> None:
     response = context.streaming_response
     response.queue_informative_update("Looking it up...")
-    for part in parts:
+    response.queue_text_chunk(parts[0])
+    # However slow the machine, at least one chunk goes out before the final (the SDK folds chunks still
+    # queued at end_stream into the final): wait until the SDK has sent what is queued.
+    await response.wait_for_queue()
+    for part in parts[1:]:
         await asyncio.sleep(0.3)
         response.queue_text_chunk(part)
     response.set_attachments(

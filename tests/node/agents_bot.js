@@ -25,7 +25,13 @@ const agent = new AgentApplication({ storage: new MemoryStorage() })
 async function stream (context, parts) {
   const response = context.streamingResponse
   response.queueInformativeUpdate('Looking it up...')
-  for (const part of parts) {
+  response.queueTextChunk(parts[0])
+  // However slow the machine, at least one chunk goes out before the final (the SDK folds chunks still
+  // queued at endStream into the final): wait until the SDK has sent what is queued (a method the SDK
+  // does not export in its types, hence the fallback).
+  if (typeof response.waitForQueue === 'function') await response.waitForQueue()
+  else await sleep(2500)
+  for (const part of parts.slice(1)) {
     await sleep(300)
     response.queueTextChunk(part)
   }
