@@ -140,3 +140,18 @@ async def test_stream_turns_replayed(recorders, connector, sse_bot):
     assert changed.received and all(a["deliveryMode"] == "stream" for a in changed.received)
     paths = {d.path for d in result.turns[0].differences}
     assert "root['text']" in paths
+
+
+async def test_stream_turn_survives_a_har_round_trip(recorders, connector, sse_bot, tmp_path):
+    """A session's HAR keeps the SSE answer as its body: imported again, the frames are the same
+    activities of the inbound response."""
+    from botproxy.interop import export_session, import_files
+
+    await record_stream_session(recorders, connector, sse_bot.url)
+    har_path = str(tmp_path / "stream.har")
+    export_session(recorders.db_path, "test", "har", har_path)
+    import_files(recorders.db_path, [har_path], name="again")
+    def shape(name):
+        return [(a["direction"], a["source"], a["route"], a["type"], a["text"]) for a in recorders.activities(name)]
+    assert shape("again") == shape("test")
+    assert [r for r in shape("again") if r[2] == p.EVENT_STREAM] and len(shape("again")) == 10
