@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -75,6 +76,9 @@ class ServiceUrlKeys:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        # A bot talks to few serviceUrls: remember their keys rather than compute an HMAC per request.
+        self._minted = functools.lru_cache(maxsize=1024)(self._mint)
+        self._verified = functools.lru_cache(maxsize=1024)(self._verify)
 
     @classmethod
     def ephemeral(cls) -> ServiceUrlKeys:
@@ -90,10 +94,16 @@ class ServiceUrlKeys:
         return _b64(hmac.new(self._secret, label + value.encode(), hashlib.sha256).digest()[:16])
 
     def mint(self, service_url: str) -> str:
-        return f"{_b64(service_url.encode())}.{self._mac(b'svc:', service_url)}"
+        return self._minted(service_url)
 
     def verify(self, key: str) -> str | None:
         """The original serviceUrl of a key this secret minted, else None (forged, tampered, unsigned)."""
+        return self._verified(key)
+
+    def _mint(self, service_url: str) -> str:
+        return f"{_b64(service_url.encode())}.{self._mac(b'svc:', service_url)}"
+
+    def _verify(self, key: str) -> str | None:
         encoded, dot, mac = key.partition(".")
         if not dot:
             return None
@@ -164,7 +174,10 @@ def rewrite_inbound(content: bytes, make_ours: Callable[[str], str]) -> bytes | 
     original = body.get("serviceUrl") if isinstance(body, dict) else None
     if not isinstance(original, str) or not original.startswith(("http://", "https://")):
         return None
-    top = [m for m in _SERVICE_URL.finditer(content) if _depth(content, m.start()) == 1]
+    found = list(_SERVICE_URL.finditer(content))
+    # One match is the top-level member unless keys are \u-escaped (a top-level "service\u0055rl" beside a
+    # nested "serviceUrl"); only then is the depth worth computing.
+    top = found if len(found) == 1 and b"\\u" not in content else [m for m in found if _depth(content, m.start()) == 1]
     if len(top) != 1 or json.loads(b'"' + top[0].group(1) + b'"') != original:
         return None  # duplicate or escaped keys: leave such a body alone
     match = top[0]

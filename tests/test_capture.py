@@ -221,6 +221,7 @@ def test_only_the_top_level_service_url_is_rewritten(addon, seen):
     b'{"type":"message"}',  # no serviceUrl
     b'{"type":"message","channelData":{"serviceUrl":"https://b/"}}',  # only a nested one
     b'{"serviceUrl":"https://a/","serviceUrl":"https://b/"}',  # two at the top: which one would the bot use?
+    b'{"service\\u0055rl":"https://a/","channelData":{"serviceUrl":"https://a/"}}',  # the top one is escaped
     b'{"serviceUrl":"urn:not-http"}',
     b'[{"serviceUrl":"https://a/"}]',  # not an activity
     b'{"serviceUrl":"https://a/", "text": "truncated',  # not JSON
