@@ -3,9 +3,14 @@ chunks (escaped text, no script of its own), and every chunk's finding, each chu
 
 from __future__ import annotations
 
+import pytest
+from agentskit import STREAMED_TEXT
+from browser import Browser
 from checkkit import Wire, store_rows
+from test_agents_sdk_bots import converse
 from test_checks_streaming import Streamer, teams_turn
 from test_report import XSS_TEXT, Page, self_contained
+from test_report_browser import nothing_ran, open_report, screenshot
 
 from botproxy import report, store
 
@@ -66,3 +71,26 @@ def test_a_plain_conversation_is_drawn_as_before():
     views = [{"stream_part": None, "activity_id": "x", "seq": 1}]
     assert report.stream_bubbles(views) is views
     assert isinstance(Streamer, type)
+
+
+@pytest.mark.slow
+async def test_a_real_agents_sdk_stream_in_chromium(tmp_path):
+    db_path, activities = await converse(tmp_path, "js", "msteams")
+    db = store.open_db(db_path)
+    out = report.render_session(db, store.resolve_session(db, "js-msteams"), tmp_path / "stream.html")
+    chunks = [a for a in activities if a["type"] == "typing"]
+    async with Browser.launch(tmp_path, width=1100, height=1400) as browser:
+        page = await open_report(browser, out)
+        await nothing_ran(page)
+        bubbles = await page.evaluate(
+            "[...document.querySelectorAll('.act.k-stream')].map(e => [e.querySelector('.text').textContent,"
+            " e.querySelectorAll('ol.timeline li').length, e.offsetParent !== null])"
+        )
+        assert bubbles == [[STREAMED_TEXT, len(chunks) + 1, True]]
+        assert await page.evaluate("document.querySelectorAll('.typing').length") == 0
+        assert await page.evaluate("document.querySelector('.act.k-stream .card-title').textContent") == "Fox facts"
+        # the BP-S02 row of the rules table links to the stream's bubble
+        link = await page.evaluate("document.querySelector('tr[data-rule=\"BP-S02\"] a').getAttribute('href')")
+        assert await page.evaluate(f"document.querySelector('{link}').classList.contains('k-stream')")
+        await screenshot(page, tmp_path / "stream-report.png")
+        assert page.errors == []
