@@ -75,10 +75,14 @@ class Capture:
     # -- hooks ------------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> None:
+        seen = None
         try:
-            self._request(flow)
-        except Exception as exc:  # fail open: the request goes on as it is
-            self._failed(flow, "request", exc)
+            seen = self._snapshot(flow)
+            self._rewrite_inbound(flow, seen)
+        except Exception as exc:  # fail open: the request goes on as it is, and is still recorded
+            self._failed(flow, "request", exc, seen or _bare_request(flow))
+        else:
+            self._submit(seen)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
@@ -91,6 +95,7 @@ class Capture:
             self._failed(flow, "response", exc)
 
     def response(self, flow: http.HTTPFlow) -> None:
+        seen = None
         try:
             assert flow.response is not None
             resp = flow.response
@@ -106,13 +111,13 @@ class Capture:
                 chunks=tap.chunks if tap else None,
                 error=flow.metadata.get("botproxy_refused"),
             )
-            try:
-                if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
-                    self._rewrite_stream_url(flow)
-            finally:
-                self._submit(seen)  # the recording keeps what the service sent
+            # The recording keeps what the service sent, before the streamUrl is pointed at us.
+            if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
+                self._rewrite_stream_url(flow)
         except Exception as exc:
-            self._failed(flow, "response", exc)
+            self._failed(flow, "response", exc, seen or _bare_response(flow))
+        else:
+            self._submit(seen)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         try:
@@ -143,11 +148,13 @@ class Capture:
                 )
             )
         except Exception as exc:
-            self._failed(flow, "error", exc)
+            self._failed(flow, "error", exc, ResponseSeen(flow.id, time.time(), None, (), None, error=repr(exc)))
 
     # -- the work ---------------------------------------------------------------------------
 
-    def _request(self, flow: http.HTTPFlow) -> None:
+    def _snapshot(self, flow: http.HTTPFlow) -> RequestSeen:
+        """What the recording keeps of a request: after any re-routing, before the serviceUrl rewrite (the
+        recording keeps what the channel sent)."""
         req = flow.request
         listener = self._listener(flow)
         service_url = None
@@ -157,8 +164,7 @@ class Capture:
             # A refused call went nowhere: record it at the address it was sent to.
             url = req.url if service_url else f"http://{_authority(*flow.client_conn.sockname[:2])}{req.path}"
         flow.metadata["botproxy_listener"] = listener
-        # Snapshot before the rewrite: the recording keeps what the channel sent.
-        seen = RequestSeen(
+        return RequestSeen(
             flow.id,
             time.time(),
             listener,
@@ -169,14 +175,13 @@ class Capture:
             False,
             service_url,
         )
-        try:
-            if listener == "reverse" and req.method == "POST":
-                if "authorization" in req.headers:
-                    self._note_auth()
-                elif self.rewrite:
-                    seen.rewritten = self._rewrite_service_url(flow)
-        finally:
-            self._submit(seen)
+
+    def _rewrite_inbound(self, flow: http.HTTPFlow, seen: RequestSeen) -> None:
+        if seen.listener == "reverse" and flow.request.method == "POST":
+            if "authorization" in flow.request.headers:
+                self._note_auth()
+            elif self.rewrite:
+                seen.rewritten = self._rewrite_service_url(flow)
 
     def _reroute(self, flow: http.HTTPFlow) -> str | None:
         """Send a call the bot made to a rewritten serviceUrl on to the original connector, or refuse it
@@ -251,21 +256,48 @@ class Capture:
         if self.submit is not None:
             self.submit(item)
 
-    def _failed(self, flow: http.HTTPFlow, stage: str, exc: Exception) -> None:
+    def _failed(self, flow: http.HTTPFlow, stage: str, exc: Exception, seen: Any = None) -> None:
+        """Our code failed on a flow whose traffic goes on unchanged: one line (the traceback with -v), the
+        failure counted, and the exchange still recorded from what could be snapshotted, its error noted."""
         self.failures += 1
         log.error(
-            "botproxy: error #%d in %s hook for %s %s (traffic passed unchanged): %r",
+            "botproxy: error #%d in %s hook for %s %s (traffic passed unchanged, exchange recorded): %r%s",
             self.failures,
             stage,
             flow.request.method,
             flow.request.pretty_url,
             exc,
-            exc_info=True,
+            "" if log.isEnabledFor(logging.INFO) else " (-v for the traceback)",
         )
-        try:
-            self._submit(FailureSeen(time.time(), stage, repr(exc), flow.id))
-        except Exception:  # the recorder itself is gone; the log line above is all we can do
-            pass
+        log.info("the traceback of error #%d", self.failures, exc_info=True)
+        failure = FailureSeen(time.time(), stage, repr(exc), flow.id)
+        # The recorder notes a failure on the exchange that is open for its flow: after its request, before
+        # its response.
+        for event in (seen, failure) if isinstance(seen, RequestSeen) else (failure, seen):
+            if event is not None:
+                try:
+                    self._submit(event)
+                except Exception:  # the recorder itself is gone; the log line above is all we can do
+                    pass
+
+
+def _bare_request(flow: http.HTTPFlow) -> RequestSeen | None:
+    """A request as it stands, for the recording, when our own code failed on it."""
+    try:
+        req = flow.request
+        return RequestSeen(flow.id, time.time(), "other", req.method, req.url, req.headers.fields, req.raw_content)
+    except Exception:
+        return None
+
+
+def _bare_response(flow: http.HTTPFlow) -> ResponseSeen | None:
+    try:
+        resp = flow.response
+        if resp is None:
+            return None
+        return ResponseSeen(flow.id, time.time(), resp.status_code, resp.headers.fields, resp.raw_content)
+    except Exception:
+        return None
 
 
 class _StreamTap:

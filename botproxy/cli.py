@@ -192,6 +192,7 @@ def record(
         name=session_name,
         check_config=load_config("."),
         color=console.color,
+        verbose=verbose,
         bot_url=bot_url,
         capture_mode=("forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"),
     )
@@ -262,11 +263,15 @@ def sessions(db_path: str, as_json: bool, source: str | None) -> None:
             return
         click.echo(f"no sessions in {db_path} yet: record one with botproxy record")
         return
-    click.echo(f"{'id':>4}  {'name':<28} {'source':<7} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} errors")
+    click.echo(
+        f"{'id':>4}  {'name':<28} {'source':<7} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} {'errors':>6}"
+        " not stored"
+    )
     for r in rows:
         click.echo(
             f"{r['id']:>4}  {r['name']:<28} {r.get('source') or 'record':<7} {r['started_at'] or '':<24} "
-            f"{r['exchange_count']:>6} {r['activity_count']:>6} {r['conversation_count']:>5} {r['error_count'] or 0}"
+            f"{r['exchange_count']:>6} {r['activity_count']:>6} {r['conversation_count']:>5} "
+            f"{r['error_count'] or 0:>6} {r.get('exchanges_not_stored') or 0}"
         )
 
 

@@ -55,9 +55,17 @@ def clock(at: float | None) -> str:
 
 class Console:
     def __init__(self, echo: Callable[[str], None] = click.echo, *, color: bool = False) -> None:
-        self.echo = echo
+        self._echo = echo
         self.color = color
         self.bot_down = False  # the latest inbound exchange never reached the bot
+
+    def echo(self, line: str) -> None:
+        """One line out; text the output cannot encode (a lone surrogate, a byte that was not UTF-8, a
+        terminal that is not UTF-8) is printed escaped rather than lost with its exchange."""
+        try:
+            self._echo(line)
+        except UnicodeEncodeError:
+            self._echo(line.encode("ascii", "backslashreplace").decode("ascii"))
 
     def style(self, text: str, **styles: Any) -> str:
         return click.style(text, **styles) if self.color else text
@@ -149,6 +157,13 @@ class Console:
             f"{summary['activities']} activities, {summary['conversations']} conversations, "
             f"{summary['errors']} recorder errors"
         )
+        if summary.get("not_stored"):
+            self.echo(
+                self.style(f"NOT STORED: {summary['not_stored']} exchanges", fg="red", bold=True)
+                + " the proxy carried are not in the database (the traffic itself was not affected)"
+            )
+        for problem in summary.get("problems") or ():
+            self.echo(f"  {problem}")
         if summary.get("unfinished"):
             self.echo(f"{summary['unfinished']} exchanges had no response when recording stopped (kept, unfinished)")
         findings = summary.get("findings") or {}

@@ -11,6 +11,7 @@ importers (HAR, flow files) can feed it the same events from a file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -107,11 +108,14 @@ class SessionRecorder:
     conversations: set[str] = field(default_factory=set)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _streams: dict[str, dict[str, Any]] = field(default_factory=dict)  # flow id -> its handshake exchange
+    _closing: dict[str, _Pending] = field(default_factory=dict)  # the exchange _response is closing
 
     # -- entry point ------------------------------------------------------------------------
 
     def handle(self, item: RequestSeen | ResponseSeen | WebSocketSeen | FailureSeen) -> list[Row]:
-        """Process one event; never raises (a failure is counted and recorded instead)."""
+        """Process one event; never raises. When our code fails on it, the failure is counted and recorded,
+        and the exchange is still stored with what could be kept of it, its `error` saying what happened."""
+        marks = (self.exchange_seq, self.activity_seq, self.event)
         try:
             if isinstance(item, RequestSeen):
                 return self._request(item)
@@ -121,11 +125,62 @@ class SessionRecorder:
                 return self._websocket(item)
             return [self._failure(item)]
         except Exception as exc:  # fail open: count it, keep it, carry on with the next event
-            log.exception("botproxy failed to record an exchange")
-            return [self._failure(FailureSeen(getattr(item, "at", 0.0), "record", repr(exc), item.flow_id))]
+            message = f"botproxy could not record this {type(item).__name__}: {exc!r}"
+            log.error("botproxy: recorder error #%d: %s", self.errors + 1, message)
+            log.info("the traceback of recorder error #%d", self.errors + 1, exc_info=True)
+            rows = [self._failure(FailureSeen(getattr(item, "at", 0.0), "record", repr(exc), item.flow_id))]
+            try:
+                rows += self._salvage(item, message, marks)
+            except Exception:  # what could be kept could not: the error row above stands for it
+                log.debug("salvaging failed", exc_info=True)
+            return rows
+
+    def _salvage(self, item: Any, message: str, marks: tuple[int, int, int]) -> list[Row]:
+        """The exchange an event belongs to, kept with an error when recording it failed half-way."""
+        if isinstance(item, RequestSeen) and item.flow_id not in self._pending:
+            self.exchange_seq, self.activity_seq, self.event = marks  # undo the half-made numbers
+            self.event += 1
+            self.exchange_seq += 1
+            bare: dict[str, Any] = {
+                "session_id": self.session_id,
+                "seq": self.exchange_seq,
+                "opened": self.event,
+                "started_at": item.at,
+                "leg": OTHER_LEG,
+                "listener": item.listener,
+                "method": item.method,
+                "url": self.redactor.url(item.url),
+                "route": p.OTHER,
+                "conversation_id": None,
+                "url_activity_id": None,
+                "request_headers": None,
+                "rewritten": int(item.rewritten),
+                "error": message,
+                "_learned": self.redactor.generation,
+            }
+            with contextlib.suppress(Exception):  # the headers too, if they can be kept
+                headers = self.redactor.headers(text_headers(item.headers))
+                bare["request_headers"] = json.dumps(headers, ensure_ascii=False)
+            self._pending[item.flow_id] = _Pending(bare, [], None, None)
+            return []
+        if isinstance(item, ResponseSeen):
+            pending = self._pending.pop(item.flow_id, None) or self._closing.pop(item.flow_id, None)
+            if pending is not None:
+                exchange = pending.exchange
+                exchange.setdefault("closed", self.event)
+                exchange.setdefault("ended_at", item.at)
+                exchange.setdefault("status", item.status)
+                exchange["error"] = _join(exchange.get("error"), message)
+                return [("exchanges", _exchange_row(exchange))]
+        return []
 
     def _failure(self, item: FailureSeen) -> Row:
+        """A failure of our own code, counted; the exchange it happened in says so in its `error`."""
         self.errors += 1
+        pending = self._pending.get(item.flow_id) if item.flow_id else None
+        if pending is not None and item.stage != "record":
+            note = f"botproxy failed in its {item.stage} hook (the traffic passed unchanged): {item.message}"
+            pending.exchange["error"] = _join(pending.exchange.get("error"), note)
         return (
             "errors",
             {
@@ -133,7 +188,7 @@ class SessionRecorder:
                 "at": item.at,
                 "stage": item.stage,
                 "message": self.redactor.text(item.message),
-                "exchange_seq": None,
+                "exchange_seq": pending.exchange["seq"] if pending is not None else None,
             },
         )
 
@@ -171,7 +226,7 @@ class SessionRecorder:
             "route": route.name,
             "conversation_id": route.conversation_id,
             "url_activity_id": route.activity_id,
-            "request_headers": json.dumps(self.redactor.headers(req_headers)),
+            "request_headers": json.dumps(self.redactor.headers(req_headers), ensure_ascii=False),
             "request_body": raw if isinstance(raw, str) else None,
             "request_body_raw": raw if isinstance(raw, bytes) else None,
             "request_malformed": int(malformed),
@@ -296,6 +351,7 @@ class SessionRecorder:
             return [
                 self._failure(FailureSeen(resp.at, "response", "response without a recorded request", resp.flow_id))
             ]
+        self._closing = {resp.flow_id: pending}  # for _salvage, should the rest of this fail
         self.event += 1
         exchange = pending.exchange
         status = resp.status if resp.status is not None else 502
@@ -320,11 +376,11 @@ class SessionRecorder:
             ended_at=resp.at,
             duration_ms=round((resp.at - exchange["started_at"]) * 1000, 3),
             status=status,
-            response_headers=json.dumps(headers),
+            response_headers=json.dumps(headers, ensure_ascii=False),
             response_body=raw if isinstance(raw, str) else None,
             response_body_raw=raw if isinstance(raw, bytes) else None,
             response_malformed=int(malformed),
-            error=self.redactor.text(resp.error) if resp.error else None,
+            error=_join(exchange.get("error"), self.redactor.text(resp.error) if resp.error else None),
             error_code=p.error_code(body),
         )
         activities = pending.activities
@@ -361,9 +417,10 @@ class SessionRecorder:
         self.counts["activities"] += len(activities)
         self.conversations.update(a["conversation_id"] for a in activities if a["conversation_id"])
         for observer in self.observers:
-            rows += observer.exchange_done(exchange, activities)
+            rows += self._observe(observer.exchange_done, exchange, activities)
         rows.append(("exchanges", _exchange_row(exchange)))
         rows += [("activities", _activity_row(a)) for a in activities]
+        self._closing = {}
         return rows
 
     # -- Direct Line -------------------------------------------------------------------------
@@ -457,8 +514,18 @@ class SessionRecorder:
         rows: list[Row] = []
         for activity in activities:
             for observer in self.observers:
-                rows += observer.activity_seen(activity)
+                rows += self._observe(observer.activity_seen, activity)
         return rows
+
+    def _observe(self, hook: Any, *args: Any) -> list[Row]:
+        """One observer's hook; if it fails (the console, a check), the recording of the exchange goes on."""
+        try:
+            return list(hook(*args))
+        except Exception as exc:
+            self.errors += 1
+            log.error("botproxy: recorder error #%d in %s: %r", self.errors, getattr(hook, "__qualname__", hook), exc)
+            log.info("the traceback of recorder error #%d", self.errors, exc_info=True)
+            return []
 
     def finish(self) -> list[Row]:
         """Rows for exchanges still open when recording stops (a bot that never answered): kept, not
@@ -492,6 +559,11 @@ def text_headers(headers: Sequence[tuple[str | bytes, str | bytes]]) -> list[tup
 
 def _text(value: str | bytes) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _join(*errors: str | None) -> str | None:
+    """Errors of one exchange (ours, the proxy's), in the order they happened."""
+    return "; ".join(e for e in errors if e) or None
 
 
 def _exchange_row(exchange: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 from . import __version__
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 from .redact import Redactor, scrub_own_log_records
-from .store import Writer
+from .store import RowWriter, Writer
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class LiveSession:
         self.checks: Any = None
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
+        self.carried = 0  # requests the proxy carried: each is an exchange, stored or counted as not stored
 
     def start(self) -> int:
         row = session_row(self.name, self.session_fields)
@@ -84,30 +86,73 @@ class LiveSession:
     def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None:
         """Called on the event loop; returns at once. The recorder runs on the writer thread."""
         assert self.writer is not None and self.recorder is not None
+        if type(event) is RequestSeen:
+            self.carried += 1
         self.writer.submit(partial(self.recorder.handle, event))
 
     def close(self) -> dict[str, Any]:
         """Flush everything, close the session row, and return the summary."""
         assert self.writer is not None and self.recorder is not None
         recorder, session_id = self.recorder, self.writer.session_id
-        ended = utc_now()
-
-        def finish(db: Any) -> None:
-            finish_session(db, session_id, recorder, ended)
-
         # Exchanges still open (a bot that never answered) are kept, marked unfinished.
         self.writer.submit(recorder.finish)
-        self.writer.call(finish)
         self.writer.close()
-        return summarize(session_id, self.name, self.db_path, recorder, self.checks)
+        rows = self.writer.rows
+        assert rows is not None
+        summary = summarize(session_id, self.name, self.db_path, recorder, self.checks)
+        summary["errors"] += sum(rows.lost.values())
+        summary["problems"] = write_problems(rows)
+        return close_session(self.db_path, summary, self.carried)
 
 
-def finish_session(db: Any, session_id: int, recorder: SessionRecorder, ended: str) -> None:
-    db["sessions"].update(session_id, {"ended_at": ended, "error_count": recorder.errors})
+def write_problems(rows: RowWriter) -> list[str]:
+    """What went wrong writing, for the closing summary."""
+    problems = [f"could not write to the database: {reason}" for reason in rows.reasons]
+    if rows.lost:
+        problems.append(rows.lost_text())
+    if rows.escaped:
+        problems.append(
+            f"{rows.escaped} records hold text that is not valid Unicode, stored escaped (exactly in odd_text)"
+        )
+    return problems
+
+
+def close_session(db_path: str, summary: dict[str, Any], carried: int) -> dict[str, Any]:
+    """Count what the database really holds of the session, close its row with the exchanges the proxy
+    carried but could not store, and return the summary saying so. Never raises: the summary stands."""
+    from . import store
+
+    summary.setdefault("problems", [])
+    try:
+        db = store.open_db(db_path)
+    except Exception as exc:
+        summary["problems"].append(f"could not read back the database: {exc}")
+        summary["not_stored"] = max(carried - summary["exchanges"], 0)
+        return summary
+    try:
+        counts = store.stored_counts(db, summary["id"])
+        summary.update({k: counts[k] for k in ("exchanges", "activities", "conversations")})
+        summary["not_stored"] = max(carried - counts["exchanges"], 0)
+        finish_session(db, summary["id"], utc_now(), summary["errors"], summary["not_stored"])
+    finally:
+        db.conn.close()
+    return summary
+
+
+def finish_session(db: Any, session_id: int, ended: str, errors: int, not_stored: int) -> None:
+    """Close the session row; when even that cannot be written (a full disk), say so and go on."""
+    try:
+        with db.conn:
+            db["sessions"].update(
+                session_id, {"ended_at": ended, "error_count": errors, "exchanges_not_stored": not_stored}
+            )
+    except sqlite3.Error as exc:
+        log.error("botproxy: could not close session %d in the database: %s", session_id, exc)
 
 
 def summarize(session_id: int, name: str, db_path: str, recorder: SessionRecorder, checks: Any) -> dict[str, Any]:
-    """What the recorder says when it stops."""
+    """What the recorder says when it stops (counts as the recorder saw them; `close_session` puts in what
+    the database really holds)."""
     return {
         "id": session_id,
         "name": name,
@@ -116,6 +161,8 @@ def summarize(session_id: int, name: str, db_path: str, recorder: SessionRecorde
         "activities": recorder.activity_seq,
         "conversations": len(recorder.conversations),
         "errors": recorder.errors,
+        "not_stored": 0,
+        "problems": [],
         "unfinished": recorder.unfinished,
         "findings": dict(checks.counts) if checks is not None else {},
     }

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .errors import StoreError
+from .recording import RequestSeen
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class WorkerSpec:
     check_config: Any  # a checks.CheckConfig, or None for no live checks
     console: bool
     color: bool
+    verbose: bool = False
 
 
 class WorkerSession:
@@ -55,6 +57,7 @@ class WorkerSession:
         check_config: Any = None,
         console: bool = True,
         color: bool = False,
+        verbose: bool = False,
         **session_fields: Any,
     ) -> None:
         from .session import default_session_name
@@ -64,9 +67,12 @@ class WorkerSession:
         self.check_config = check_config
         self.console = console
         self.color = color
+        self.verbose = verbose
         self.session_fields = session_fields
         self.session_id = 0
+        self.carried = 0  # requests shipped or dropped: each is an exchange, stored or counted as not stored
         self.dropped = 0  # events that could not reach a dead child
+        self.died: str | None = None  # how the child ended, when it ended before close()
         self._events: deque[Any] = deque()
         self._stop = threading.Event()
         self._sender: threading.Thread | None = None
@@ -82,7 +88,12 @@ class WorkerSession:
         events_in, self._events_out = context.Pipe(duplex=False)
         self._control, child_control = context.Pipe()
         spec = WorkerSpec(
-            self.db_path, session_row(self.name, self.session_fields), self.check_config, self.console, self.color
+            self.db_path,
+            session_row(self.name, self.session_fields),
+            self.check_config,
+            self.console,
+            self.color,
+            self.verbose,
         )
         self._process = context.Process(
             target=child_main, args=(spec, events_in, child_control), name="botproxy-recorder", daemon=True
@@ -107,7 +118,11 @@ class WorkerSession:
         self._events.append(event)
 
     def close(self) -> dict[str, Any]:
-        """Ship what is left, let the child finish the session, and return its summary."""
+        """Ship what is left, let the child finish the session, and return the summary of what the database
+        really holds. If the child died, this process closes the session row itself and says how much the
+        recording lacks."""
+        from .session import close_session
+
         self._stop.set()
         if self._sender is not None:
             self._sender.join()
@@ -118,16 +133,33 @@ class WorkerSession:
             if self._control.poll(START_TIMEOUT):
                 kind, summary = self._control.recv()
         except (OSError, EOFError):
-            log.error("botproxy: the recorder process ended early; the recording may be incomplete")
+            pass
         self._process.join(10)
         if self._process.is_alive():
             self._process.kill()
-        if not summary:  # the child ended without one: an empty recording, and the drops counted below
-            from .recording import SessionRecorder
-            from .session import summarize
-
-            summary = summarize(self.session_id, self.name, self.db_path, SessionRecorder(self.session_id), None)
+            self._process.join(5)
+        if not summary:  # the child ended without one: count what the database holds
+            summary = self._summary_without_child()
         summary["errors"] += self.dropped
+        return close_session(self.db_path, summary, self.carried)
+
+    def _summary_without_child(self) -> dict[str, Any]:
+        from . import store
+        from .recording import SessionRecorder
+        from .session import summarize
+
+        code = self._process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        summary = summarize(self.session_id, self.name, self.db_path, SessionRecorder(self.session_id), None)
+        summary["problems"] = [
+            f"the recorder process died ({how}): what it held was lost, and the {self.dropped} events"
+            " that came after were not recorded"
+        ]
+        with contextlib.suppress(Exception):
+            db = store.open_db(self.db_path)
+            summary["errors"] = store.stored_counts(db, self.session_id)["error_rows"]
+            db.conn.close()
+        summary["errors"] += 1  # the death itself
         return summary
 
     def _send_loop(self) -> None:
@@ -143,6 +175,7 @@ class WorkerSession:
             batch.append(self._events.popleft())
         if not batch:
             return
+        self.carried += sum(1 for event in batch if type(event) is RequestSeen)
         if self._dead:
             self.dropped += len(batch)
             return
@@ -152,7 +185,11 @@ class WorkerSession:
         except (OSError, ValueError) as exc:  # the child is gone: keep proxying, say it once, count the rest
             self._dead = True
             self.dropped += len(batch)
-            log.error("botproxy: the recorder process is gone (%s); traffic still flows but is no longer recorded", exc)
+            log.error(
+                "botproxy: the recorder process is gone (%s); traffic still flows but is no longer recorded"
+                " (counted in the closing summary)",
+                exc,
+            )
 
 
 # -- in the child ------------------------------------------------------------------------------
@@ -163,9 +200,14 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
     # Ctrl-C reaches the whole process group; the parent decides when recording ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A file-size limit (ulimit -f) must fail the write (SQLite says so, the rows wait) instead of killing us.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Recording is batch work: when CPUs are contended, the live traffic in the proxy goes first.
     with contextlib.suppress(OSError):
         os.nice(10)
+    # Text the terminal cannot encode (a lone surrogate, a byte that was not UTF-8) is printed escaped.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     from . import store
     from .errors import BotproxyError
     from .recording import SessionRecorder
@@ -173,12 +215,13 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
 
     # One redactor for the recording and the log lines: a secret the traffic taught is scrubbed from both.
     redactor = Redactor()
-    redacted_logging(logging.WARNING, redactor)
-    from .session import finish_session, summarize, utc_now
+    redacted_logging(logging.INFO if spec.verbose else logging.WARNING, redactor)
+    from .session import close_session, summarize, write_problems
 
     try:
         db = store.open_db(spec.db_path, create=True)
         session_id = store.create_session(db, spec.session_row)
+        rows = store.RowWriter(db)
     except BotproxyError as exc:
         control.send(("error", str(exc)))
         return
@@ -186,19 +229,28 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
     checks, observers = _observers(spec, session_id)
     recorder = SessionRecorder(session_id, redactor, observers)
     while True:
+        if rows.waiting and not events.poll(store.RETRY_DELAY):
+            rows.retry()  # writes fail and nothing new comes: try again what waits
+            continue
         try:
             batch = events.recv()
         except EOFError:  # the parent died: keep what we have
             batch = None
         jobs = [recorder.finish] if batch is None else [lambda ev=ev: recorder.handle(ev) for ev in batch]
-        _write(db, jobs)
-        sys.stdout.flush()
+        rows.write(_run(jobs))
+        with contextlib.suppress(OSError, ValueError):  # a terminal gone must not end the recording
+            sys.stdout.flush()
         if batch is None:
             break
-    with db.conn:
-        finish_session(db, session_id, recorder, utc_now())
+    rows.close()
+    db.conn.close()
+    summary = summarize(session_id, spec.session_row["name"], spec.db_path, recorder, checks)
+    summary["errors"] += sum(rows.lost.values())
+    summary["problems"] = write_problems(rows)
+    # Closed here too, in case the parent is gone; the parent closes it again with what it alone knows.
+    summary = close_session(spec.db_path, summary, recorder.exchange_seq)
     try:
-        control.send(("summary", summarize(session_id, spec.session_row["name"], spec.db_path, recorder, checks)))
+        control.send(("summary", summary))
     except OSError:
         pass
 
@@ -222,9 +274,7 @@ def _echo(line: str) -> None:
     sys.stdout.write(line + "\n")  # flushed once per batch
 
 
-def _write(db: Any, jobs: list[Any]) -> None:
-    from . import store
-
+def _run(jobs: list[Any]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
         try:
@@ -234,8 +284,4 @@ def _write(db: Any, jobs: list[Any]) -> None:
             continue
         for table, row in produced:
             rows.setdefault(table, []).append(row)
-    try:
-        with db.conn:
-            store.insert_rows(db, rows)
-    except Exception:
-        log.exception("botproxy could not write %d records", sum(len(r) for r in rows.values()))
+    return rows
