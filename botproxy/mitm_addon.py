@@ -117,11 +117,14 @@ class MitmdumpRecorder(Capture):
         if self.live is not None:
             summary = self.live.close()
             log.info(
-                "botproxy: session %r: %d exchanges, %d activities, %d recorder errors",
+                "botproxy: session %r: %d exchanges, %d activities, %d recorder errors%s",
                 summary["name"],
                 summary["exchanges"],
                 summary["activities"],
                 summary["errors"],
+                f"; NOT STORED: {summary['not_stored']} exchanges" if summary["not_stored"] else "",
             )
+            for problem in summary["problems"]:
+                log.warning("botproxy: %s", problem)
             self.live = None
             self.submit = None

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 import threading
 
@@ -89,3 +90,49 @@ def test_read_commands_never_write_into_a_foreign_sqlite_file(tmp_path):
         store.open_db(path)
     tables = [r[0] for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")]
     assert tables == ["notes"]
+
+
+def test_one_bad_row_costs_only_itself_and_odd_text_is_stored_escaped_and_exact(tmp_path):
+    db = store.open_db(tmp_path / "r.db", create=True)
+    session_id = store.create_session(db, {"name": "r", "started_at": "now"})
+    rows = store.RowWriter(db)
+
+    def error(n, message):
+        return {"session_id": session_id, "at": float(n), "stage": "x", "message": message}
+
+    batch = [error(1, "fine"), error(2, {"a dict": "SQLite cannot bind"}), error(3, "half \ud83d an emoji"),
+             error(4, "a byte \udcff that was not UTF-8"), error(5, "fine too")]
+    rows.write({"errors": batch})
+    assert rows.lost == {"errors": 1} and rows.escaped == 2 and not rows.waiting
+    kept = list(db.query("select at, message, odd_text from errors order by at"))
+    assert [r["at"] for r in kept] == [1.0, 3.0, 4.0, 5.0]
+    assert kept[1]["message"] == "half \\ud83d an emoji" and kept[0]["odd_text"] is None
+    assert json.loads(kept[1]["odd_text"]) == {"message": "half \ud83d an emoji"}
+    original = json.loads(kept[2]["odd_text"])["message"]
+    assert original.encode("utf-8", "surrogateescape") == b"a byte \xff that was not UTF-8"
+
+
+def test_rows_wait_while_the_storage_fails_and_land_in_order_when_it_works_again(tmp_path):
+    db = store.open_db(tmp_path / "r.db", create=True)
+    session_id = store.create_session(db, {"name": "r", "started_at": "now"})
+    rows = store.RowWriter(db)
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    for n in range(50):
+        rows.write({"errors": [{"session_id": session_id, "at": float(n), "stage": "x", "message": "m" * 2000}]})
+    assert rows.waiting and rows.failing == "database or disk is full" and not rows.lost
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert rows.flush() and not rows.waiting
+    assert [r["at"] for r in db.query("select at from errors order by rowid")] == [float(n) for n in range(50)]
+
+
+def test_the_backlog_is_bounded_and_what_it_drops_is_counted(tmp_path):
+    db = store.open_db(tmp_path / "r.db", create=True)
+    session_id = store.create_session(db, {"name": "r", "started_at": "now"})
+    rows = store.RowWriter(db, limit=50_000)
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    for n in range(100):
+        rows.write({"exchanges": [{"session_id": session_id, "seq": n + 1, "url": "u" * 2000}]})
+    landed = db["exchanges"].count  # before the last page filled up
+    assert rows.backlog_size <= 50_000 and rows.lost["exchanges"] == 100 - landed - len(rows.backlog) > 0
+    rows.close(patience=0)
+    assert rows.lost["exchanges"] == 100 - landed and not rows.waiting
