@@ -125,7 +125,7 @@ class SessionRecorder:
                 return self._websocket(item)
             return [self._failure(item)]
         except Exception as exc:  # fail open: count it, keep it, carry on with the next event
-            message = f"botproxy could not record this {type(item).__name__}: {exc!r}"
+            message = self.redactor.text(f"botproxy could not record this {type(item).__name__}: {exc!r}")
             log.error("botproxy: recorder error #%d: %s", self.errors + 1, message)
             log.info("the traceback of recorder error #%d", self.errors + 1, exc_info=True)
             rows = [self._failure(FailureSeen(getattr(item, "at", 0.0), "record", repr(exc), item.flow_id))]
@@ -178,8 +178,9 @@ class SessionRecorder:
         """A failure of our own code, counted; the exchange it happened in says so in its `error`."""
         self.errors += 1
         pending = self._pending.get(item.flow_id) if item.flow_id else None
+        message = self.redactor.text(item.message)
         if pending is not None and item.stage != "record":
-            note = f"botproxy failed in its {item.stage} hook (the traffic passed unchanged): {item.message}"
+            note = f"botproxy failed in its {item.stage} hook (the traffic passed unchanged): {message}"
             pending.exchange["error"] = _join(pending.exchange.get("error"), note)
         return (
             "errors",
@@ -187,7 +188,7 @@ class SessionRecorder:
                 "session_id": self.session_id,
                 "at": item.at,
                 "stage": item.stage,
-                "message": self.redactor.text(item.message),
+                "message": message,
                 "exchange_seq": pending.exchange["seq"] if pending is not None else None,
             },
         )

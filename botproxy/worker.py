@@ -23,6 +23,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
@@ -86,6 +87,7 @@ class WorkerSession:
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or threads
         events_in, self._events_out = context.Pipe(duplex=False)
+        _widen(self._events_out)
         self._control, child_control = context.Pipe()
         spec = WorkerSpec(
             self.db_path,
@@ -190,6 +192,16 @@ class WorkerSession:
                 " (counted in the closing summary)",
                 exc,
             )
+
+
+def _widen(pipe: Connection) -> None:
+    """A pipe as large as Linux allows an unprivileged process (1 MB, not 64 KB): when the recorder lags,
+    the events wait in the kernel rather than in this process, so a kill -9 of the proxy loses fewer."""
+    with contextlib.suppress(OSError, AttributeError, ImportError):
+        import fcntl
+
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(limit, 1 << 20))  # type: ignore[attr-defined]
 
 
 # -- in the child ------------------------------------------------------------------------------
