@@ -120,7 +120,8 @@ async def chat(bot_url: str, page_server: str, tmp_path: Path, script: list[tupl
         async with Browser.launch(tmp_path) as browser:
             page = await browser.new_page()
             await page.goto(page_server + "?" + urlencode({"domain": proxy.directline_endpoint, "token": token}))
-            await page.wait_for("document.querySelector('[data-id=webchat-sendbox-input]') !== null", timeout=30)
+            # Web Chat says when its Direct Line connection is up (an aria-live status); type only then.
+            await page.wait_for(f"{TRANSCRIPT}.includes('Connectivity Status: Connected')", timeout=30)
             for text, answer in script:
                 if text:
                     await page.keyboard("[data-id=webchat-sendbox-input]", text)
