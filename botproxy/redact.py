@@ -120,9 +120,7 @@ class Redactor:
     """Removes secrets from headers, URLs, bodies and text; thread-safe; remembers what it removed."""
 
     def __init__(self) -> None:
-        self._learned: set[str] = set()
-        self._learned_rx: re.Pattern[str] | None = None  # over text
-        self._learned_latin_rx: re.Pattern[str] | None = None  # over raw bytes decoded as latin-1
+        self._learned = Remembered()
         self._lock = threading.Lock()
         self.generation = 0  # grows with each value remembered: a caller can tell whether to scrub again
 
@@ -140,12 +138,8 @@ class Redactor:
             return
         forms = {value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1]}
         with self._lock:
-            if forms <= self._learned:
-                return
-            self._learned |= forms
-            self._learned_rx = _alternatives(self._learned)
-            self._learned_latin_rx = None  # rebuilt when a raw body needs it
-            self.generation += 1
+            if self._learned.add(forms):
+                self.generation += 1
 
     def _learn_basic(self, credential: str) -> None:
         try:
@@ -213,8 +207,8 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """Scrub a free-form string: remembered values, secrets by position, JWTs."""
-        if self._learned_rx is not None:
-            value = _sub_learned(self._learned_rx, value)
+        for pattern in self._patterns(latin=False):
+            value = pattern.sub(REDACTED, value)
         value = self._positional(value, learn=False)
         if "eyJ" in value:
             value = _JWT.sub(REDACTED, value)
@@ -326,17 +320,17 @@ class Redactor:
         except UnicodeDecodeError:
             pass
         latin = content.decode("latin-1")
-        learned = self._learned_latin()
-        if learned is not None:
-            latin = _sub_learned(learned, latin)
+        for pattern in self._patterns(latin=True):
+            latin = pattern.sub(REDACTED, latin)
         latin = self._positional(latin, learn=False)
         return _JWT.sub(REDACTED, latin).encode("latin-1")
 
-    def _learned_latin(self) -> re.Pattern[str] | None:
-        with self._lock:
-            if self._learned_latin_rx is None and self._learned:
-                self._learned_latin_rx = _alternatives({v.encode("utf-8").decode("latin-1") for v in self._learned})
-            return self._learned_latin_rx
+    def _patterns(self, *, latin: bool) -> tuple[re.Pattern[str], ...]:
+        learned = self._learned
+        if learned.fresh:  # compiled on first use, not per value learned: an exchange teaches several
+            with self._lock:
+                learned.flush()
+        return learned.latin_patterns() if latin else learned.patterns
 
 
 def _as_text(content: bytes) -> str:
@@ -346,19 +340,93 @@ def _as_text(content: bytes) -> str:
         return content.decode("latin-1")
 
 
+class Remembered:
+    """The remembered values as a few compiled patterns. New values go into a small pattern, and patterns
+    merge as they grow (like a binary counter), so each value is compiled O(log n) times over a session and
+    a scrub runs O(log n) patterns; each is a trie of its values, so its cost hardly grows with their number
+    (an alternation of n literals is tried literal by literal at every position)."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.fresh: set[str] = set()  # remembered, not compiled yet
+        self.patterns: tuple[re.Pattern[str], ...] = ()
+        self._levels: list[_Level | None] = []
+
+    def add(self, forms: set[str]) -> bool:
+        """Remember these values; False when all were known."""
+        new = forms - self.values
+        self.values |= new
+        self.fresh |= new
+        return bool(new)
+
+    def flush(self) -> None:
+        """Compile the fresh values into the smallest pattern, merging full levels upwards."""
+        if not self.fresh:
+            return
+        chunk, self.fresh = self.fresh, set()
+        for i, level in enumerate(self._levels):
+            if level is None:
+                self._levels[i] = _Level(chunk)
+                break
+            chunk |= level.values
+            self._levels[i] = None
+        else:
+            self._levels.append(_Level(chunk))
+        self.patterns = tuple(level.text for level in self._levels if level is not None)
+
+    def latin_patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(level.latin() for level in self._levels if level is not None)
+
+
+class _Level:
+    def __init__(self, values: set[str]) -> None:
+        self.values = values
+        self.text = _alternatives(values)
+        self._latin: re.Pattern[str] | None = None
+
+    def latin(self) -> re.Pattern[str]:
+        """The same values as their UTF-8 bytes read as latin-1 (how `raw` reads a body that is not UTF-8)."""
+        if self._latin is None:
+            latin = {v.encode("utf-8").decode("latin-1") for v in self.values}
+            self._latin = self.text if latin == self.values else _alternatives(latin)
+        return self._latin
+
+
 def _alternatives(values: Iterable[str]) -> re.Pattern[str]:
-    """One pattern for all remembered values: long ones anywhere, short ones as whole words (groups 1, 2)."""
-    ordered = sorted(values, key=len, reverse=True)
-    long = "|".join(re.escape(v) for v in ordered if len(v) >= MIN_ANYWHERE)
-    short = "|".join(re.escape(v) for v in ordered if len(v) < MIN_ANYWHERE)
-    parts = [f"(?:{long})"] if long else []
+    """One pattern for values: long ones anywhere, short ones as whole words."""
+    long = [v for v in values if len(v) >= MIN_ANYWHERE]
+    short = [v for v in values if len(v) < MIN_ANYWHERE]
+    parts = [_trie(long)] if long else []
     if short:
-        parts.append(f"(?<![A-Za-z0-9])(?:{short})(?![A-Za-z0-9])")
+        parts.append(f"(?<![A-Za-z0-9]){_trie(short)}(?![A-Za-z0-9])")
     return re.compile("|".join(parts))
 
 
-def _sub_learned(pattern: re.Pattern[str], value: str) -> str:
-    return pattern.sub(REDACTED, value)
+def _trie(values: Iterable[str]) -> str:
+    """A regex matching any of the values, the longest first, built as a trie: `(?:ab(?:c|d)|x)`."""
+    root: dict[str, Any] = {}
+    for value in values:
+        node = root
+        for char in value:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a value ends here
+    return _trie_node(root)
+
+
+def _trie_node(node: dict[str, Any]) -> str:
+    branches = []
+    for char, child in node.items():
+        if char == "":
+            continue
+        run = char
+        while len(child) == 1 and "" not in child:  # a chain of single children is one literal
+            (char, child), = child.items()
+            run += char
+        branches.append(re.escape(run) + _trie_node(child))
+    if not branches:
+        return ""
+    group = "(?:" + "|".join(branches) + ")"
+    return group + "?" if "" in node else group  # greedy: the longer value is tried first
 
 
 # -- logging -----------------------------------------------------------------------------------

@@ -209,3 +209,25 @@ def test_a_long_word_does_not_make_the_url_password_search_quadratic():
     # Before the scheme was bounded, this took minutes (every letter of the word started a scheme).
     text = "a://b:c " + "x" * 2_000_000 + " http://user:pw-123456@example.com"
     assert Redactor().text(text).endswith(" http://user:[REDACTED]@example.com")
+
+
+def test_many_remembered_values_are_all_scrubbed_longest_first():
+    """Values are kept in merged trie patterns (not one alternation rebuilt per value); every one still
+    goes, a value that extends another goes whole, and short ones only as words."""
+    import random
+
+    rnd = random.Random(10)
+    r = Redactor()
+    values = ["".join(rnd.choice("abcdef0123-_") for _ in range(rnd.randint(8, 40))) for _ in range(500)]
+    for n, value in enumerate(values):
+        r.learn(value)
+        if n % 7 == 0:
+            assert value not in r.text(f"x {value} y")  # scrubs between learns merge the patterns
+    text = " | ".join(values)
+    out = r.text(text)
+    assert out == " | ".join([REDACTED] * len(values))
+    r.learn("prefix-value-1")
+    r.learn("prefix-value-1-and-more")
+    assert r.text("<prefix-value-1-and-more>") == f"<{REDACTED}>"
+    r.learn("abcd")
+    assert r.text("abcd abcde") == f"{REDACTED} abcde"
