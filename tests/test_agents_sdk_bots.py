@@ -1,9 +1,12 @@
 """Real Microsoft 365 Agents SDK bots (Python and JavaScript) behind the real recorder: a streamed reply, a card
 and a proactive send, on Teams (personal chat), Web Chat and Direct Line. What the stream rules find on them is pinned
 here, SDK by SDK: a stream that is correct for its channel gets no error, and the one quirk a warning is
-the Agents SDK for JavaScript's numbered final on Teams (1, 2, 4)."""
+the Agents SDK for JavaScript's numbered final on Teams (1, 2, 4). When the channel ends a stream with 403
+ContentStreamNotAllowed (the user pressed stop, the time ran out), both SDKs do right: info only."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from agentskit import SDKS, STREAMED_TEXT, agents_bot
@@ -85,3 +88,43 @@ async def test_a_real_agents_sdk_stream_is_recorded_and_checked(tmp_path, sdk, c
     assert not any(f["rule"] == "BP-O12" for f in live)  # chunks are not typing indicators
     again = [(f.seq, f.rule, f.severity) for f in check_session(db, 1)]
     assert again == [(f["seq"], f["rule"], f["severity"]) for f in live]
+
+
+ENDINGS = {
+    "timeout": "Content stream finished due to exceeded streaming time.",
+    "cancelled": "Content stream was cancelled by user.",
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_the_channel_ending_a_real_stream_with_403_is_understood(tmp_path, sdk, ending):
+    """Teams answers a chunk 403 ContentStreamNotAllowed: the SDKs stop streaming, and after a timeout
+    finish the answer by updating the stream's message (PUT). Info, not a warning: the bots did right."""
+    channel = ConnectorChannel(channel_id="msteams")
+    await channel.start()
+    try:
+        async with agents_bot(sdk, pick_free_port()) as bot_url:
+            async with record_session(tmp_path, bot_url, name=ending) as rec:
+                conversation = {"id": "conv-1", "conversationType": "personal", "tenantId": "t1"}
+                inbound = channel.activity(text="stream", conversation_id="conv-1", conversation=conversation)
+                turn = asyncio.create_task(channel.send(rec.endpoint, inbound))
+                await channel.wait_for_calls(1, 30)  # the informative update went out: refuse the next chunk
+                channel.fail_next(403, code="ContentStreamNotAllowed", message=ENDINGS[ending])
+                status, _ = await turn
+                assert status < 300
+    finally:
+        await channel.stop()
+    db = store.open_db(rec.db_path)
+    sent = [a for a in store.iter_activities(db, 1) if a["direction"] == "from_bot"]
+    refused = next(a for a in sent if a["status"] == 403)
+    after = sent[sent.index(refused) + 1 :]
+    if ending == "timeout":
+        stream_id = sent[0]["activity_id"]
+        assert [(a["route"], a["url_activity_id"]) for a in after] == [("update_activity", stream_id)] * len(after)
+        assert after and after[-1]["text"] == STREAMED_TEXT
+    else:
+        assert after == []  # nothing more once the user pressed stop
+    findings = [dict(f) for f in db.query("select seq, rule, severity, message from findings order by rowid")]
+    assert [(f["seq"], f["rule"]) for f in findings if f["rule"].startswith("BP-S")] == [(refused["seq"], "BP-S14")]
+    assert all(f["severity"] == "info" for f in findings), findings
