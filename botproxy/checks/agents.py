@@ -40,7 +40,7 @@ RULES: tuple[Rule, ...] = (
         "https://schema.org/Message. Teams answers 400 to a second root entity, to more than 20 "
         "citations and to a citation without appearance; a `[n]` in the text shows as a citation only "
         "when a citation has position n, and names (80), abstracts (160) and keywords (3 of 28 "
-        "characters) are cut or refused above their documented lengths. The Agents SDKs cut abstracts "
+        "characters) have documented limits. The Agents SDKs cut abstracts "
         "at 480 (Python, .NET) or 477 (JavaScript) characters, above the documented 160. Source: "
         "TEAMS-DOCS bot-messages-ai-generated-content; AGENTS-PY ai_entity.py.",
         f"{_AI_DOC}; AGENTS-PY ai_entity.py",

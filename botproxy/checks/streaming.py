@@ -64,8 +64,8 @@ RULES: tuple[Rule, ...] = (
         "Teams' contract says the final message of a stream must not carry `streamSequence`, and Web Chat "
         "assumes it is infinite. The Agents SDK for JavaScript sets it, one above the next number (it "
         "counts the final twice: 1, 2, 4), older Agents SDK for Python releases and teams.ts before "
-        "PR#688 set it to the next number; Teams accepts that today, so it is a warning on Teams and info "
-        "elsewhere. Source: TEAMS-DOCS streaming-ux (REST API); microsoft/teams.ts#687; "
+        "PR#688 set it to the next number. Shipping SDKs do it, so it is a warning on Teams (its contract "
+        "forbids it) and info elsewhere. Source: TEAMS-DOCS streaming-ux (REST API); microsoft/teams.ts#687; "
         "WEBCHAT LIVESTREAMING.md.",
         f"{_TEAMS_STREAMING}; microsoft/teams.ts#687; {_WEBCHAT}",
         "Leave `streamSequence` out of the final message's streaminfo entity.",
@@ -153,8 +153,9 @@ RULES: tuple[Rule, ...] = (
         "last streamed text",
         'Each chunk carries the whole text so far ("A brown" then "A brown fox"), not a delta, and the '
         "final message carries the whole answer: Teams rejects a chunk or a final that changes what was "
-        "already streamed (400, streamed content changed). Web Chat replaces the text and shows the "
-        "jump, so it is a warning there. Informative updates are not streamed content. Source: "
+        "already streamed (400, streamed content changed). Web Chat shows each chunk's text in place of "
+        "the last one, so the user sees the text jump: a warning there. Informative updates are not "
+        "streamed content. Source: "
         "TEAMS-DOCS streaming-ux (streamed text must contain the previous content); "
         "microsoft/Agents-for-net#251.",
         f"{_TEAMS_STREAMING}; microsoft/Agents-for-net#251",
