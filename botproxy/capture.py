@@ -23,7 +23,15 @@ from urllib.parse import urlsplit, urlunsplit
 from mitmproxy import ctx, http
 
 from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
-from .service_url import SVC_PREFIX, ServiceUrlKeys, is_json_type, restore, rewrite_inbound, svc_url
+from .service_url import (
+    SVC_PREFIX,
+    ServiceUrlKeys,
+    is_json_type,
+    replace_top_level_string,
+    restore,
+    rewrite_inbound,
+    svc_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,16 +237,21 @@ class Capture:
 
     def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
         """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's
-        WebSocket comes through the recorder too; mitmproxy carries the upgrade on to the service."""
+        WebSocket comes through the recorder too; mitmproxy carries the upgrade on to the service. Only
+        that value changes: the client gets the service's bytes but for it."""
         assert flow.response is not None
-        body = json.loads(flow.response.content or b"null")
-        stream_url = body.get("streamUrl") if isinstance(body, dict) else None
-        if not isinstance(stream_url, str):
-            return
-        parts = urlsplit(stream_url)
-        host, port = flow.client_conn.sockname[:2]
-        body["streamUrl"] = urlunsplit(("ws", _authority(host, port), parts.path, parts.query, ""))
-        flow.response.content = json.dumps(body).encode()
+        authority = _authority(*flow.client_conn.sockname[:2])
+
+        def ours(stream_url: object) -> str | None:
+            if not isinstance(stream_url, str):
+                return None
+            parts = urlsplit(stream_url)
+            return urlunsplit(("ws", authority, parts.path, parts.query, ""))
+
+        content = _decoded(flow.response)
+        edited = content and replace_top_level_string(content, "streamUrl", ours)
+        if edited:
+            flow.response.content = edited
 
     def _listener(self, flow: http.HTTPFlow) -> str:
         mode = getattr(flow.client_conn, "proxy_mode", None)
@@ -303,17 +316,24 @@ def _bare_response(flow: http.HTTPFlow) -> ResponseSeen | None:
 class _StreamTap:
     """mitmproxy's `response.stream` callable for a `text/event-stream` answer: each chunk goes on to
     the channel at once, with botproxy's rewritten serviceUrls given back their original (as in a
-    buffered answer), and is kept with its time."""
+    buffered answer), and is kept with its time.
+
+    A rewritten URL never spans lines (an event's data lines carry JSON, whose strings hold no raw
+    newline), so an unfinished line waits for its end: a URL split between two reads is restored too,
+    and SSE clients act on whole events only anyway."""
 
     def __init__(self, original_of: Callable[[str], str | None]) -> None:
         self.chunks: list[tuple[float, bytes]] = []
         self._original_of = original_of
+        self._unfinished = b""
 
     def __call__(self, chunk: bytes) -> bytes:
-        chunk = restore(chunk, self._original_of)
-        if chunk:
-            self.chunks.append((time.time(), chunk))
-        return chunk
+        data = self._unfinished + chunk
+        cut = data.rfind(b"\n") + 1 if chunk else len(data)  # b"": the body ended, send everything
+        data, self._unfinished = restore(data[:cut], self._original_of), data[cut:]
+        if data:
+            self.chunks.append((time.time(), data))
+        return data
 
 
 def _is_event_stream(message: http.Message) -> bool:

@@ -41,8 +41,6 @@ PROXY_USER = "botproxy"
 # channels limit activities to 256K characters, so no real activity comes near it.
 MAX_REWRITE_BYTES = 4 * 1024 * 1024
 
-# The serviceUrl member of an activity, with its JSON string value (escapes allowed).
-_SERVICE_URL = re.compile(rb'"serviceUrl"\s*:\s*"((?:[^"\\]|\\.)*)"')
 # A JSON string, or a bracket: enough to tell how deep a position is.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 # A rewritten base as a bot writes it: any host, our prefix, a key (signed or an older unsigned one),
@@ -165,23 +163,43 @@ def is_json_type(content_type: str) -> bool:
 def rewrite_inbound(content: bytes, make_ours: Callable[[str], str]) -> bytes | None:
     """The body with only the activity's top-level serviceUrl value replaced by `make_ours(original)`,
     or None when it is not a JSON object with exactly one such http(s) member."""
-    if len(content) > MAX_REWRITE_BYTES or b'"serviceUrl"' not in content:
+
+    def ours(original: object) -> str | None:
+        if isinstance(original, str) and original.startswith(("http://", "https://")):
+            return make_ours(original)
+        return None
+
+    return replace_top_level_string(content, "serviceUrl", ours)
+
+
+def replace_top_level_string(content: bytes, name: str, replace: Callable[[object], str | None]) -> bytes | None:
+    """`content`, a JSON object, with the string value of its top-level member `name` replaced by
+    `replace(value)`, every other byte kept; None when it is no such object, or `replace` says None."""
+    if len(content) > MAX_REWRITE_BYTES or f'"{name}"'.encode() not in content:
         return None
     try:
         body = json.loads(content)
-    except ValueError:  # not JSON (or not UTF-8): the bot's to reject, not ours to edit
+    except ValueError:  # not JSON (or not UTF-8): the receiver's to reject, not ours to edit
         return None
-    original = body.get("serviceUrl") if isinstance(body, dict) else None
-    if not isinstance(original, str) or not original.startswith(("http://", "https://")):
+    if not isinstance(body, dict) or name not in body:
         return None
-    found = list(_SERVICE_URL.finditer(content))
+    new = replace(body[name])
+    if new is None:
+        return None
+    found = list(_member(name).finditer(content))
     # One match is the top-level member unless keys are \u-escaped (a top-level "service\u0055rl" beside a
     # nested "serviceUrl"); only then is the depth worth computing.
     top = found if len(found) == 1 and b"\\u" not in content else [m for m in found if _depth(content, m.start()) == 1]
-    if len(top) != 1 or json.loads(b'"' + top[0].group(1) + b'"') != original:
+    if len(top) != 1 or json.loads(b'"' + top[0].group(1) + b'"') != body[name]:
         return None  # duplicate or escaped keys: leave such a body alone
     match = top[0]
-    return content[: match.start(1)] + _json_str(make_ours(original)) + content[match.end(1) :]
+    return content[: match.start(1)] + _json_str(new) + content[match.end(1) :]
+
+
+@functools.lru_cache(maxsize=16)
+def _member(name: str) -> re.Pattern[bytes]:
+    """The member `name` of a JSON object, with its string value (escapes allowed)."""
+    return re.compile(b'"' + re.escape(name.encode()) + rb'"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def _depth(content: bytes, pos: int) -> int:

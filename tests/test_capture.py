@@ -9,7 +9,7 @@ from mitmproxy import http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from botproxy.capture import REFUSED_CODE, Capture
+from botproxy.capture import REFUSED_CODE, Capture, _StreamTap
 from botproxy.recording import FailureSeen, RequestSeen, ResponseSeen
 from botproxy.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
 
@@ -326,3 +326,34 @@ def test_a_reply_without_our_urls_passes_byte_for_byte(addon, seen):
     with taddons.context(addon):
         addon.request(flow)
     assert flow.request.raw_content == raw  # not re-compressed
+
+
+def test_a_streamed_answer_gets_rewritten_urls_restored_even_when_split_between_reads():
+    ours = OURS.format(key=KEYS.mint(ORIGINAL))
+    body = (b'event: activity\ndata: {"type":"typing","serviceUrl":"' + ours.encode() + b'"}\n\n'
+            b'event: activity\ndata: {"type":"message","text":"' + ours.encode() + b'v3/x"}\n\n')
+    expected = body.replace(ours.encode() + b"v3", ORIGINAL.encode() + b"v3").replace(ours.encode(), ORIGINAL.encode())
+    for split in range(1, len(body), 7):
+        tap = _StreamTap(KEYS.verify)
+        sent = tap(body[:split]) + tap(body[split:]) + tap(b"")
+        assert sent == expected, split
+        assert b"".join(c for _, c in tap.chunks) == expected
+
+
+def test_a_direct_line_stream_url_is_the_only_bytes_changed_in_its_answer(seen):
+    addon = Capture(seen.append, keys=KEYS, directline_targets=frozenset({("directline.botframework.com", 443)}))
+    body = (b'{\n  "conversationId" : "c1",\n  "token" : "tok",\n  "expires_in" : 1800,\n  "streamUrl" : '
+            b'"wss://directline.botframework.com/v3/directline/conversations/c1/stream?watermark=-&t=abc",\n'
+            b'  "referenceGrammarId" : "g"\n}')
+    req = tutils.treq(method=b"POST", host="directline.botframework.com", port=443,
+                      path=b"/v3/directline/conversations", content=b"")
+    flow = tflow.tflow(req=req, resp=tutils.tresp(content=body))
+    flow.client_conn.proxy_mode = ProxyMode.parse("reverse:https://directline.botframework.com@127.0.0.1:5057")
+    flow.client_conn.sockname = ("127.0.0.1", 5057)
+    with taddons.context(addon):
+        addon.request(flow)
+        addon.response(flow)
+    ours = b"ws://127.0.0.1:5057/v3/directline/conversations/c1/stream?watermark=-&t=abc"
+    assert flow.response.content == body.replace(
+        b"wss://directline.botframework.com/v3/directline/conversations/c1/stream?watermark=-&t=abc", ours)
+    assert seen[-1].content == body  # the recording keeps what the service sent
