@@ -2,7 +2,8 @@
 and a proactive send, on Teams (personal chat), Web Chat and Direct Line. What the stream rules find on them is pinned
 here, SDK by SDK: a stream that is correct for its channel gets no error, and the one quirk a warning is
 the Agents SDK for JavaScript's numbered final on Teams (1, 2, 4). When the channel ends a stream with 403
-ContentStreamNotAllowed (the user pressed stop, the time ran out), both SDKs do right: info only."""
+ContentStreamNotAllowed (the user pressed stop, the time ran out), or a group chat's stream with BadArgument,
+both SDKs do right: info only."""
 
 from __future__ import annotations
 
@@ -127,4 +128,32 @@ async def test_the_channel_ending_a_real_stream_with_403_is_understood(tmp_path,
         assert after == []  # nothing more once the user pressed stop
     findings = [dict(f) for f in db.query("select seq, rule, severity, message from findings order by rowid")]
     assert [(f["seq"], f["rule"]) for f in findings if f["rule"].startswith("BP-S")] == [(refused["seq"], "BP-S14")]
+    assert all(f["severity"] == "info" for f in findings), findings
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+async def test_a_real_stream_in_a_teams_group_chat_is_refused_and_falls_back_to_one_message(tmp_path, sdk):
+    """Teams answers a stream in a group chat BadArgument; the SDKs try on every turn and then send the
+    answer as one message: BP-S13 says so as info, at the refused request, and nothing else is reported."""
+    channel = ConnectorChannel(channel_id="msteams")
+    await channel.start()
+    try:
+        async with agents_bot(sdk, pick_free_port()) as bot_url:
+            async with record_session(tmp_path, bot_url, name="group") as rec:
+                conversation = {"id": "conv-g", "conversationType": "groupChat", "isGroup": True, "tenantId": "t1"}
+                message = "Streaming API is not enabled for non personal scope or non copilot conversations."
+                channel.fail_next(400, code="BadArgument", message=message)
+                inbound = channel.activity(text="stream", conversation_id="conv-g", conversation=conversation)
+                status, _ = await channel.send(rec.endpoint, inbound)
+                assert status < 300
+    finally:
+        await channel.stop()
+    db = store.open_db(rec.db_path)
+    refused, *rest = [a for a in store.iter_activities(db, 1) if a["direction"] == "from_bot"]
+    assert refused["status"] == 400 and streams.stream_part(refused["body"]) is not None
+    assert [(a["type"], a["text"], streams.stream_part(a["body"])) for a in rest] == [("message", STREAMED_TEXT, None)]
+    findings = [dict(f) for f in db.query("select seq, rule, severity from findings order by rowid")]
+    assert [(f["seq"], f["rule"], f["severity"]) for f in findings if f["rule"].startswith("BP-S")] == [
+        (refused["seq"], "BP-S13", "info")
+    ]
     assert all(f["severity"] == "info" for f in findings), findings

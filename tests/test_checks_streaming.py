@@ -464,13 +464,25 @@ def teams_stream_in_a_personal_chat() -> Wire:
     return correct_stream()
 
 
+def test_a_group_chat_stream_the_channel_refused_is_the_sdks_fallback_info_one_it_accepted_a_warning():
+    [refused] = FIRES["BP-S13"]().of("BP-S13")
+    assert refused.severity == "info" and refused.details["refused"] and "BadArgument" in refused.message
+    w, inbound, st = teams_turn(conversation={"id": "c1", "conversationType": "channel"})
+    first = st.send("A")
+    st.send("A b.", "final")
+    w.done(inbound)
+    [accepted] = w.of("BP-S13")
+    assert (accepted.seq, accepted.severity, accepted.details["refused"]) == (first.seq, "warning", False)
+    assert "BP-S14" not in FIRES["BP-S13"]().codes()  # the refusal is said once, by BP-S13
+
+
 def test_streaming_to_an_agentic_identity_is_out_of_scope_whichever_spelling():
     for role in ("agenticAppInstance", "agenticInstance"):
         w, inbound, st = teams_turn(recipient={"id": "b1", "name": "Bot", "role": role, "agenticAppId": "app-1"})
         st.send("A")
         st.send("A b.", "final")
         w.done(inbound)
-        assert [f.details for f in w.of("BP-S13")] == [{"agentic": True}], role
+        assert [(f.details, f.severity) for f in w.of("BP-S13")] == [({"agentic": True, "refused": False}, "warning")]
         assert "BP-M05" not in w.codes(), role
 
 

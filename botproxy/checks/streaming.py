@@ -201,12 +201,15 @@ RULES: tuple[Rule, ...] = (
         WARNING,
         "a Teams stream in a group chat or channel (not personal, not Copilot), or to an agentic identity",
         "Teams streams only in one-on-one chats (and Microsoft 365 Copilot); elsewhere it answers "
-        'BadArgument "streaming API is not enabled" and the SDKs fall back to one message. Teams does '
-        "not stream to agentic identities either (roles agenticAppInstance, or agenticInstance as the "
+        'BadArgument "streaming API is not enabled" and the SDKs fall back to one message: that try costs '
+        "a refused request on every turn (info); a stream the channel accepted there is a warning. Teams "
+        "does not stream to agentic identities either (roles agenticAppInstance, or agenticInstance as the "
         "spec spells it, and agenticUser). Source: TEAMS-DOCS streaming-ux (one-on-one chats); "
         "microsoft/Agents-for-net#516; AGENTS-PY streaming_response.py.",
         f"{_TEAMS_STREAMING}; microsoft/Agents-for-net#516",
         "Stream only in personal conversations; elsewhere send the answer as one message.",
+        alt_severity=INFO,
+        alt_when="the channel refused the stream (BadArgument) and the SDKs fall back to one message",
     ),
     _rule(
         "BP-S14",
@@ -242,6 +245,7 @@ class Stream:
         "in_flight",
         "rejected",
         "reported",
+        "scope",
     )
 
     def __init__(self, stream_id: str | None, first_seq: int, at: float | None) -> None:
@@ -255,6 +259,9 @@ class Stream:
         self.in_flight = 0  # requests of the stream without an HTTP answer yet
         self.rejected: str | None = None  # how the channel ended it
         self.reported: set[str] = set()  # codes reported once per stream
+        # BP-S13 (message, details) for a stream outside Teams' streaming scope, until the channel's answer
+        # to its first request tells a refused stream (the SDKs' try-then-fall-back) from an accepted one.
+        self.scope: tuple[str, dict[str, Any]] | None = None
 
 
 class Streams:
@@ -317,6 +324,8 @@ def on_send(
         )
         return
     stream = _stream_of(eng, a, part, book, teams, conv)
+    if stream.scope is not None and not answered:  # no channel answer to tell the SDK's fallback by
+        _out_of_scope(eng, a, stream, conv, refused=False)
     at = a["observed_at"]
     if stream.in_flight:
         eng.emit(
@@ -389,18 +398,12 @@ def _stream_of(
         )
     if teams and not book.copilot:
         if book.conversation_type not in (None, "personal"):
-            eng.emit(
-                "BP-S13",
-                a,
-                conv.id,
+            stream.scope = (
                 f"a Teams stream in a {book.conversation_type!r} conversation (streaming is for personal chats)",
                 {"conversation_type": book.conversation_type},
             )
         elif book.agentic:
-            eng.emit(
-                "BP-S13",
-                a,
-                conv.id,
+            stream.scope = (
                 "a Teams stream to an agentic identity (Teams does not stream to agentic identities)",
                 {"agentic": True},
             )
@@ -581,6 +584,13 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
         return
     stream.in_flight -= 1
     status = exchange["status"] if exchange["status"] is not None else 599
+    ending = _rejection(exchange) if status >= 300 else None
+    if stream.scope is not None:
+        refused = ending is not None and "BadArgument" in ending
+        _out_of_scope(eng, sent, stream, conv, refused=refused)
+        if refused:
+            stream.rejected = ending
+            return
     if status < 300:
         if stream.id is None and sent["activity_id"]:
             stream.id = sent["activity_id"]
@@ -590,7 +600,6 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
     if status == 429:
         eng.emit("BP-S07", sent, conv.id, "the channel throttled the stream (429)", {"status": 429})
         return
-    ending = _rejection(exchange)
     if ending is not None and stream.rejected is None:
         stream.rejected = ending
         eng.emit(
@@ -601,6 +610,15 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
             {"status": status, "rejected": ending, "error_code": exchange.get("error_code")},
             alt=True,
         )
+
+
+def _out_of_scope(eng: Engine, a: dict[str, Any], stream: Stream, conv: Conversation, *, refused: bool) -> None:
+    assert stream.scope is not None
+    message, details = stream.scope
+    stream.scope = None
+    if refused:
+        message += "; the channel refused it (BadArgument) and the SDKs then send one message"
+    eng.emit("BP-S13", a, conv.id, message, {**details, "refused": refused}, alt=refused)
 
 
 _ENDINGS = (
