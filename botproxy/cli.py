@@ -33,7 +33,10 @@ class CannotRun(click.ClickException):
     exit_code = EXIT_CANNOT_RUN
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"botproxy: error: {self.format_message()}", err=True)
+        from .redact import scrub
+
+        # An error names what it could not use: a URL with a key in it, a file path with a password.
+        click.echo(f"botproxy: error: {scrub(self.format_message())}", err=True)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,6 +205,8 @@ def record(
 
 
 async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
+    from .redact import scrub
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -214,9 +219,9 @@ async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
         click.echo(warning, err=True)
     click.echo(f"recording session {live.name!r} into {live.db_path}")
     if proxy.config.bot_url:
-        click.echo(f"  channel → {proxy.endpoint}  →  bot {proxy.config.bot_url}")
+        click.echo(f"  channel → {proxy.endpoint}  →  bot {scrub(proxy.config.bot_url)}")
     if proxy.config.directline:
-        click.echo(f"  Direct Line clients → {proxy.directline_endpoint}  →  {proxy.config.directline}")
+        click.echo(f"  Direct Line clients → {proxy.directline_endpoint}  →  {scrub(proxy.config.directline)}")
     if proxy.forward_listen:
         click.echo(f"  forward proxy for the bot's outbound calls: {proxy.forward_url}")
     click.echo("press Ctrl-C to stop")

@@ -429,6 +429,13 @@ def _trie_node(node: dict[str, Any]) -> str:
     return group + "?" if "" in node else group  # greedy: the longer value is tried first
 
 
+def scrub(value: str) -> str:
+    """A string that did not come through a session's traffic (a URL the user typed, an error message),
+    without the secrets its names and shapes show: `?code=` of an Azure Functions endpoint, a password in
+    `user:password@`, a JWT."""
+    return Redactor().text(value)
+
+
 # -- logging -----------------------------------------------------------------------------------
 
 LOG_FORMAT = "botproxy: %(levelname)s %(name)s: %(message)s"

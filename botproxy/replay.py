@@ -52,6 +52,7 @@ from . import __version__, diff, store
 from .channel import ConnectorCall, ConnectorChannel
 from .errors import UpstreamError, UsageError
 from .recording import RequestSeen, ResponseSeen, creation_hints
+from .redact import scrub
 from .replay_results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
 from .session import LiveSession
 
@@ -394,14 +395,14 @@ class _Driver:
             )
             outcome.status = resp.status
             if resp.status >= 500:
-                outcome.error = f"the bot answered HTTP {resp.status}{_excerpt(body)}"
+                outcome.error = f"the bot answered HTTP {resp.status}{scrub(_excerpt(body))}"
         except TimeoutError:
             outcome.error = f"timeout: the bot did not answer within {self.options.timeout:g} s"
         except aiohttp.ClientConnectorError as exc:
             reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else str(exc)
-            outcome.error = f"cannot reach the bot at {self.bot_url}: {reason}"
+            outcome.error = f"cannot reach the bot at {scrub(self.bot_url)}: {scrub(reason)}"
         except aiohttp.ClientError as exc:
-            outcome.error = f"the bot's answer broke off: {exc or type(exc).__name__}"
+            outcome.error = f"the bot's answer broke off: {scrub(str(exc)) or type(exc).__name__}"
         outcome.duration_ms = round((time.time() - started) * 1000, 3)
         if outcome.status is None:
             self.feed.live.submit(ResponseSeen(flow, time.time(), None, [], None, error=outcome.error))
@@ -605,7 +606,7 @@ def _obvious_mistake(plan: Plan, phase: PhaseResult) -> None:
         return
     status = next(iter(statuses))
     if status in _SETUP_MISTAKES and status not in recorded:
-        raise UpstreamError(f"every turn ({len(sent)}) was answered HTTP {status} by {phase.bot_url}: "
+        raise UpstreamError(f"every turn ({len(sent)}) was answered HTTP {status} by {scrub(phase.bot_url)}: "
                             f"{_SETUP_MISTAKES[status]}")
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from . import diff
+from .redact import scrub
 
 if TYPE_CHECKING:
     from .replay import PhaseResult, Plan, PlannedTurn, TurnOutcome
@@ -346,8 +347,8 @@ def start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url:
     row = {
         "session_id": session["id"],
         "started_at": _now(),
-        "candidate_url": candidate_url,
-        "baseline_url": baseline_url,
+        "candidate_url": scrub(candidate_url),
+        "baseline_url": scrub(baseline_url) if baseline_url else None,
         "concurrency": concurrency,
         "options": _dumps(options),
         "ignore_paths": _dumps(list(ignore.user)),
@@ -362,7 +363,7 @@ def fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None
     try:
         with db.conn:
             db.table("replay_runs").update(run_id, {"status": "failed", "ended_at": _now(),
-                                                    "error": str(exc) or type(exc).__name__})
+                                                    "error": scrub(str(exc)) or type(exc).__name__})
     except Exception:  # the original failure is the one to report
         log.exception("could not mark replay run %s as failed", run_id)
 
@@ -376,8 +377,8 @@ def _run_json(db: sqlite_utils.Database, run_id: int, phases: dict[str, PhaseRes
         "started_at": row["started_at"],
         "ended_at": _now(),
         "status": "regressed" if summary["regressed"] else "passed",
-        "candidate_url": candidate.bot_url,
-        "baseline_url": baseline.bot_url if baseline else None,
+        "candidate_url": scrub(candidate.bot_url),
+        "baseline_url": scrub(baseline.bot_url) if baseline else None,
         "candidate_session": {"id": candidate.session_id, "name": candidate.session_name},
         "baseline_session": {"id": baseline.session_id, "name": baseline.session_name} if baseline else None,
         "concurrency": row["concurrency"],

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
-from .redact import Redactor, scrub_own_log_records
+from .redact import Redactor, scrub, scrub_own_log_records
 from .store import RowWriter, Writer
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class RecordingSession(Protocol):
 
 def session_row(name: str, fields: dict[str, Any]) -> dict[str, Any]:
     """A new `sessions` row."""
+    # The bot's URL may carry a key (`?code=` of an Azure Functions endpoint): it is stored and shown.
+    fields = {key: scrub(value) if isinstance(value, str) else value for key, value in fields.items()}
     return {"name": name, "started_at": utc_now(), "botproxy_version": __version__, "source": "record", **fields}
 
 

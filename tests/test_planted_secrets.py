@@ -46,7 +46,9 @@ PLANTED = {
     "Azure SAS sig in an attachment URL": "SasSig-9b3e6f1a",
     "password= in a connector's error answer": "RespPw-2e7c4a9d",
     "Direct Line secret": "DlSecret-4f8b2e6a1c9d",
+    "Azure Functions key (?code=) in the bot's URL": "FnCode-8c3e1b7d",
 }
+FUNCTION_KEY = "?code=" + PLANTED["Azure Functions key (?code=) in the bot's URL"]
 
 
 async def run(*args: str, check: bool = True) -> tuple[int, str, str]:
@@ -218,7 +220,7 @@ async def test_no_planted_secret_reaches_any_artefact(tmp_path, connector, sampl
     dl_channel = DirectLineChannel("http://127.0.0.1:9/unset", secret=PLANTED["Direct Line secret"])
     await dl_channel.start()
     try:
-        proc, endpoints, banner = await start_recorder(tmp_path, sample_bot.url, dl_channel.base_url)
+        proc, endpoints, banner = await start_recorder(tmp_path, sample_bot.url + FUNCTION_KEY, dl_channel.base_url)
         dl_channel.bot_url = endpoints["bot"]  # the Direct Line channel's bot side goes through the recorder too
         db_path = tmp_path / "planted.db"
         try:
@@ -259,7 +261,7 @@ async def test_no_planted_secret_reaches_any_artefact(tmp_path, connector, sampl
     artefacts["transcript exports"] = b"\n".join(t.read_bytes() for t in transcripts)
     await run("report", "planted", "--out", str(tmp_path / "report.html"), "--db", db)
     artefacts["report HTML"] = (tmp_path / "report.html").read_bytes()
-    _, stdout, stderr = await run("replay", "planted", "--bot", sample_bot.url, "--report",
+    _, stdout, stderr = await run("replay", "planted", "--bot", sample_bot.url + FUNCTION_KEY, "--report",
                                   str(tmp_path / "replay.html"), "--junit", str(tmp_path / "replay.xml"), "--json",
                                   "-v", "--cap-ms", "300", "--db", db)
     artefacts["replay output (-v)"] = (stdout + stderr).encode()
@@ -285,3 +287,13 @@ async def test_no_planted_secret_reaches_any_artefact(tmp_path, connector, sampl
     # The forged key was logged as a failed hook, or refused and recorded: either way it is there.
     assert b"not-a-key" in artefacts["record stderr (-v log)"] + stored
     assert b"<testcase" in artefacts["replay JUnit"] and b"You said" in artefacts["replay report HTML"]
+
+
+def test_a_key_in_a_url_given_on_the_command_line_is_not_echoed_in_its_error():
+    from click.testing import CliRunner
+
+    from botproxy.cli import cli
+
+    key = "FnCode-err-5a2d9c"
+    result = CliRunner().invoke(cli, ["record", "--bot", f"ftp://host/api/messages?code={key}"])
+    assert result.exit_code == 2 and "--bot must be" in result.output and key not in result.output
