@@ -93,7 +93,7 @@ async def test_authenticated_inbound_untouched_and_replies_recorded_through_forw
 
 async def test_forward_listener_refuses_without_its_credential_and_accepts_with_it(
         recorders, connector, tls_connector, sample_bot, monkeypatch):
-    proxy = await recorders.start(sample_bot.url, forward=True)
+    proxy = await recorders.start(sample_bot.url, forward=True, upstream_ca=tls_connector[1])
     port = proxy.forward_listen[1]
     reply = connector.activity(text="via proxy", conversation_id="fp")
     target = connector.service_url + "v3/conversations/fp/activities"
@@ -110,12 +110,18 @@ async def test_forward_listener_refuses_without_its_credential_and_accepts_with_
     for name, value in proxy.proxy_env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("NO_PROXY", "")
+    trust_mitmproxy = ssl.create_default_context(cafile=str(proxy.ca_cert))
     async with aiohttp.ClientSession(trust_env=True) as http:
         async with http.post(target, json=reply) as resp:
             assert resp.status == 200
+        # HTTPS_PROXY too: a CONNECT with the credential, then TLS to mitmproxy's certificate for the host.
+        secure = tls_connector[0].service_url + "v3/conversations/fp/activities"
+        async with http.post(secure, json=reply, ssl=trust_mitmproxy) as resp:
+            assert resp.status == 200
     [call] = connector.calls
+    assert [c.body["text"] for c in tls_connector[0].calls] == ["via proxy"]
     assert call.body["text"] == "via proxy" and "Proxy-Authorization" not in call.headers
     await recorders.stop(proxy)
     forward = [x for x in recorders.exchanges() if x["listener"] == "forward"]
-    assert [x["status"] for x in forward] == [407, 407, 200]
+    assert [x["status"] for x in forward] == [407, 407, 200, 200]
     assert proxy.proxy_credential.split(":")[1] not in json.dumps(forward)
