@@ -6,6 +6,7 @@ import stat
 
 import pytest
 from mitmproxy import http
+from mitmproxy.net import encoding
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -244,14 +245,15 @@ def test_a_body_that_is_not_declared_json_is_left_alone(addon, seen, content_typ
     assert flow.request.content == body and not seen[-1].rewritten
 
 
-def test_a_gzip_activity_is_rewritten_inside_and_sent_on_gzip(addon, seen):
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_an_encoded_activity_is_rewritten_inside_and_sent_on_in_its_encoding(addon, seen, coding):
     body = activity(text="compressed")
-    flow = inbound_flow(gzip.compress(body), headers=[(b"content-encoding", b"gzip")])
+    flow = inbound_flow(encoding.encode(body, coding), headers=[(b"content-encoding", coding.encode())])
     with taddons.context(addon):
         addon.request(flow)
-    assert flow.request.headers["content-encoding"] == "gzip"
-    sent = gzip.decompress(flow.request.raw_content or b"")
-    assert json.loads(sent)["serviceUrl"].startswith("http://127.0.0.1:5055/_botproxy/svc/")
+    assert flow.request.headers["content-encoding"] == coding
+    sent = encoding.decode(flow.request.raw_content or b"", coding)
+    assert sent == body.replace(ORIGINAL.encode(), f"http://127.0.0.1:5055{SVC_PREFIX}{KEYS.mint(ORIGINAL)}/".encode())
     assert seen[0].rewritten and seen[0].content == body  # the recording keeps the decoded original
 
 
