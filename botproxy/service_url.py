@@ -119,6 +119,8 @@ class ServiceUrlKeys:
 
 def _load_secret(confdir: Path) -> bytes:
     path = confdir / SECRET_FILE
+    if confdir.exists() and not confdir.is_dir():
+        raise UsageError(f"--confdir {confdir} is a file, not a folder: give a folder (mitmproxy's, e.g. ~/.mitmproxy)")
     try:
         confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():

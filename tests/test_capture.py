@@ -11,6 +11,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
 from botproxy.capture import REFUSED_CODE, Capture, _StreamTap
+from botproxy.errors import UsageError
 from botproxy.recording import FailureSeen, RequestSeen, ResponseSeen
 from botproxy.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
 
@@ -85,6 +86,12 @@ def test_the_secret_is_made_once_owner_only_and_kept(tmp_path):
     secret.chmod(0o644)
     ServiceUrlKeys.in_confdir(tmp_path / "conf")
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        ServiceUrlKeys.in_confdir(tmp_path / "a-file")
+    secret.write_bytes(b"short")
+    with pytest.raises(UsageError, match="not a botproxy key file"):
+        ServiceUrlKeys.in_confdir(tmp_path / "conf")
 
 
 def test_inbound_service_url_is_rewritten_to_come_back_through_us(addon, seen):
