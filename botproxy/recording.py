@@ -359,15 +359,17 @@ class SessionRecorder:
         resp_headers = text_headers(resp.headers)
         parsed = _parse(resp.content)
         self.redactor.learn_message(None, resp_headers, resp.content, None if parsed is _NOT_JSON else parsed)
+        frames: list[tuple[float, Any]] | None = None
+        if exchange["leg"] == INBOUND and p.is_event_stream(resp_headers):
+            chunks = resp.chunks if resp.chunks is not None else [(resp.at, resp.content or b"")]
+            frames = p.stream_activities(chunks)
+            for _, frame in frames:  # every frame's secrets, before any frame or the body is scrubbed
+                self.redactor.learn_json(frame)
         if self.redactor.generation != exchange["_learned"]:
             self._scrub_again(pending)  # the response taught a secret its request may hold too
         headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
-        streamed: list[tuple[float, Any]] | None = None
-        if exchange["leg"] == INBOUND and p.is_event_stream(resp_headers):
-            # Redacted before the stored body, so a secret in a frame is known when the body is written.
-            chunks = resp.chunks if resp.chunks is not None else [(resp.at, resp.content or b"")]
-            streamed = [(at, self.redactor.json(a)) for at, a in p.stream_activities(chunks)]
+        streamed = None if frames is None else [(at, self.redactor.scrub_json(a)) for at, a in frames]
         # A send's answer is a ResourceResponse; an error answer may be anything.
         body, raw, malformed = self._body(
             resp.content, parsed, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES

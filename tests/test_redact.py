@@ -231,3 +231,16 @@ def test_many_remembered_values_are_all_scrubbed_longest_first():
     assert r.text("<prefix-value-1-and-more>") == f"<{REDACTED}>"
     r.learn("abcd")
     assert r.text("abcd abcde") == f"{REDACTED} abcde"
+
+
+def test_a_streamed_answer_is_scrubbed_with_the_secrets_of_all_its_frames():
+    """deliveryMode stream: a later frame's secret field is learned before an earlier frame that echoes it
+    (and the stored body) is scrubbed."""
+    token = "frame-two-token-3e8a1c"
+    echo = {"type": "message", "text": f"here it is: {token}"}  # not a secret field: only learning finds it
+    holder = {"type": "event", "name": "tokens/response", "value": {"tokens": [token]}}  # a list: no text pattern
+    body = b"".join(b"event: activity\r\ndata: " + json.dumps(a).encode() + b"\r\n\r\n" for a in (echo, holder))
+    request = inbound(json.dumps({"type": "message", "text": "hi", "deliveryMode": "stream",
+                                  "conversation": {"id": "c"}}).encode(), [("Content-Type", "application/json")])
+    stored = record(request, ResponseSeen("f1", 2.0, 200, [("Content-Type", "text/event-stream")], body))
+    assert token not in stored and "here it is: [REDACTED]" in stored and "tokens/response" in stored
