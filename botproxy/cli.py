@@ -11,15 +11,18 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
-from .errors import BotproxyError
+from .errors import BotproxyError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +43,64 @@ class CannotRun(click.ClickException):
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line and exit code 2, never a traceback."""
+    """The one place a command's failure becomes one line on stderr and exit code 2, never a traceback:
+    botproxy's errors (botproxy/errors.py) say what is wrong and what to do; an sqlite or OS failure the
+    library did not turn into one is described here; anything else is a bug of ours, said in one line
+    (BOTPROXY_DEBUG=1 shows its traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except BotproxyError as exc:
             raise CannotRun(str(exc)) from exc
+        except sqlite3.Error as exc:
+            from .store import describe_sqlite_error
 
+            raise CannotRun(describe_sqlite_error(kwargs.get("db_path") or "the database", exc)) from exc
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CannotRun(f"{where}{exc.strerror or exc}") from exc
+        except Exception as exc:
+            if os.environ.get("BOTPROXY_DEBUG"):
+                raise
+            log.debug("internal error", exc_info=True)
+            raise CannotRun(
+                f"internal error ({type(exc).__name__}: {_first_line(exc)}); this is a bug in botproxy, please"
+                " report it with the traceback BOTPROXY_DEBUG=1 prints"
+            ) from exc
+
+    wrapper.friendly_errors = True  # type: ignore[attr-defined]  # a test checks every command has it
     return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
+def writable_output(path: str | None, option: str, *, make_parents: bool = False) -> None:
+    """Fail with one line before any work when an output file cannot be written: its folder is missing
+    (unless the command makes it), is not a folder, or cannot be written, or the path is a folder."""
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {path} is a folder: give a file name")
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{option} {path}: the file cannot be written (permission denied)")
+        return
+    folder = target.parent
+    if make_parents:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {target.parent} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {folder} is not writable")
 
 
 def example(*lines: str) -> str:
@@ -524,6 +575,8 @@ def replay(
     from .replay import replay_session
 
     setup_logging(verbose)
+    writable_output(junit_path, "--junit")
+    writable_output(report_path, "--report", make_parents=True)
     config = load_replay_config()
     check_config = None
     if not no_checks:
@@ -674,6 +727,7 @@ def report(session: str, out_path: str | None, db_path: str) -> None:
     from .checks import load_config
     from .report import default_report_path, render_session
 
+    writable_output(out_path, "--out", make_parents=True)
     db = store.open_db(db_path)
     row = store.resolve_session(db, session)
     written = render_session(db, row, out_path or default_report_path(row["name"]), check_config=load_config("."))
@@ -717,7 +771,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     config = load_config(".")
     config = dataclasses.replace(config, disabled=config.disabled | set(disabled))
     config.validate()
-    db = store.open_db(db_path)
+    db = store.open_db(db_path, write=True)  # findings are stored
     row = store.resolve_session(db, session)
     findings = rt.run_checks(db, row, config)
     activities = rt.activities_by_seq(db, row["id"], {f.seq for f in findings if f.seq is not None})
@@ -835,6 +889,8 @@ def export(session: str, fmt: str, out: str | None, db_path: str) -> None:
     """Write a session as .transcript files the Emulator opens (one conversation per file), or as HAR."""
     from .interop import export_session
 
+    if out is not None and (fmt == "har" or not Path(out).is_dir()):  # transcripts may go into a folder
+        writable_output(out, "--out", make_parents=True)
     for path in export_session(db_path, session, fmt, out):
         if path != "-":
             click.echo(f"wrote {path}", err=True)

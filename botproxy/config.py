@@ -27,15 +27,16 @@ def find_table(section: str, start_dir: str | Path = ".") -> tuple[dict[str, Any
         if own.is_file():
             return _table(_read(own).get(section), f"{own} [{section}]")
         if pyproject.is_file():
-            tool = _read(pyproject).get("tool", {}).get("botproxy")
-            if tool is not None:
-                return _table(tool.get(section), f"{pyproject} [tool.botproxy.{section}]")
+            tool, _ = _table(_read(pyproject).get("tool"), f"{pyproject} [tool]")
+            botproxy, _ = _table((tool or {}).get("botproxy"), f"{pyproject} [tool.botproxy]")
+            if botproxy is not None:
+                return _table(botproxy.get(section), f"{pyproject} [tool.botproxy.{section}]")
     return None, "defaults"
 
 
 def _table(value: Any, source: str) -> tuple[dict[str, Any] | None, str]:
     if value is not None and not isinstance(value, dict):
-        raise UsageError(f"{source} must be a table")
+        raise UsageError(f"{source} must be a table, not {type(value).__name__} {value!r:.40}")
     return value, source
 
 
@@ -43,7 +44,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # tomllib decodes the bytes first; TOML files are UTF-8
+        raise UsageError(f"cannot read {path}: it is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, ValueError) as exc:  # ValueError: tomllib.TOMLDecodeError, or a value it cannot make
         raise UsageError(f"cannot read {path}: {exc}") from exc
 
 

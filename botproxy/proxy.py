@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from mitmproxy import addons, options
 from mitmproxy.master import Master
 
+from . import store
 from .capture import Capture
 from .errors import ListenError, UsageError
 from .proxy_auth import ForwardProxyAuth
@@ -114,6 +115,26 @@ class ProxyConfig:
             parse_hostport(self.forward_listen, "--forward-listen")
         if self.upstream_ca and not Path(self.upstream_ca).is_file():
             raise UsageError(f"--upstream-ca {self.upstream_ca}: no such file")
+        check_confdir(Path(os.path.expanduser(self.confdir)))
+
+
+def check_confdir(confdir: Path) -> None:
+    """mitmproxy writes its CA into the confdir on first start; one line now rather than its traceback."""
+    ca = confdir / "mitmproxy-ca.pem"
+    if ca.is_file():
+        if not os.access(ca, os.R_OK):
+            raise UsageError(f"--confdir {confdir}: cannot read mitmproxy's CA {ca} (permission denied)")
+        return
+    if confdir.exists() and not confdir.is_dir():
+        raise UsageError(f"--confdir {confdir} is not a folder")
+    folder = confdir
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--confdir {confdir}: cannot write mitmproxy's CA there ({folder} is not writable); give a folder"
+            " you can write, or one holding mitmproxy-ca.pem"
+        )
 
     def exposure_warning(self) -> str | None:
         """One line naming what other machines can use, when a listener binds beyond loopback."""
@@ -214,12 +235,18 @@ class RecordingProxy:
 
     async def start(self) -> None:
         modes = self._modes()
-        self.session.start()
+        session_id = self.session.start()
         try:
             await self._start_master(modes)
         except BaseException:
             self.session.close()
             raise
+        # Known only now (a port 0 is chosen by the system): the session row says where it listened.
+        store.update_session(
+            self.session.db_path,
+            session_id,
+            {"listen": _address(self.listen), "forward_listen": _address(self.forward_listen)},
+        )
 
     async def _start_master(self, modes: list[str]) -> None:
         opts = options.Options(mode=modes, confdir=self.config.confdir)
@@ -300,6 +327,14 @@ class RecordingProxy:
             except (TimeoutError, asyncio.CancelledError):
                 log.warning("mitmproxy did not stop in time")
             self._task = None
+
+
+def _address(addr: tuple[str, int] | None) -> str | None:
+    """HOST:PORT where a listener is bound, as given to --listen."""
+    if addr is None:
+        return None
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _host(host: str) -> str:

@@ -370,9 +370,15 @@ class SessionRecorder:
         headers = self.redactor.headers(resp_headers)
         route = p.Route(exchange["route"], exchange["conversation_id"], exchange["url_activity_id"])
         streamed = None if frames is None else [(at, self.redactor.scrub_json(a)) for at, a in frames]
-        # A send's answer is a ResourceResponse; an error answer may be anything.
+        # A send's answer is a ResourceResponse, a connector's error answer may be anything; the bot's
+        # answer to an activity is JSON, a stream or nothing, whatever its status (an HTML error page is
+        # malformed).
         body, raw, malformed = self._body(
-            resp.content, parsed, resp_headers, status < 400 and route.name in p.ACTIVITY_BODY_ROUTES
+            resp.content,
+            parsed,
+            resp_headers,
+            (status < 400 and route.name in p.ACTIVITY_BODY_ROUTES)
+            or (route.name == p.BOT_MESSAGES and exchange["method"] == "POST" and streamed is None),
         )
         exchange.update(
             closed=self.event,

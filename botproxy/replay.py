@@ -551,7 +551,7 @@ async def replay_session(
     options = _validate(candidate_url, baseline_url, concurrency, quiet_ms, cap_ms, timeout_s)
     options.quiet_every_turn = quiet_every_turn
     options.connector_ok = connector_ok
-    db = store.open_db(db_path)
+    db = store.open_db(db_path, write=True)  # the run is stored: a locked database is said before any work
     session = store.resolve_session(db, session_ref)
     plan = load_plan(db, session)
     if not plan.conversations:

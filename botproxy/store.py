@@ -233,15 +233,21 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def migrate(db: sqlite_utils.Database) -> None:
     """Bring a database up to SCHEMA_VERSION; refuse one written by a newer botproxy."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(db, version)
+    for number in range(version, SCHEMA_VERSION):
+        with db.conn:
+            MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+    if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
+def _refuse_newer(db: sqlite_utils.Database, version: int) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{db_path(db)} was written by a newer botproxy (schema {version}, this one knows {SCHEMA_VERSION});"
             " upgrade botproxy"
         )
-    for number in range(version, SCHEMA_VERSION):
-        with db.conn:
-            MIGRATIONS[number](db)
-            db.execute(f"PRAGMA user_version = {number + 1}")
 
 
 def db_path(db: sqlite_utils.Database) -> str:
@@ -251,28 +257,125 @@ def db_path(db: sqlite_utils.Database) -> str:
 
 # -- opening -----------------------------------------------------------------------------------
 
+# `PRAGMA application_id` of every database botproxy creates ("bpxy"), so another application's SQLite
+# file is told apart from ours (https://www.sqlite.org/pragma.html#pragma_application_id). Files made
+# before it was set are recognised by the tables of migration 1 and are given it when next opened.
+APPLICATION_ID = 0x62707879
+_OUR_TABLES = frozenset({"sessions", "exchanges", "activities", "errors", "findings"})
+_OUR_SESSION_COLUMNS = frozenset({"name", "source", "capture_mode", "botproxy_version"})
 
-def open_db(path: str | os.PathLike[str], *, create: bool = False) -> sqlite_utils.Database:
-    """Open (and migrate) a botproxy database, turning every sqlite failure into one-line StoreErrors."""
-    path = Path(path)
-    if not create and not path.exists():
-        raise StoreError(f"no database at {path}: record a session first (botproxy record) or pass --db")
-    if create and path.parent and not path.parent.exists():
-        raise StoreError(f"cannot create database {path}: folder {path.parent} does not exist")
+
+def lock_timeout() -> float:
+    """Seconds to wait for a database another process holds locked (BOTPROXY_LOCK_TIMEOUT, default 30)."""
     try:
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        return max(0.0, float(os.environ.get("BOTPROXY_LOCK_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+def open_db(path: str | os.PathLike[str], *, create: bool = False, write: bool = False) -> sqlite_utils.Database:
+    """Open (and migrate) a botproxy database; every failure is a one-line StoreError.
+
+    `create`: make the file when it is missing (owner-only, it holds traffic) and accept an empty SQLite
+    file. `create` or `write`: wait for the write lock now (BOTPROXY_LOCK_TIMEOUT), so a database that
+    cannot be written is said before any work. A file that is not ours is refused before anything is
+    written to it."""
+    path = Path(path)
+    _check_path(path, create)
+    conn = None
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=lock_timeout())
         db = sqlite_utils.Database(conn)
-        if not create and db.execute("PRAGMA user_version").fetchone()[0] == 0:
-            # Never migrate our tables into somebody else's SQLite file from a read command.
-            raise StoreError(f"{path} is an SQLite file but not a botproxy database")
+        fresh = _recognise(db, path, create)
+        if fresh or create or write:
+            _wait_for_write_lock(db)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         migrate(db)
         return db
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"cannot use database {path}: {exc} (is it a botproxy database? is the folder writable?)"
-        ) from exc
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise StoreError(describe_sqlite_error(path, exc)) from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+
+
+def _check_path(path: Path, create: bool) -> None:
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a database file: pass --db with a file name")
+    if path.exists():
+        if not path.is_file():
+            raise StoreError(f"{path} is not a regular file: pass --db with a database file")
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"cannot read database {path}: permission denied")
+        return
+    if not create:
+        raise StoreError(f"no database at {path}: record a session first (botproxy record) or pass --db")
+    folder = path.parent
+    if not folder.is_dir():
+        raise StoreError(f"cannot create database {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create database {path}: folder {folder} is not writable")
+    try:  # owner-only from the first byte: the database holds traffic (SQLite gives -wal/-shm the same mode)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from exc
+
+
+def _recognise(db: sqlite_utils.Database, path: Path, create: bool) -> bool:
+    """True for an empty file (ours to fill when `create`); raise StoreError for a file that is not ours."""
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
+    if app_id == 0 and version == 0 and not tables:
+        if not create:
+            raise StoreError(f"{path} holds no botproxy data yet: record a session first (botproxy record)")
+        return True
+    if app_id == APPLICATION_ID or (app_id == 0 and _looks_like_ours(db, tables)):
+        _refuse_newer(db, version)
+        return False
+    raise StoreError(
+        f"{path} is another application's SQLite file, not a botproxy database: botproxy leaves it alone;"
+        " pass --db with a new file name"
+    )
+
+
+def _looks_like_ours(db: sqlite_utils.Database, tables: set[str]) -> bool:
+    """A database of a botproxy from before `application_id` was set."""
+    if not _OUR_TABLES <= tables:
+        return False
+    columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
+    return _OUR_SESSION_COLUMNS <= columns
+
+
+def _wait_for_write_lock(db: sqlite_utils.Database) -> None:
+    """Take and release the write lock: waits for another writer up to the busy timeout, fails on a
+    read-only file or folder."""
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("ROLLBACK")
+
+
+def describe_sqlite_error(path: str | os.PathLike[str], exc: sqlite3.Error) -> str:
+    """One line for an sqlite failure on the database at `path`: what is wrong and what to do."""
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"database {path} is locked by another process (waited {lock_timeout():g} s): close the program"
+            " holding it or pass another --db (BOTPROXY_LOCK_TIMEOUT sets the wait)"
+        )
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        return f"cannot write to database {path} ({text}): check the permissions of the file and its folder"
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return f"{path} is damaged or not a botproxy database ({text}): pass --db with another file"
+    if "disk" in lowered and "full" in lowered:
+        return f"cannot write to database {path}: the disk is full"
+    return f"cannot use database {path}: {text}"
 
 
 # -- writing rows so that nothing is dropped uncounted ----------------------------------------
@@ -641,6 +744,18 @@ def create_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
     if db["sessions"].count_where("name = ?", [row["name"]]):
         raise StoreError(f"a session named {row['name']!r} already exists in {db_path(db)}; choose another --session")
     return int(db.table("sessions").insert(row).last_pk or 0)
+
+
+def update_session(path: str | os.PathLike[str], session_id: int, fields: dict[str, Any]) -> None:
+    """Set columns of a session row from a connection of its own (beside a writer that owns another)."""
+    db = open_db(path)
+    try:
+        with db.conn:
+            db.table("sessions").update(session_id, fields)
+    except sqlite3.Error as exc:
+        raise StoreError(describe_sqlite_error(path, exc)) from exc
+    finally:
+        db.conn.close()
 
 
 def insert_rows(db: sqlite_utils.Database, rows: dict[str, list[dict[str, Any]]]) -> int:

@@ -83,8 +83,11 @@ class WorkerSession:
         self._dead = False
 
     def start(self) -> int:
+        from . import store
         from .session import session_row
 
+        # A database that is not ours, locked or unwritable is said here, before a process is started.
+        store.open_db(self.db_path, create=True).conn.close()
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or threads
         events_in, self._events_out = context.Pipe(duplex=False)
         _widen(self._events_out)
@@ -106,7 +109,14 @@ class WorkerSession:
         if not self._control.poll(START_TIMEOUT):
             self._process.kill()
             raise StoreError(f"the recorder process did not start within {START_TIMEOUT:.0f} s")
-        kind, value = self._control.recv()
+        try:
+            kind, value = self._control.recv()
+        except EOFError:
+            self._process.join(5)
+            raise StoreError(
+                f"the recorder process ended before it was ready (exit code {self._process.exitcode});"
+                " run with --verbose to see why"
+            ) from None
         if kind == "error":
             self._process.join(5)
             raise StoreError(value)
