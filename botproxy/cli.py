@@ -81,26 +81,28 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else "no message"
 
 
-def writable_output(path: str | None, option: str, *, make_parents: bool = False) -> None:
+def writable_output(path: str | None, option: str, what: str, *, make_parents: bool = False) -> None:
     """Fail with one line before any work when an output file cannot be written: its folder is missing
     (unless the command makes it), is not a folder, or cannot be written, or the path is a folder."""
     if path is None or path == "-":
         return
     target = Path(path)
+    said = f"cannot write {what} {path} ({option})"
     if target.is_dir():
-        raise UsageError(f"{option} {path} is a folder: give a file name")
+        raise UsageError(f"{said}: it is a folder, give a file name")
     if target.exists():
         if not os.access(target, os.W_OK):
-            raise UsageError(f"{option} {path}: the file cannot be written (permission denied)")
+            raise UsageError(f"{said}: permission denied")
         return
     folder = target.parent
-    if make_parents:
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
+    while make_parents and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.exists():
+        raise UsageError(f"{said}: folder {folder} does not exist")
     if not folder.is_dir():
-        raise UsageError(f"{option} {path}: folder {target.parent} does not exist")
+        raise UsageError(f"{said}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: folder {folder} is not writable")
+        raise UsageError(f"{said}: folder {folder} is not writable")
 
 
 def example(*lines: str) -> str:
@@ -575,8 +577,8 @@ def replay(
     from .replay import replay_session
 
     setup_logging(verbose)
-    writable_output(junit_path, "--junit")
-    writable_output(report_path, "--report", make_parents=True)
+    writable_output(junit_path, "--junit", "JUnit XML")
+    writable_output(report_path, "--report", "report", make_parents=True)
     config = load_replay_config()
     check_config = None
     if not no_checks:
@@ -727,7 +729,7 @@ def report(session: str, out_path: str | None, db_path: str) -> None:
     from .checks import load_config
     from .report import default_report_path, render_session
 
-    writable_output(out_path, "--out", make_parents=True)
+    writable_output(out_path, "--out", "report", make_parents=True)
     db = store.open_db(db_path)
     row = store.resolve_session(db, session)
     written = render_session(db, row, out_path or default_report_path(row["name"]), check_config=load_config("."))
@@ -890,7 +892,7 @@ def export(session: str, fmt: str, out: str | None, db_path: str) -> None:
     from .interop import export_session
 
     if out is not None and (fmt == "har" or not Path(out).is_dir()):  # transcripts may go into a folder
-        writable_output(out, "--out", make_parents=True)
+        writable_output(out, "--out", "export", make_parents=True)
     for path in export_session(db_path, session, fmt, out):
         if path != "-":
             click.echo(f"wrote {path}", err=True)

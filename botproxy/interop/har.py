@@ -174,7 +174,8 @@ def read(data: Any, prefix: str) -> list[Captured]:
     for n, entry in enumerate(data["log"]["entries"], 1):
         try:
             records.append(_record(entry, f"{prefix}{n}"))
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        # A part of another shape than HAR's (a list where an object belongs) is an unusable entry too.
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise NotAHar(f"entry {n} is not a usable HAR entry ({type(exc).__name__}: {exc})") from None
     return records
 

@@ -36,6 +36,9 @@ USER, BOT = "user", "bot"
 JSON_HEADERS = [("Content-Type", "application/json; charset=utf-8")]
 
 
+OBJECT_FIELDS = ("from", "recipient", "conversation")
+
+
 class NotATranscript(ValueError):
     """The JSON is not one of the transcript shapes (the caller decides whether another reader fits)."""
 
@@ -80,6 +83,12 @@ def activity_list(data: Any) -> list[dict[str, Any]]:
         raise NotATranscript("not a JSON array of activities")
     if any(not isinstance(a, dict) for a in items):
         raise NotATranscript("the array holds something other than activity objects")
+    for n, a in enumerate(items, 1):
+        # The schema's object fields (ChannelAccount, ConversationAccount): what is read from them
+        # below trusts that they are objects, so anything else is refused here, in one place.
+        for key in OBJECT_FIELDS:
+            if a.get(key) is not None and not isinstance(a[key], dict):
+                raise NotATranscript(f"activity {n}: `{key}` must be an object, not {type(a[key]).__name__}")
     activities = [a for a in items if a.get("type")]  # T2008: children without a type are not processed
     if items and not activities:
         raise NotATranscript("no element has an activity `type`")
