@@ -23,6 +23,7 @@ import click
 
 from . import __version__
 from .errors import BotproxyError, UsageError
+from .visible import visible
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ def show(session: str, db_path: str, as_json: bool) -> None:
         show_mod.write_json(db, row, sys.stdout)
     else:
         for line in show_mod.text_lines(db, row):
-            click.echo(line)
+            click.echo(visible(line))
 
 
 # -- channel ------------------------------------------------------------------------------------
@@ -479,7 +480,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
         click.echo("")
         db = store.open_db(db_path)
         for line in show_mod.text_lines(db, store.resolve_session(db, name)):
-            click.echo(line)
+            click.echo(visible(line))
 
     asyncio.run(run_demo(db_path, name, observers=[console], say=click.echo, recorded=after_recording))
 
@@ -786,7 +787,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
     else:
         for line in rt.text_lines(row, findings, activities, store.turn_numbers(db, row["id"])):
-            click.echo(line)
+            click.echo(visible(line))
     if rt.at_or_above(findings, fail_on):
         sys.exit(EXIT_PROBLEM)
 

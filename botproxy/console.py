@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from .visible import visible
+
 # Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
 ARROWS = {"to_bot": "→", "from_bot": "←", "from_client": "⇢", "to_client": "⇠"}
 SEVERITY_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
@@ -61,7 +63,9 @@ class Console:
 
     def echo(self, line: str) -> None:
         """One line out; text the output cannot encode (a lone surrogate, a byte that was not UTF-8, a
-        terminal that is not UTF-8) is printed escaped rather than lost with its exchange."""
+        terminal that is not UTF-8) is printed escaped rather than lost with its exchange; no bidi control
+        reorders it (botproxy/visible.py)."""
+        line = visible(line)
         try:
             self._echo(line)
         except UnicodeEncodeError:

@@ -117,6 +117,22 @@ class ProxyConfig:
             raise UsageError(f"--upstream-ca {self.upstream_ca}: no such file")
         check_confdir(Path(os.path.expanduser(self.confdir)))
 
+    def exposure_warning(self) -> str | None:
+        """One line naming what other machines can use, when a listener binds beyond loopback."""
+        exposed = []
+        if self.bot_url:
+            exposed += _exposed(
+                self.listen, f"channels reach the bot {self.bot_url}, and the bot's replies go through the serviceUrls "
+                "botproxy signed"
+            )
+        if self.forward_listen:
+            exposed += _exposed(self.forward_listen, "the forward proxy reaches any host, for whoever has its password")
+        if self.directline:
+            exposed += _exposed(self.directline_listen, f"Direct Line clients reach {self.directline}")
+        if not exposed:
+            return None
+        return "warning: listening beyond this machine: " + "; ".join(exposed) + " (anyone who can reach it can use it)"
+
 
 def check_confdir(confdir: Path) -> None:
     """mitmproxy writes its CA into the confdir on first start; one line now rather than its traceback."""
@@ -135,23 +151,6 @@ def check_confdir(confdir: Path) -> None:
             f"--confdir {confdir}: cannot write mitmproxy's CA there ({folder} is not writable); give a folder"
             " you can write, or one holding mitmproxy-ca.pem"
         )
-
-    def exposure_warning(self) -> str | None:
-        """One line naming what other machines can use, when a listener binds beyond loopback."""
-        exposed = []
-        if self.bot_url:
-            exposed += _exposed(
-                self.listen, f"channels reach the bot {self.bot_url}, and the bot's replies go through the serviceUrls "
-                "botproxy signed"
-            )
-        if self.forward_listen:
-            exposed += _exposed(self.forward_listen, "the forward proxy reaches any host, for whoever has its password")
-        if self.directline:
-            exposed += _exposed(self.directline_listen, f"Direct Line clients reach {self.directline}")
-        if not exposed:
-            return None
-        return "warning: listening beyond this machine: " + "; ".join(exposed) + " (anyone who can reach it can use it)"
-
 
 def _exposed(listen: str, what: str) -> list[str]:
     host, port = parse_hostport(listen, "listen address")

@@ -36,6 +36,7 @@ from .console import activity_excerpt, excerpt
 from .diff import noise_label
 from .errors import BotproxyError, StoreError
 from .turns import turn_label, turn_numbers
+from .visible import visible
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,18 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_shown,
     )
     env.filters["pretty"] = pretty_json
     return env
+
+
+def _shown(value: Any) -> Any:
+    """Every value a template prints: text from traffic gets its bidi controls made visible (our own
+    Markup, the CSS and script, is not traffic)."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
 
 
 @functools.cache

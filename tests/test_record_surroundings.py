@@ -88,7 +88,8 @@ async def test_botproxy_record_fills_in_listen_and_forward_listen(tmp_path, html
             assert line, (lines, (await proc.stderr.read()).decode())
             lines.append(line)
         endpoint = next(line.split("→")[1].strip() for line in lines if "channel →" in line)
-        forward = next(line.split("http://")[1].strip() for line in lines if "forward proxy" in line)
+        # The printed proxy URL carries its credential (user:password@host:port); the row only the address.
+        forward = next(line.split("http://")[1].strip().split("@")[-1] for line in lines if "forward proxy" in line)
         row = sqlite3.connect(db).execute("select listen, forward_listen from sessions where name = 'where'").fetchone()
     finally:
         proc.send_signal(signal.SIGINT)
