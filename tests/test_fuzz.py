@@ -253,3 +253,21 @@ def test_the_route_classifier_names_every_path(method, path, host):
         for value in (route.conversation_id, route.activity_id, route.member_id):
             assert value is None or (isinstance(value, str) and value)
         assert path.startswith(route.prefix)
+
+
+def test_a_flow_file_with_bytes_that_are_not_utf8_imports_them_escaped(tmp_path):
+    """A crasher the fuzzer found: a header byte that is not UTF-8 in a flow file (UnicodeEncodeError in SQLite)."""
+    from mitmproxy import io as mio
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/api/messages"
+    flow.request.headers.fields = ((b"X-Odd", b"caf\xe9"),)
+    with (tmp_path / "odd.flows").open("wb") as handle:
+        mio.FlowWriter(handle).add(flow)
+    result = CliRunner().invoke(cli, ["import", str(tmp_path / "odd.flows"), "--db", str(tmp_path / "x.db")])
+    assert_exit_0_or_one_line(result)
+    assert result.exit_code == 0, result.output
+    [(headers, odd)] = sqlite3.connect(tmp_path / "x.db").execute("select request_headers, odd_text from exchanges")
+    assert "caf\\udce9" in headers and "X-Odd" in headers
+    assert json.loads(json.loads(odd)["request_headers"]) == [["X-Odd", "caf\udce9"]]

@@ -146,6 +146,8 @@ def write_session(
             for table, item in rows:
                 if table == "activities" and item["direction"] == "to_bot" and item["exchange_seq"] in unknown_status:
                     item["status"] = None
+                if table in store.ODD_TEXT_TABLES:  # text SQLite cannot take is kept escaped, as recording does
+                    item = store.storable(item) or item
                 grouped.setdefault(table, []).append(item)
             store.insert_rows(db, grouped)
             db.conn.execute(
