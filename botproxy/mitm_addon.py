@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 class MitmdumpRecorder(Capture):
     def __init__(self) -> None:
-        super().__init__(None)
+        # mitmproxy opens its listeners before it calls `running`, where the session opens: what passes
+        # through in between waits here, and is recorded first (a fast first request was otherwise lost).
+        self.early: list[Any] = []
+        super().__init__(self.early.append)
         self.live: LiveSession | None = None
         self.forward_auth: ForwardProxyAuth | None = None
 
@@ -89,7 +92,12 @@ class MitmdumpRecorder(Capture):
         except BotproxyError as exc:
             # Recording is impossible, but the traffic must still flow: say so and carry on as a plain proxy.
             log.error("botproxy: not recording: %s", exc)
+            self.submit = None
+            self.early.clear()
             return
+        for event in self.early:
+            live.submit(event)
+        self.early.clear()
         self.live = live
         self.submit = live.submit
         log.info("botproxy: recording session %r into %s", live.name, live.db_path)

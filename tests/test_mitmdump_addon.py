@@ -10,6 +10,7 @@ from pathlib import Path
 from botproxy import store
 
 ADDON = Path(__file__).parent.parent / "addons" / "botproxy.py"
+HOLD_RUNNING = Path(__file__).parent / "mitm_scripts" / "hold_running.py"
 
 
 def mitmdump() -> str:
@@ -18,11 +19,14 @@ def mitmdump() -> str:
     return found
 
 
-async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, connector, sample_bot, free_port):
+async def record_one_turn(tmp_path, connector, sample_bot, free_port, *scripts: Path) -> tuple[str, Path]:
+    """mitmdump with botproxy's addon (after `scripts`) records one turn; returns its output once it
+    has exited on SIGINT (so its `done` hook has flushed the session) and the database."""
     port = free_port()
     db_path = tmp_path / "mitmdump.db"
+    script_args = [arg for script in (*scripts, ADDON) for arg in ("-s", str(script))]
     proc = await asyncio.create_subprocess_exec(
-        mitmdump(), "-s", str(ADDON), "--mode", f"reverse:http://127.0.0.1:{sample_bot.port}@127.0.0.1:{port}",
+        mitmdump(), *script_args, "--mode", f"reverse:http://127.0.0.1:{sample_bot.port}@127.0.0.1:{port}",
         "--set", f"botproxy_db={db_path}", "--set", "botproxy_session=from-mitmdump",
         "--set", f"confdir={tmp_path / 'mitm'}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -35,16 +39,23 @@ async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, conne
                                      connector.activity(text="hello mitmdump", conversation_id="md"))
     assert status == 201
     proc.send_signal(signal.SIGINT)
-    output = (await asyncio.wait_for(proc.stdout.read(), 30)).decode()
-    await proc.wait()
+    output = "".join(seen) + (await asyncio.wait_for(proc.stdout.read(), 60)).decode()
+    assert await proc.wait() == 0, output
+    return output, db_path
 
+
+def assert_one_turn_recorded(output: str, db_path: Path) -> None:
     db = store.open_db(db_path)
     session = store.resolve_session(db, "from-mitmdump")
     acts = list(store.iter_activities(db, session["id"]))
-    assert [a["text"] for a in acts] == ["hello mitmdump", "You said: hello mitmdump"]
+    assert [a["text"] for a in acts] == ["hello mitmdump", "You said: hello mitmdump"], output
     assert acts[1]["turn_seq"] == acts[0]["seq"]
     assert session["ended_at"] and session["capture_mode"] == "mitmdump"
-    assert "2 exchanges, 2 activities" in output
+    assert "2 exchanges, 2 activities, 0 recorder errors" in output
+
+
+async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, connector, sample_bot, free_port):
+    assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port))
 
 
 async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_path, connector, sample_bot, free_port):
@@ -81,3 +92,10 @@ async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_p
     assert [c.body["text"] for c in connector.calls] == [reply["text"], "You said: hello"]
     assert f"HTTPS_PROXY=http://{credential}@127.0.0.1:{forward}" in output
     assert "listening beyond this machine" not in output
+
+
+async def test_a_request_before_the_running_hook_is_recorded(tmp_path, connector, sample_bot, free_port):
+    """mitmproxy listens before it calls `running`, where the addon opens its session: a first request
+    in between (rare, on a loaded machine) was proxied but not recorded. Another script holds
+    `running` until that request has passed, so the window is certain."""
+    assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, HOLD_RUNNING))
