@@ -11,11 +11,18 @@ environment); running from a checkout works too.
 import os
 import sys
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# mitmproxy puts this script's folder first on sys.path (and leaves it there), where this very file
+# would be found as `botproxy`, shadowing the package: look for the package everywhere else.
+_PATH = sys.path[:]
+sys.path[:] = [entry for entry in _PATH if os.path.abspath(entry or os.curdir) != _HERE]
 try:
-    import botproxy  # noqa: F401
-except ImportError:  # a checkout: make the package beside this folder importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from botproxy.mitm_addon import MitmdumpRecorder  # noqa: E402
+    try:
+        import botproxy  # noqa: F401
+    except ImportError:  # a checkout: the package beside this folder
+        sys.path.insert(0, os.path.dirname(_HERE))
+    from botproxy.mitm_addon import MitmdumpRecorder
+finally:
+    sys.path[:] = _PATH  # the package is imported; its own imports no longer need the path
 
 addons = [MitmdumpRecorder()]

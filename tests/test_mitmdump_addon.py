@@ -19,12 +19,14 @@ def mitmdump() -> str:
     return found
 
 
-async def record_one_turn(tmp_path, connector, sample_bot, free_port, *scripts: Path) -> tuple[str, Path]:
+async def record_one_turn(
+    tmp_path, connector, sample_bot, free_port, *scripts: Path, addon: Path = ADDON
+) -> tuple[str, Path]:
     """mitmdump with botproxy's addon (after `scripts`) records one turn; returns its output once it
     has exited on SIGINT (so its `done` hook has flushed the session) and the database."""
     port = free_port()
     db_path = tmp_path / "mitmdump.db"
-    script_args = [arg for script in (*scripts, ADDON) for arg in ("-s", str(script))]
+    script_args = [arg for script in (*scripts, addon) for arg in ("-s", str(script))]
     proc = await asyncio.create_subprocess_exec(
         mitmdump(), *script_args, "--mode", f"reverse:http://127.0.0.1:{sample_bot.port}@127.0.0.1:{port}",
         "--set", f"botproxy_db={db_path}", "--set", "botproxy_session=from-mitmdump",
@@ -99,3 +101,12 @@ async def test_a_request_before_the_running_hook_is_recorded(tmp_path, connector
     in between (rare, on a loaded machine) was proxied but not recorded. Another script holds
     `running` until that request has passed, so the window is certain."""
     assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, HOLD_RUNNING))
+
+
+async def test_a_copy_of_the_addon_script_loads_the_installed_package(tmp_path, connector, sample_bot, free_port):
+    """mitmproxy puts a script's folder first on sys.path: a copy of addons/botproxy.py outside a checkout
+    found itself as `botproxy` and failed to load ("'botproxy' is not a package")."""
+    copy = tmp_path / "scripts" / "botproxy.py"
+    copy.parent.mkdir()
+    shutil.copy(ADDON, copy)
+    assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, addon=copy))
