@@ -31,6 +31,7 @@ from browser import Browser
 from test_directline_channel import NODE_DIR, node_or_skip
 
 from botproxy import store
+from botproxy.checks import check_session
 from botproxy.interop import import_files
 from botproxy.interop import playground as pg
 from botproxy.replay import replay_session
@@ -52,7 +53,7 @@ class Playground:
 
 
 @asynccontextmanager
-async def playground(bot_endpoint: str, workdir: Path) -> AsyncIterator[Playground]:
+async def playground(bot_endpoint: str, workdir: Path, channel: str = "emulator") -> AsyncIterator[Playground]:
     node = node_or_skip()
     if not CLI.is_file():
         pytest.fail("tests/node/node_modules lacks @microsoft/m365agentsplayground: run `npm ci --prefix tests/node`")
@@ -64,7 +65,7 @@ async def playground(bot_endpoint: str, workdir: Path) -> AsyncIterator[Playgrou
                BOTPROXY_OUTBOUND_LOG=str(outbound))
     proc = await asyncio.create_subprocess_exec(
         node, "-r", str(NODE_DIR / "loopback.js"), str(CLI), "--app-endpoint", bot_endpoint, "--channel-id",
-        "emulator", "--port", "0", "--enable-events-recording", "--disable-telemetry",
+        channel, "--port", "0", "--enable-events-recording", "--disable-telemetry",
         cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
@@ -174,7 +175,7 @@ async def test_playground_through_the_recorder_is_the_same_as_without(
     assert all(r["turn_seq"] for r in replies)
     db = recorders.db()
     session_id = store.resolve_session(db, "playground")["id"]
-    findings = [(f["rule"], f["severity"]) for f in db["findings"].rows_where("session_id = ?", [session_id])]
+    findings = [(f.rule, f.severity, f.message) for f in check_session(db, session_id)]  # `botproxy check`
     assert [f for f in findings if f[1] in ("error", "warning")] == []
 
     # The Playground's own recording imports into the same turns as botproxy's.

@@ -11,6 +11,8 @@ import pytest
 from bots.sse_bot import SseBot
 
 from botproxy import protocol as p
+from botproxy import store
+from botproxy.checks import check_session
 from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder
 
 CONV = "conv-sse"
@@ -73,8 +75,9 @@ async def test_stream_turn_recorded_as_the_inbound_response(recorders, connector
     assert "event: activity" in exchange["response_body"] and exchange["rewritten"] == 1
     # A correct bot: the checks ran over the frames and found nothing to complain about.
     db = recorders.db()
-    findings = [f for f in db["findings"].rows if f["severity"] in ("error", "warning")]
-    assert findings == []
+    session_id = store.resolve_session(db, "test")["id"]
+    findings = [(f.rule, f.severity, f.message) for f in check_session(db, session_id)]  # `botproxy check`
+    assert [f for f in findings if f[1] in ("error", "warning")] == []
 
 
 async def test_stream_invoke_answer_is_its_invoke_response(recorders, connector, sse_bot):

@@ -26,6 +26,7 @@ from browser import Browser
 from test_directline_channel import NODE_DIR, SECRET, node_or_skip
 
 from botproxy import store
+from botproxy.checks import check_session
 from botproxy.directline import DirectLineChannel
 from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.sample_bot import SampleBotServer
@@ -93,8 +94,8 @@ async def test_web_chat_keeps_the_tokens_user_through_the_recorder(
     assert {r["from_id"] for r in posted} == {USER["id"]}  # the token's user, not a made-up one
     assert {r["from_id"] for r in rows if r["direction"] == "to_bot" and r["type"] == "message"} == {USER["id"]}
     assert {r["direction"] for r in rows} == {"from_client", "to_client", "to_bot", "from_bot"}
-    findings = [(f["rule"], f["severity"], f["message"]) for f in db["findings"].rows_where("session_id = ?",
-                                                                                         [session["id"]])]
+    findings = [(f.rule, f.severity, f.message) for f in check_session(db, session["id"])]  # `botproxy check`
+    (tmp_path / "findings.json").write_text(json.dumps(findings))
     assert [f for f in findings if f[1] in ("error", "warning")] == []
 
 
