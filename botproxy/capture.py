@@ -204,6 +204,9 @@ class Capture:
             flow.metadata["botproxy_refused"] = REFUSED_MESSAGE
             return None
         req.url = original.rstrip("/") + "/" + rest  # as msrest joins a base and a path
+        # ... and the path again as text: mitmproxy's url setter (urllib's urlparse) drops an empty `;`
+        # parameter, so `/members/;` would reach the connector as `/members/`.
+        req.path = urlsplit(original).path.rstrip("/") + "/" + rest
         self._restore_in(req)  # the bot copies serviceUrl into what it sends: the connector gets the original
         return original
 

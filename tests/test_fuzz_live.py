@@ -22,9 +22,13 @@ from test_fuzz import activity, json_values
 
 EXAMPLES = int(os.environ.get("BOTPROXY_FUZZ_EXAMPLES", "150"))
 
+# No `.` or `..` segments: a client resolves them before sending, and under the rewritten serviceUrl
+# (`/_botproxy/svc/<key>/`) a `..` climbs out of the key, where it would climb out of nothing without
+# botproxy (a known limit of rewriting; no SDK builds such URLs).
 segments = st.one_of(st.sampled_from(["v3", "conversations", "activities", "members", "attachments", "views",
-                                      "teams", "history", "%2F", "%zz", "a:b", "..", "%ff", "c%20d"]),
-                     st.text(st.characters(codec="ascii", exclude_characters="/?#%\x00\r\n "), min_size=1, max_size=6))
+                                      "teams", "history", "%2F", "%zz", "a:b", "%ff", "c%20d", "a..b"]),
+                     st.text(st.characters(codec="ascii", exclude_characters="/?#%\x00\r\n "), min_size=1, max_size=6)
+                     .filter(lambda seg: seg.strip(".") != ""))
 connector_paths = st.lists(segments, min_size=0, max_size=6).map(lambda parts: "/".join(parts))
 bodies = st.one_of(
     activity.map(lambda a: json.dumps(a, ensure_ascii=False).encode("utf-8", "surrogatepass")),
@@ -45,7 +49,13 @@ def generated_cases() -> list[tuple[bytes, str | None, str]]:
         drawn.append(case)
 
     collect()
-    return drawn
+    return drawn + FOUND
+
+
+# Cases larger runs found, kept so every run has them: a trailing `;` in a connector path (mitmproxy's URL
+# setter dropped it on the way to the connector).
+FOUND = [(b'{"type": "message", "serviceUrl": "x"}', "v3/conversations/c/members/;", "application/json"),
+         (b'{"type": "message"}', "a:b/views/c%20d/;", "application/json")]
 
 
 def answer_for(body: bytes, connector_answer: bytes | None) -> web.Response:
@@ -76,7 +86,7 @@ async def start_app(handler) -> tuple[web.AppRunner, str]:
 
 async def test_random_bodies_and_connector_paths_through_a_live_recorder(recorders):
     cases = generated_cases()
-    assert len(cases) == EXAMPLES
+    assert len(cases) == EXAMPLES + len(FOUND)
 
     async def connector(request: web.Request) -> web.Response:
         await request.read()
