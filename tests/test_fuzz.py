@@ -271,3 +271,28 @@ def test_a_flow_file_with_bytes_that_are_not_utf8_imports_them_escaped(tmp_path)
     [(headers, odd)] = sqlite3.connect(tmp_path / "x.db").execute("select request_headers, odd_text from exchanges")
     assert "caf\\udce9" in headers and "X-Odd" in headers
     assert json.loads(json.loads(odd)["request_headers"]) == [["X-Odd", "caf\udce9"]]
+
+
+def test_a_flow_file_damaged_at_any_byte_is_read_or_refused(tmp_path):
+    """Every byte of a real flow file changed in turn: mitmproxy's reader reads it or botproxy says it cannot
+    (the fuzzer found an AssertionError from inside the reader)."""
+    from mitmproxy import io as mio
+    from mitmproxy.test import tflow
+
+    from botproxy.interop import flows
+
+    flow = tflow.tflow(resp=True)
+    flow.request.path = "/%ff"
+    buffer = io.BytesIO()
+    mio.FlowWriter(buffer).add(flow)
+    data = buffer.getvalue()
+    path, outcomes = tmp_path / "damaged.flows", {"read": 0, "refused": 0}
+    for at in range(len(data)):
+        for xor in (0x01, 0x20, 0xFF):
+            path.write_bytes(data[:at] + bytes([data[at] ^ xor]) + data[at + 1 :])
+            try:
+                flows.read(path, "f#")
+                outcomes["read"] += 1
+            except flows.NotFlows:
+                outcomes["refused"] += 1
+    assert outcomes["read"] and outcomes["refused"] and sum(outcomes.values()) == 3 * len(data)
