@@ -507,6 +507,7 @@ def check_db(
             }
             activities = conn.execute("select count(*) from activities").fetchone()[0]
             errors = conn.execute("select count(*) from errors").fetchone()[0]
+            not_stored = conn.execute("select coalesce(sum(exchanges_not_stored), 0) from sessions").fetchone()[0]
     except Exception as exc:  # report it, do not crash the measurement
         b.checks.append((f"{label}: database readable", False, repr(exc)))
         return
@@ -516,7 +517,7 @@ def check_db(
     good = (
         max(target.answered, reached_bot or 0) <= inbound <= target.sent
         and inbound_ok >= target.answered
-        and unclosed == out_unclosed == other == errors == 0
+        and unclosed == out_unclosed == other == errors == not_stored == 0
         and exit_code == 0
         and (replies is None or outbound == replies)
     )
@@ -525,6 +526,7 @@ def check_db(
         + (f", {reached_bot} reached the bot" if reached_bot is not None else "")
         + (f"; {outbound} outbound for {replies} replies at the connector" if replies is not None else "")
         + f"; {activities} activities, {unclosed + out_unclosed} unclosed, {other} other, {errors} recorder errors"
+        + f", {not_stored} not stored"
         + f"; exit code {exit_code}"
     )
     b.checks.append((f"{label}: botproxy stored every exchange", good, detail))
