@@ -261,11 +261,13 @@ class ConnectorChannel:
         n: int,
         timeout: float = 10.0,
         predicate: Callable[[ConnectorCall], bool] | None = None,
+        since: int = 0,
     ) -> list[ConnectorCall]:
-        """Wait until ``n`` calls (matching ``predicate``, if given) have arrived; return the first ``n``."""
+        """Wait until ``n`` calls (matching ``predicate``, if given; from ``calls[since]`` on) have arrived;
+        return the first ``n``."""
 
         def matching() -> list[ConnectorCall]:
-            return [c for c in self.calls if predicate is None or predicate(c)]
+            return [c for c in self.calls[since:] if predicate is None or predicate(c)]
 
         try:
             async with asyncio.timeout(timeout):

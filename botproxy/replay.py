@@ -15,7 +15,8 @@
    one conversation strictly in order. A turn is over when the bot has answered the inbound POST and
    its conversation has had no connector call for `quiet_ms` (counted from the answer or the latest
    call; at most `cap_ms`). That quiet window is waited for where the recording shows the bot talking
-   after its answer (a reply that came late, proactive sends after the turn), and once for the whole
+   after its answer (a reply that came late, proactive sends after the turn), once as many calls as the
+   recording shows there have come (at most `cap_ms`), and once for the whole
    channel at the end; elsewhere the turn is over at the answer (an SDK bot's in-turn sends are done
    by then), unless `quiet_every_turn`. Anything the bot sends late anyway is still recorded, and the
    recorder ties it to its turn by `replyToId`. A bot that answers 5xx, breaks the connection, cannot
@@ -86,6 +87,7 @@ class PlannedTurn:
     incomplete: str | None = None  # why the recording cannot be compared, if it cannot
     send: bool = True  # False: the bot never saw it in the recording either
     late: bool = False  # the recording shows the bot talking after its answer: wait for quiet after it
+    late_calls: int = 0  # how many connector calls the recording shows after the answer (replies, proactive)
     # How the recording's connector answered this turn's calls, per route in call order: (status, body).
     answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
 
@@ -162,9 +164,11 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
             answered = answered_at.get(owner.inbound["seq"])
             if answered is not None and activity["source"] == "request" and (activity["event"] or 0) > answered:
                 owner.late = True
+                owner.late_calls += conversation == owner.conversation_id
         elif activity["turn_seq"] is None and conversation in last_turn:
             last_turn[conversation].proactive.append(activity)
             last_turn[conversation].late = True
+            last_turn[conversation].late_calls += activity["source"] == "request"
             plan.seq_turn[activity["seq"]] = last_turn[conversation]
         elif activity["turn_seq"] is None:
             plan.proactive_before.setdefault(conversation or "", []).append(activity)
@@ -404,12 +408,26 @@ class _Driver:
         except aiohttp.ClientError as exc:
             outcome.error = f"the bot's answer broke off: {scrub(str(exc)) or type(exc).__name__}"
         outcome.duration_ms = round((time.time() - started) * 1000, 3)
+        answered = len(self.channel.calls)
         if outcome.status is None:
             self.feed.live.submit(ResponseSeen(flow, time.time(), None, [], None, error=outcome.error))
             return
+        if turn.late:
+            await self._await_late_calls(turn, answered)
         if turn.late or self.options.quiet_every_turn:
             await self.channel.wait_quiet(turn.conversation_id, self.options.quiet, self.options.cap)
         self._learn_ids(turn, mark, ids)
+
+    async def _await_late_calls(self, turn: PlannedTurn, since: int) -> None:
+        """Wait (at most `cap`) for as many calls after the answer as the recording shows: a quiet window
+        alone ends the turn before a proactive send that a loaded machine delays past it, and that send
+        then lands in the next turn (an unchanged build reported changed)."""
+        try:
+            await self.channel.wait_for_calls(
+                turn.late_calls, self.options.cap, lambda c: c.conversation_id == turn.conversation_id, since
+            )
+        except TimeoutError:
+            pass  # the build sends fewer: the comparison says so
 
     def _learn_ids(self, turn: PlannedTurn, mark: int, ids: dict[str, str]) -> None:
         """Pair the ids the recording's connector assigned in this turn (sends, and conversations the bot

@@ -102,6 +102,12 @@ async def greet(c: Conversation) -> None:
     await c.say("g1", "what's new")
 
 
+async def later(c: Conversation) -> None:
+    await c.say("l1", "remind me")
+    await asyncio.wait_for(c.bot.events["reminded"].wait(), 10)  # the reminder follows its turn
+    await c.say("l1", "thanks")
+
+
 @dataclass
 class Case:
     script: Callable[[Conversation], Awaitable[None]]
@@ -123,6 +129,7 @@ CASES = {
     "stream": Case(stream, "stream", "msteams", {"tenant": {"id": "tenant-1"}}),
     "tidy": Case(tidy, "tidy", round_trip=False),
     "greet": Case(greet, "hi", random=True),
+    "later": Case(later, "remind me"),
 }
 
 

@@ -15,6 +15,8 @@ has an `edited` build that changes exactly one thing, in one turn:
                streamId = the id the connector gave the first chunk)                         the streamed final text
     tidy       sends a message and deletes it; when the connector fails the delete, apologises  the apology
     greet      "Hello, <random name>!" then "How can I help?"                               the second text
+    later      "remind me": answers, then sends "reminder" proactively LATER seconds after the
+               turn (longer than a replay's quiet window, as a loaded machine delays a send)  the reminder
     locked     requires authentication (an app id and password): every activity gets 401
 """
 
@@ -38,6 +40,7 @@ from botproxy.sample_bot import AnonymousConfig, SampleCloudAdapter
 NAMES = ("Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances")
 TEAMS_CHANNEL = "19:general@thread.tacv2"
 WAIT = 0.3  # s: how long a turn that waits for another event waits when it never comes (a replay)
+LATER = 0.4  # s: how long after its turn the `later` bot sends its reminder
 
 
 @dataclass
@@ -168,6 +171,35 @@ async def _wait(event: asyncio.Event) -> None:
         pass  # a replay sends the turns one after the other
 
 
+class LaterBot(ActivityHandler):
+    """Sends a reminder from outside the turn, a while after it (continue_conversation)."""
+
+    def __init__(self, edited: bool, events: dict[str, asyncio.Event]) -> None:
+        self.edited = edited
+        self.events = events
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        text = (turn_context.activity.text or "").strip()
+        if text != "remind me":
+            await turn_context.send_activity(f"You said: {text}")
+            return
+        await turn_context.send_activity("I will remind you")
+        reference = TurnContext.get_conversation_reference(turn_context.activity)
+        task = asyncio.create_task(self._remind(turn_context.adapter, reference))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _remind(self, adapter: SampleCloudAdapter, reference: ConversationReference) -> None:
+        await asyncio.sleep(LATER)
+
+        async def callback(context: TurnContext) -> None:
+            await context.send_activity("reminder (v2)" if self.edited else "reminder")
+
+        await adapter.continue_conversation(reference, callback, bot_app_id="")
+        self.events["reminded"].set()
+
+
 class TidyBot(ActivityHandler):
     def __init__(self, edited: bool) -> None:
         self.edited = edited
@@ -271,7 +303,7 @@ KINDS = ("uploads", "thread", "notify", "overlap", "stream", "tidy", "greet", "l
 async def start(kind: str, edited: bool = False) -> RunningBot:
     """Start one bot of the corpus on a free 127.0.0.1 port."""
     events: dict[str, asyncio.Event] = {name: asyncio.Event() for name in (
-        "slow_open", "notified", "first_open", "second_open", "first_answered")}
+        "slow_open", "notified", "first_open", "second_open", "first_answered", "reminded")}
     bot: Any = None
     if kind == "stream":
         app = _stream_agent_app(edited)
@@ -295,6 +327,7 @@ async def start(kind: str, edited: bool = False) -> RunningBot:
             "overlap": lambda: OverlapBot(edited, events),
             "tidy": lambda: TidyBot(edited),
             "greet": lambda: GreetBot(edited),
+            "later": lambda: LaterBot(edited, events),
         }
         bot = makers[kind]()
         app = _botbuilder_app(bot)
