@@ -16,6 +16,7 @@ from mitmproxy import ctx, http
 from mitmproxy.exceptions import OptionsError
 from mitmproxy.proxy.mode_specs import ProxyMode
 
+from . import store
 from .capture import Capture
 from .checks import Engine, load_config
 from .console import Console
@@ -79,9 +80,20 @@ class MitmdumpRecorder(Capture):
         except BotproxyError as exc:  # a bad [tool.botproxy.checks] table must not stop the recording
             log.error("botproxy: checks run with default settings: %s", exc)
             engine = Engine()
+        name = ctx.options.botproxy_session or None
+        if name is not None:
+            # A reloaded script (or a second run) asks for the session the first one made: recording must
+            # go on rather than stop at "already exists" while the traffic flows.
+            try:
+                free = store.free_session_name(ctx.options.botproxy_db, name)
+            except BotproxyError:
+                free = name  # LiveSession.start says what is wrong with the database
+            if free != name:
+                log.warning("botproxy: session %r exists in %s; recording into %r", name, ctx.options.botproxy_db, free)
+                name = free
         live = LiveSession(
             ctx.options.botproxy_db,
-            name=ctx.options.botproxy_session or None,
+            name=name,
             observers=observers,
             engine=engine,
             capture_mode="mitmdump",

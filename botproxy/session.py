@@ -69,6 +69,8 @@ class LiveSession:
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
         self.carried = 0  # requests the proxy carried: each is an exchange, stored or counted as not stored
+        self.closed = False
+        self.after_close = 0  # events that came after close() (mitmproxy that did not stop in time)
 
     def start(self) -> int:
         row = session_row(self.name, self.session_fields)
@@ -88,6 +90,11 @@ class LiveSession:
     def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None:
         """Called on the event loop; returns at once. The recorder runs on the writer thread."""
         assert self.writer is not None and self.recorder is not None
+        if self.closed:  # the writer has stopped: say so rather than queue it where nothing reads
+            self.after_close += 1
+            if self.after_close == 1:
+                log.warning("botproxy: traffic after the session closed is not recorded")
+            return
         if type(event) is RequestSeen:
             self.carried += 1
         self.writer.submit(partial(self.recorder.handle, event))
@@ -96,6 +103,7 @@ class LiveSession:
         """Flush everything, close the session row, and return the summary."""
         assert self.writer is not None and self.recorder is not None
         recorder, session_id = self.recorder, self.writer.session_id
+        self.closed = True
         # Exchanges still open (a bot that never answered) are kept, marked unfinished.
         self.writer.submit(recorder.finish)
         self.writer.close()
@@ -104,6 +112,11 @@ class LiveSession:
         summary = summarize(session_id, self.name, self.db_path, recorder, self.checks)
         summary["errors"] += sum(rows.lost.values())
         summary["problems"] = write_problems(rows)
+        if self.writer.abandoned:
+            summary["errors"] += self.writer.abandoned
+            summary["problems"].append(
+                f"the database writer stopped making progress: {self.writer.abandoned} records were left unwritten"
+            )
         return close_session(self.db_path, summary, self.carried)
 
 

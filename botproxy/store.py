@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -641,6 +642,9 @@ class Writer:
     _thread: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _failure: BaseException | None = None
+    _queued: int = 0  # items put (from the caller's thread) ...
+    _handled: int = 0  # ... and done on the writer thread: close() watches the latter for progress
+    abandoned: int = 0  # items still queued when close() gave up on a writer that stopped progressing
 
     @property
     def written(self) -> int:
@@ -656,22 +660,41 @@ class Writer:
         return self.session_id
 
     def put(self, table: str, row: dict[str, Any]) -> None:
+        self._queued += 1
         self._queue.put((table, row))
 
     def submit(self, job: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
         """Run `job()` on the writer thread, in order with everything put before it; store the rows it returns."""
+        self._queued += 1
         self._queue.put((_JOB, job))
 
     def call(self, fn: Callable[[sqlite_utils.Database], None]) -> None:
         """Run `fn(db)` on the writer thread, in order with the rows put before it."""
+        self._queued += 1
         self._queue.put((None, fn))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Flush everything queued (with last attempts if writes fail) and close; safe to call twice."""
+    def close(self, stall: float = 30.0) -> None:
+        """Flush everything queued (with last attempts if writes fail) and close; safe to call twice.
+
+        Waits as long as the writer gets on (a large backlog takes what it takes: a fixed timeout left
+        rows unwritten and uncounted); gives up only after `stall` seconds without progress, and counts
+        what it leaves in `abandoned`."""
         if self._thread is None:
             return
         self._queue.put(_STOP)
-        self._thread.join(timeout)
+        step = min(1.0, stall)
+        seen, still = (self._handled, self.written), 0.0
+        while self._thread.is_alive():
+            self._thread.join(step)
+            if (self._handled, self.written) != seen:
+                seen, still = (self._handled, self.written), 0.0
+                continue
+            still += step
+            if still >= stall and self._thread.is_alive():
+                self.abandoned = self._queued - self._handled
+                log.error("botproxy: the database writer made no progress for %g s; %d records left unwritten",
+                          stall, self.abandoned)
+                break
         self._thread = None
 
     # -- on the writer thread --
@@ -728,6 +751,7 @@ class Writer:
                     log.exception("botproxy: a database call on the writer thread failed")
             else:
                 rows.setdefault(table, []).append(item)
+            self._handled += 1
         writer.write(rows)
 
     @staticmethod
@@ -744,6 +768,18 @@ def create_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
     if db["sessions"].count_where("name = ?", [row["name"]]):
         raise StoreError(f"a session named {row['name']!r} already exists in {db_path(db)}; choose another --session")
     return int(db.table("sessions").insert(row).last_pk or 0)
+
+
+def free_session_name(path: str | os.PathLike[str], name: str) -> str:
+    """`name`, or the first of `name-2`, `name-3`, ... that no session of the database has yet."""
+    if not os.path.exists(path):
+        return name
+    db = open_db(path)
+    try:
+        taken = {row["name"] for row in db.query("select name from sessions where name like ?", [f"{name}%"])}
+    finally:
+        db.conn.close()
+    return next(candidate for n in itertools.count(1) if (candidate := name if n == 1 else f"{name}-{n}") not in taken)
 
 
 def update_session(path: str | os.PathLike[str], session_id: int, fields: dict[str, Any]) -> None:

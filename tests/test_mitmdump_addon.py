@@ -110,3 +110,14 @@ async def test_a_copy_of_the_addon_script_loads_the_installed_package(tmp_path, 
     copy.parent.mkdir()
     shutil.copy(ADDON, copy)
     assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, addon=copy))
+
+
+async def test_a_second_run_or_a_reloaded_script_records_into_a_new_session(tmp_path, connector, sample_bot, free_port):
+    """mitmproxy reloads an edited script by closing the old addon and running the new one, which asked
+    for the same --set botproxy_session and stopped recording at "already exists"; a second run alike."""
+    await record_one_turn(tmp_path, connector, sample_bot, free_port)
+    output, db_path = await record_one_turn(tmp_path, connector, sample_bot, free_port)
+    assert "session 'from-mitmdump' exists" in output and "recording into 'from-mitmdump-2'" in output
+    db = store.open_db(db_path)
+    again = store.resolve_session(db, "from-mitmdump-2")
+    assert [a["text"] for a in store.iter_activities(db, again["id"])] == ["hello mitmdump", "You said: hello mitmdump"]

@@ -136,3 +136,33 @@ def test_the_backlog_is_bounded_and_what_it_drops_is_counted(tmp_path):
     assert rows.backlog_size <= 50_000 and rows.lost["exchanges"] == 100 - landed - len(rows.backlog) > 0
     rows.close(patience=0)
     assert rows.lost["exchanges"] == 100 - landed and not rows.waiting
+
+
+def test_close_waits_for_a_slow_writer_that_gets_on(tmp_path):
+    # A fixed 30 s join once returned with a large backlog unwritten (and uncounted): close now waits
+    # as long as the writer makes progress, here ten jobs of 0.3 s against a 1 s stall limit.
+    writer = new_writer(tmp_path)
+
+    def slow(n):
+        def run():
+            threading.Event().wait(0.3)
+            return [("errors", {"session_id": writer.session_id, "at": float(n), "stage": "slow", "message": "m"})]
+        return run
+
+    for n in range(10):
+        writer.submit(slow(n))
+    writer.close(stall=1.0)
+    assert writer.abandoned == 0
+    assert store.open_db(tmp_path / "t.db")["errors"].count == 10
+
+
+def test_close_gives_up_on_a_stuck_writer_and_counts_what_it_leaves(tmp_path, caplog):
+    writer = new_writer(tmp_path)
+    release = threading.Event()
+    writer.submit(lambda: release.wait() and [])
+    for n in range(3):
+        writer.put("errors", {"session_id": writer.session_id, "at": float(n), "stage": "x", "message": "m"})
+    writer.close(stall=0.5)
+    assert writer.abandoned == 4  # the stuck job and the three rows behind it
+    assert "no progress for 0.5 s; 4 records left unwritten" in caplog.text
+    release.set()
