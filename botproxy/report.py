@@ -31,7 +31,7 @@ import sqlite_utils
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import __version__, store, streams
+from . import __version__, store, streams, waterfall
 from .console import activity_excerpt, excerpt
 from .diff import noise_label
 from .errors import BotproxyError, StoreError
@@ -199,6 +199,7 @@ def finding_view(row: dict[str, Any]) -> dict[str, Any]:
             pass
     severity = str(row.get("severity") or "info")
     helped = rule_help(row.get("rule"))
+    exchange = details.get("exchange_seq") if isinstance(details, dict) else None
     return {
         "rule": str(row.get("rule") or ""),
         "name": str(row.get("name") or ""),
@@ -208,9 +209,23 @@ def finding_view(row: dict[str, Any]) -> dict[str, Any]:
         "message": str(row.get("message") or ""),
         "explanation": helped.get("explanation", ""),
         "fix": helped.get("fix", ""),
+        "explanation_parts": code_marks(helped.get("explanation", "")),
+        "fix_parts": code_marks(helped.get("fix", "")),
         "details": pretty_json(details, 4000) if details else "",
+        "exchange_seq": exchange if isinstance(exchange, int) else None,  # an exchange-level finding's exchange
+        "bar": None,  # the exchange whose waterfall bar it points to, when the report draws one
         "noise": bool(row.get("noise")),  # a replay's finding the baseline had too: shown, not counted
     }
+
+
+def code_marks(text: str) -> list[tuple[bool, str]]:
+    """A rule's prose in pieces: (True, "replyToId") for each `code` mark, (False, text) around them. The
+    template wraps the first kind in <code> and escapes both; no other markup is read. An unclosed
+    backtick stays a backtick."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        parts[-2:] = ["`".join(parts[-2:])]
+    return [(n % 2 == 1, part) for n, part in enumerate(parts) if part]
 
 
 def severity_counts(findings: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -301,6 +316,7 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
         "stream_text": text if isinstance(text, str) else "",
         "activity_id": activity.get("activity_id"),
         "observed_at": activity.get("observed_at"),
+        "exchange_seq": activity.get("exchange_seq"),
         "stream": None,
     }
     if unanswered is not None:
@@ -586,25 +602,29 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
     conversations: dict[str | None, dict[str, Any]] = {}
     numbers = turn_numbers(activities)
     # Every inbound activity opens a turn; made first, so a reply observed before its inbound one still joins it.
-    turns = {a["seq"]: {"seq": a["seq"], "number": numbers.get(a["seq"]), "inbound": None, "replies": [],
-                        "proactive": False, "client": False, "conversation_id": a["conversation_id"]}
+    turns = {a["seq"]: _turn(a["seq"], number=numbers.get(a["seq"]), conversation_id=a["conversation_id"])
              for a in activities if a["direction"] == "to_bot"}
     # Exchanges that never got an HTTP answer (or broke off): their activities are failed calls. A
     # missing activity status alone is not one: an imported transcript does not know the status.
     sql = "select seq from exchanges where session_id = ? and (closed is null or error is not null)"
     unanswered = {r["seq"] for r in db.query(sql, [session["id"]])}
     bot_side: dict[str, int] = {}  # activity id -> seq on the bot's leg, to link a client's view to it
+    bot_turn: dict[str, int] = {}  # activity id -> the turn it belongs to on the bot's leg
     for a in activities:
         if a["direction"] in ("to_bot", "from_bot") and a["activity_id"]:
             bot_side.setdefault(a["activity_id"], a["seq"])
+            turn_of = a["seq"] if a["direction"] == "to_bot" else a["turn_seq"]
+            if turn_of in turns:
+                bot_turn.setdefault(a["activity_id"], turn_of)
     for activity in activities:
         seq = activity["seq"]
         view = activity_view(activity, by_seq.get(seq), raw=not large or seq in by_seq,
                              unanswered=activity["exchange_seq"] in unanswered)
-        owner = turns.get(activity["turn_seq"]) if activity["direction"] != "to_bot" else None
+        client_turn = turns.get(bot_turn.get(activity["activity_id"] or "", -1)) if view["client"] else None
+        owner = turns.get(activity["turn_seq"]) if activity["direction"] != "to_bot" else client_turn
         # What a turn sent to a conversation it created is shown in that turn, where it was caused.
         home = owner["conversation_id"] if owner is not None else activity["conversation_id"]
-        if home != activity["conversation_id"]:
+        if home != activity["conversation_id"] and not view["client"]:
             view["elsewhere"] = activity["conversation_id"]
         if activity.get("turn_ambiguous"):
             view["ambiguous"] = True
@@ -615,23 +635,30 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         if activity["direction"] == "to_bot":
             turns[seq]["inbound"] = view
             conversation["turns"].append(turns[seq])
-        elif view["client"]:  # runs of the client's view go together, beside the bot's turns (as in show)
+        elif view["client"]:
             view["bot_side"] = bot_side.get(activity["activity_id"] or "")
+            if client_turn is not None:  # beside the bot's turn it belongs to
+                client_turn["client_views"].append(view)
+                continue
+            # a client's view of nothing the bot's leg saw: runs of it go together, between the turns
             last = conversation["turns"][-1] if conversation["turns"] else None
             if last is not None and last["client"]:
                 last["replies"].append(view)
             else:
-                conversation["turns"].append({"seq": seq, "inbound": None, "replies": [view], "proactive": False,
-                                              "client": True})
+                conversation["turns"].append(_turn(seq, replies=[view], client=True))
         elif activity["turn_seq"] in turns:
             turns[activity["turn_seq"]]["replies"].append(view)
         else:
-            conversation["turns"].append({"seq": seq, "inbound": None, "replies": [view], "proactive": True,
-                                          "client": False})
+            conversation["turns"].append(_turn(seq, replies=[view], proactive=True))
     for finding in loose:
         if finding["conversation_id"] in conversations:
             conversations[finding["conversation_id"]]["findings"].append(finding)
     session_loose = [f for f in loose if f["conversation_id"] not in conversations]
+
+    drawn = _draw_time(db, session["id"], conversations, large, activities)
+    for finding in loose:
+        if finding["exchange_seq"] in drawn:
+            finding["bar"] = finding["exchange_seq"]
 
     turn_count = 0
     for conversation in conversations.values():
@@ -640,13 +667,13 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         turn_count += conversation["turn_count"]
         flagged_in_conversation = bool(conversation["findings"])
         for turn in conversation["turns"]:
-            turn["replies"] = stream_bubbles(turn["replies"])
             views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"]
-            turn_findings = [f for v in views for f in v["findings"]]
+            every = views + turn["client_views"]
+            turn_findings = [f for v in every for f in v["findings"]]
             turn["views"] = views
             turn["severity"] = worst(turn_findings)
             turn["finding_count"] = len(turn_findings)
-            turn["failed"] = any(v["failed"] for v in views)
+            turn["failed"] = any(v["failed"] for v in every)
             turn["flagged"] = bool(turn_findings) or turn["failed"]
             turn["open"] = turn["flagged"] or not large
             turn["title"] = _turn_title(turn)
@@ -664,8 +691,10 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         "conversations": len(conversations),
         "turns": turn_count,
         "proactive": sum(1 for c in conversations.values() for t in c["turns"] if t["proactive"]),
-        "client": sum(len(t["replies"]) for c in conversations.values() for t in c["turns"] if t["client"]),
-        "failed": sum(1 for c in conversations.values() for t in c["turns"] for v in t["views"] if v["failed"]),
+        "client": sum(len(t["replies"]) if t["client"] else len(t["client_views"])
+                      for c in conversations.values() for t in c["turns"]),
+        "failed": sum(1 for c in conversations.values() for t in c["turns"] for v in t["views"] + t["client_views"]
+                      if v["failed"]),
         "findings": len(findings),
         "severity": severity_counts(findings),
         "recorder_errors": session.get("error_count") or 0,
@@ -677,10 +706,92 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
         "rules": _rules_table(rules, first_seq),
         "conversations": list(conversations.values()),
         "loose_findings": session_loose,
+        "recorder_errors": _recorder_errors(db, session["id"], drawn, known),
         "findings_source": findings_source,
         "large": large,
         "generated_at": _now(),
     }
+
+
+def _turn(seq: int, *, number: int | None = None, conversation_id: Any = None, replies: list[Any] | None = None,
+          proactive: bool = False, client: bool = False) -> dict[str, Any]:
+    """A turn of a session report: its inbound activity (set later), the bot's replies, the Direct Line
+    client's view of it, and the waterfall of its exchanges."""
+    return {"seq": seq, "number": number, "inbound": None, "replies": replies or [], "client_views": [],
+            "proactive": proactive, "client": client, "conversation_id": conversation_id, "waterfall": None}
+
+
+def _draw_time(db: sqlite_utils.Database, session_id: int, conversations: dict[Any, dict[str, Any]], large: bool,
+               activities: list[dict[str, Any]]) -> set[int]:
+    """Each turn's waterfall (`botproxy.waterfall`), its findings pointed at their exchange's bar; in a large
+    session only for the turns that need attention. Streams are made one bubble here too (their chunks'
+    exchanges are still drawn one by one). Returns the exchanges that have a bar."""
+    exchanges = waterfall.session_exchanges(db, session_id)
+    first_activity: dict[int, dict[str, Any]] = {}
+    for a in activities:
+        first_activity.setdefault(a["exchange_seq"], a)
+    labels = {seq: _bar_label(first_activity.get(seq), e) for seq, e in exchanges.items()}
+    targets = {seq: a["seq"] for seq, a in first_activity.items()}
+    exchange_of = {a["seq"]: a["exchange_seq"] for a in activities}
+    every_turn = [t for c in conversations.values() for t in c["turns"]]
+    owned: dict[int, set[int]] = {}
+    for n, turn in enumerate(every_turn):
+        views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"]
+        owned[n] = {v["exchange_seq"] for v in views if v["exchange_seq"] is not None}
+        turn["replies"] = stream_bubbles(turn["replies"])
+    inbound = [(n, t["inbound"]["exchange_seq"]) for n, t in enumerate(every_turn) if t["inbound"]]
+    for n, extra in waterfall.unowned_calls(exchanges, set().union(*owned.values()), inbound).items():
+        owned[n].update(extra)
+    drawn: set[int] = set()
+    for n, turn in enumerate(every_turn):
+        views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"] + turn["client_views"]
+        findings = [f for v in views for f in v["findings"]]
+        if large and not findings and not any(v["failed"] for v in views):
+            continue
+        drawing = waterfall.waterfall([exchanges[s] for s in owned[n] if s in exchanges], labels, targets)
+        if drawing is None:
+            continue
+        bars = {b["seq"]: b for b in drawing["bars"]}
+        for f in findings:
+            seq = f["exchange_seq"] if f["exchange_seq"] in bars else exchange_of.get(f["seq"])
+            if seq in bars:
+                f["bar"] = seq
+                bars[seq]["severity"] = worst([f, {"severity": bars[seq]["severity"] or f["severity"]}])
+        turn["waterfall"] = drawing
+        drawn.update(bars)
+    return drawn
+
+
+def _bar_label(activity: dict[str, Any] | None, exchange: dict[str, Any]) -> str:
+    arrow = "→" if exchange["leg"] == "inbound" else "←"
+    route = str(exchange["route"] or exchange["method"] or "")
+    if activity is None:
+        return f"{arrow} {route}"
+    what = activity_excerpt(activity, 40) or activity.get("type") or ""
+    return f"{arrow} {route} {what}".rstrip()
+
+
+RECORDER_ERRORS_SHOWN = 500
+
+
+def _recorder_errors(db: sqlite_utils.Database, session_id: int, drawn: set[int], known: set[int]) -> dict[str, Any]:
+    """What went wrong inside the recorder (the `errors` table): when, at which stage, about which exchange
+    (linked to its bar, else to the activity it carried), and what."""
+    total = db.execute("select count(*) from errors where session_id = ?", [session_id]).fetchone()[0]
+    rows = db.query("select at, stage, message, exchange_seq from errors where session_id = ? order by at, rowid"
+                    " limit ?", [session_id, RECORDER_ERRORS_SHOWN])
+    carried = {}
+    if total:
+        sql = "select exchange_seq, min(seq) as seq from activities where session_id = ? group by exchange_seq"
+        carried = {r["exchange_seq"]: r["seq"] for r in db.query(sql, [session_id])}
+    shown = []
+    for row in rows:
+        exchange = row["exchange_seq"]
+        link = f"x{exchange}" if exchange in drawn else f"a{carried[exchange]}" if carried.get(exchange) in known \
+            else ""
+        shown.append({"time": clock(row["at"]), "stage": str(row["stage"] or ""), "message": str(row["message"] or ""),
+                      "exchange": exchange, "link": link})
+    return {"rows": shown, "more": max(total - len(shown), 0)}
 
 
 def _turn_title(turn: dict[str, Any]) -> str:

@@ -152,7 +152,10 @@ async def test_a_recorded_session_is_one_self_contained_file_with_its_transcript
     assert page.counts["findings"] == len(findings) and page.counts["error_findings"] == 0
     for finding in findings:
         assert f'data-rule="{finding["rule"]}"' in element_html(html, f"a{finding['seq']}")
-        assert finding["explanation"] and finding["explanation"][:60] in text
+        assert finding["explanation"] and finding["explanation"].replace("`", "")[:60] in text
+    # Issue 14 §4: a rule's `code` marks are shown as <code>, not as raw backticks
+    assert any("`role`" in f["explanation"] for f in findings) and "<code>role</code>" in html
+    assert not any("`" in p for p in re.findall(r'<div class="explain">(.*?)</div>', html, re.S))
 
 
 # -- crafted sessions ----------------------------------------------------------------------------------
@@ -211,8 +214,9 @@ def test_findings_sit_next_to_their_activity_with_the_rule_s_explanation(tmp_pat
     first = element_html(html, "a2")
     assert 'data-rule="BP-A04"' in first and 'data-rule="BP-A19"' in first
     from botproxy.checks.registry import RULES
-    assert RULES["BP-A04"].explanation[:80] in Page(first).all_text()
-    assert RULES["BP-A04"].fix[:60] in Page(first).all_text()
+    assert RULES["BP-A04"].explanation.replace("`", "")[:80] in Page(first).all_text()
+    assert RULES["BP-A04"].fix.replace("`", "")[:60] in Page(first).all_text()
+    assert "<p><code>replyToId</code> is only valid" in first  # its `code` marks, as code
     unknown = element_html(html, "a5")
     assert 'data-rule="BP-Z00"' in unknown and "only the message" in unknown and "failed" in unknown
     assert "exchange-level" in html and "no activity" in html  # a finding without an activity: in its conversation
@@ -260,7 +264,7 @@ def test_a_session_without_activities_and_odd_rows_still_renders(tmp_path):
     self_contained(html)
 
 
-def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turns_and_links_to_them(tmp_path):
+def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turn_it_belongs_to_and_links_to_it(tmp_path):
     db = new_db(tmp_path / "dl.db")
     session = add_session(db, "dl", [
         {"direction": "from_client", "text": "hi", "route": "dl_post_activity", "activity_id": "c1|1",
@@ -271,14 +275,27 @@ def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turns_and_links_to_th
          "body": {"from": {"id": "u", "role": "user"}}},
         {"direction": "to_client", "text": "hello", "route": "dl_get_activities", "activity_id": "c1|2",
          "body": {"from": {"id": "b", "role": "bot"}}},
+        user("next", activity_id="c1|3"),
+        bot("ok", 6, activity_id="c1|4"),
+        {"direction": "to_client", "text": "from elsewhere", "route": "dl_get_activities", "activity_id": "c1|9",
+         "body": {"from": {"id": "b", "role": "bot"}}},
     ])
     html = report.render_session(db, session, tmp_path / "dl.html").read_text()
     page = Page(html)
-    assert (page.counts["turns"], page.counts["proactive"], page.counts["client"]) == (1, 0, 3)
-    assert [a["class"].split()[1] for a in page.find("div") if (a.get("class") or "").startswith("act ")] == [
-        "user", "user", "bot", "user", "bot"]
-    assert "Direct Line client&#39;s view · 1 activity" in html and "client&#39;s view · 2 activities" in html
+    assert (page.counts["turns"], page.counts["proactive"], page.counts["client"]) == (2, 0, 4)
+    # Issue 14 §4: the client's view of turn 1 is beside turn 1 (one turn body: the bot's leg, then the client's
+    # column), not interleaved between the turns as a group of its own
+    first_turn = html[html.index('<details class="turn"'):html.index('<details class="turn"', html.index("turn 1 ("))]
+    bodies = re.findall(r'<div class="turn-body with-client">.*?<div class="client-side">(.*?)</div></div>\n</div>',
+                        first_turn, re.S)
+    assert len(bodies) == 1 and re.findall(r'id="a(\d+)"', bodies[0]) == ["1", "4", "5"]
+    assert [a["class"].split()[1] for a in Page(first_turn).find("div") if (a.get("class") or "").startswith("act ")] \
+        == ["user", "bot", "user", "user", "bot"]
     assert '(bot side <a href="#a3">#3</a>)' in html and '(bot side <a href="#a2">#2</a>)' in html
+    # what the bot's leg never saw stays a client's view of its own, where it happened
+    assert "Direct Line client&#39;s view · 1 activity" in html
+    assert html.index("Direct Line client&#39;s view · 1 activity") > html.index("turn 2 (")
+    assert html.count('<div class="client-side">') == 1
 
 
 def test_report_paths_are_safe_file_names_and_unwritable_ones_are_one_error(tmp_path):
@@ -464,3 +481,58 @@ def test_every_template_is_package_data():
     for name in templates:
         shipped = [p for p in patterns if fnmatch.fnmatch(name, p) and name.count("/") == p.count("/")]
         assert shipped, f"{name} is not package data (pyproject.toml [tool.setuptools.package-data])"
+
+
+# -- issue 14 §4: time, recorder errors, rule prose ----------------------------------------------------------
+
+
+def add_exchanges(db, session: dict, times: dict[int, tuple[float, float | None]]) -> None:
+    """Exchange rows for crafted activities (`add_session` gives activity N exchange N)."""
+    for seq, (start, end) in times.items():
+        activity = db.execute("select direction, route, conversation_id from activities where session_id = ? "
+                              "and seq = ?", [session["id"], seq]).fetchone()
+        db["exchanges"].insert({"session_id": session["id"], "seq": seq, "opened": seq, "closed": seq if end else None,
+                                "started_at": start, "ended_at": end, "leg": "inbound" if activity[0] == "to_bot"
+                                else "outbound", "route": activity[1], "conversation_id": activity[2],
+                                "method": "POST", "status": 200 if end else None})
+
+
+def test_recorder_errors_are_listed_with_when_and_which_exchange_and_hostile_text_stays_text(tmp_path):
+    db = new_db(tmp_path / "t.db")
+    session = add_session(db, "t", [user(XSS_TEXT), bot(XSS_IMG, 1), bot("never answered", 1)], error_count=3)
+    add_exchanges(db, session, {1: (100.0, 100.5), 2: (100.1, 100.2), 3: (100.3, None)})
+    db["errors"].insert_all([
+        {"session_id": session["id"], "at": 1795255200.25, "stage": "response", "message": XSS_IMG, "exchange_seq": 2},
+        {"session_id": session["id"], "at": 1795255201.0, "stage": "<b>stage</b>", "message": "no exchange",
+         "exchange_seq": None},
+    ])
+    html = report.render_session(db, session, tmp_path / "t.html").read_text()
+    self_contained(html)
+    for raw in (XSS_TEXT, XSS_IMG, "<b>stage</b>"):
+        assert raw not in html
+    page = Page(html)
+    assert page.counts["recorder_errors"] == 3
+    start = html.index('<table class="recorder-errors">')
+    table = html[start:html.index("</table>", start)]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td class=\"message\">(.*?)</td></tr>", table)
+    assert rows == [("10:00:00.250", "response", '<a href="#x2">#2</a>',
+                     "&lt;img src=x onerror=&#34;window.__xss=2&#34;&gt;"),
+                    ("10:00:01.000", "&lt;b&gt;stage&lt;/b&gt;", "", "no exchange")]
+    # the waterfall: three bars, the unanswered one open to the end; hostile text in a bar's label is text
+    assert [a["id"] for a in page.find("a", **{"class": "wf-bar"})] == ["x1", "x2", "x3"]
+    bars = {a["id"]: a["style"] for a in page.find("a", **{"class": "wf-bar"})}
+    assert bars == {"x1": "left:0.000%;width:100.000%", "x2": "left:20.000%;width:20.000%",
+                    "x3": "left:60.000%;width:40.000%"}
+    assert "→ bot_messages &#34;&lt;script&gt;window.__xss=1&lt;/script&gt;&#34;" in html and "no answer" in html
+    rows = [a["class"].split() for a in page.find("div")
+            if "wf-row" in (a.get("class") or "") and "wf-axis" not in a["class"]]
+    kinds = [[c for c in r if c in ("inbound", "open", "failed", "late")] for r in rows]
+    assert kinds == [["inbound"], [], ["open", "failed"]]
+
+
+def test_rule_prose_code_marks_become_code_and_nothing_else_is_read():
+    assert report.code_marks("a `b` c `d") == [(False, "a "), (True, "b"), (False, " c `d")]
+    template = report.environment().from_string('{% import "macros.html.j2" as m %}{{ m.marked(parts) }}')
+    html = template.render(parts=report.code_marks("use `<script>x</script>` *not* <b>this</b> `a&b`"))
+    assert html == ("use <code>&lt;script&gt;x&lt;/script&gt;</code> *not* &lt;b&gt;this&lt;/b&gt; "
+                    "<code>a&amp;b</code>")

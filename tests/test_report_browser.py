@@ -199,3 +199,105 @@ async def test_a_10000_activity_session_opens_and_filters_quickly(tmp_path):
         assert visible == 20 and (await counts(page))["activities"] == 10000
         assert loaded < 30 and filtered < 10
         assert page.errors == []
+
+
+# -- time: the waterfall of each turn (issue 14 §4) -----------------------------------------------------------
+
+BARS = """[...document.querySelectorAll('.waterfall')].map(w => [...w.querySelectorAll('.wf-bar')].map(b => {
+    const track = b.parentElement.getBoundingClientRect(), bar = b.getBoundingClientRect();
+    return {seq: Number(b.id.slice(1)), left: bar.left - track.left, width: bar.width, track: track.width,
+            row: b.closest('.wf-row').className};
+}))"""
+
+
+async def record_wire_bot_turns(tmp_path: Path) -> tuple[str, list[dict]]:
+    """A real recording (the embedded recorder, the wire bot, its Connector stand-in holding answers): a plain
+    turn, two sends answered in the other order (BP-O02), and a reply to a turn long over (BP-O04)."""
+    from checkkit import ChannelClient, MiniConnector, record_session
+    from wirebot import WireBot
+
+    connector = MiniConnector()
+    await connector.start()
+    bot = WireBot(connector)
+    await bot.start()
+    try:
+        async with record_session(tmp_path, bot.url, name="timing") as recording, \
+                ChannelClient(recording.endpoint) as channel:
+            url = connector.url("amer")
+            for conv, text in (("c-ok", "hello"), ("c-o2", "mistake:BP-O02"), ("c-o4", "an earlier message"),
+                               ("c-o4", "mistake:BP-O04")):
+                assert (await channel.say(url, conv, text))[0] == 200
+    finally:
+        await bot.stop()
+        await connector.stop()
+    assert bot.failures == []
+    db = store.open_db(recording.db_path)
+    session_id = store.resolve_session(db, "timing")["id"]
+    return recording.db_path, [dict(r) for r in db.query("select * from exchanges where session_id = ?", [session_id])]
+
+
+async def test_the_waterfall_draws_each_exchange_where_and_as_long_as_it_happened(tmp_path):
+    db_path, exchanges = await record_wire_bot_turns(tmp_path)
+    by_seq = {e["seq"]: e for e in exchanges}
+    db = store.open_db(db_path)
+    session = store.resolve_session(db, "timing")
+    activities = list(store.iter_activities(db, session["id"]))
+    out = report.render_session(db, session, tmp_path / "timing.html")
+
+    async with Browser.launch(tmp_path, width=1400, height=2400) as browser:
+        page = await open_report(browser, out)
+        waterfalls = await page.evaluate(BARS)
+        await screenshot(page, tmp_path / "timing.png")
+        # one waterfall per turn (4 inbound activities), every exchange of the recording drawn once
+        assert len(waterfalls) == 4
+        drawn = [b["seq"] for w in waterfalls for b in w]
+        assert sorted(drawn) == sorted(by_seq)
+        for bars in waterfalls:
+            starts = [by_seq[b["seq"]]["started_at"] for b in bars]
+            ends = [by_seq[b["seq"]]["ended_at"] for b in bars]
+            t0, span = min(starts), max(ends) - min(starts)
+            track = bars[0]["track"]
+            assert track > 300
+            for bar, start, end in zip(bars, starts, ends, strict=True):
+                # x as the timestamps say, widths proportional to the durations (a 2 px floor for instants)
+                assert abs(bar["left"] - (start - t0) / span * track) <= 2, bar
+                assert abs(bar["width"] - max((end - start) / span * track, 2)) <= 2, bar
+            ordered = sorted(bars, key=lambda b: by_seq[b["seq"]]["started_at"])
+            assert [b["left"] for b in ordered] == sorted(b["left"] for b in ordered)
+            inbound = [b for b in bars if by_seq[b["seq"]]["leg"] == "inbound"]
+            assert len(inbound) == 1 and "inbound" in inbound[0]["row"]
+
+        # the inversion is seen: the later-started send ends left of the earlier one's end
+        o2_inbound = next(a for a in activities if a["text"] == "mistake:BP-O02")
+        o2 = next(w for w in waterfalls if o2_inbound["exchange_seq"] in [b["seq"] for b in w])
+        first, second = sorted((b for b in o2 if by_seq[b["seq"]]["leg"] == "outbound"),
+                               key=lambda b: by_seq[b["seq"]]["started_at"])
+        assert by_seq[second["seq"]]["ended_at"] < by_seq[first["seq"]]["ended_at"]  # what the recording says
+        assert first["left"] < second["left"]
+        assert second["left"] + second["width"] < first["left"] + first["width"]
+        assert "overtook" in second["row"] and "overtook" not in first["row"]
+        note = await page.evaluate(f"document.getElementById('x{second['seq']}').closest('.wf-row').textContent")
+        assert f"answered before #{first['seq']}" in note
+
+        # the reply to the earlier turn, sent in the later one, starts after its turn's answer: late
+        earlier = next(a for a in activities if a["text"] == "an earlier message")
+        o4 = next(w for w in waterfalls if earlier["exchange_seq"] in [b["seq"] for b in w])
+        late = [b for b in o4 if "late" in b["row"]]
+        assert len(late) == 1 and late[0]["left"] > next(b for b in o4 if "inbound" in b["row"])["width"]
+
+        # the findings point into it: BP-O02's link anchors and highlights the bar of its exchange
+        link = await page.evaluate("document.querySelector('details.finding[data-rule=\"BP-O02\"] a.to-bar')"
+                                   ".getAttribute('href')")
+        finding_seq = db.execute("select seq from findings where session_id = ? and rule = 'BP-O02'",
+                                 [session["id"]]).fetchone()[0]
+        exchange = next(a["exchange_seq"] for a in activities if a["seq"] == finding_seq)
+        assert link == f"#x{exchange}" and exchange == second["seq"]
+        await page.click("button[data-expand='0']")
+        await page.click("details.finding[data-rule='BP-O02'] a.to-bar")
+        await page.wait_for(f"document.querySelector(':target')?.id === 'x{exchange}'")
+        assert await page.evaluate(f"document.getElementById('x{exchange}').getBoundingClientRect().width") > 0
+        assert await page.evaluate(f"getComputedStyle(document.getElementById('x{exchange}')).outlineStyle") == "solid"
+        # and each bar links back to the activity its exchange carried
+        href = await page.evaluate(f"document.getElementById('x{exchange}').getAttribute('href')")
+        assert href == f"#a{finding_seq}" and await page.evaluate(f"!!document.getElementById('a{finding_seq}')")
+        assert page.errors == []
