@@ -26,6 +26,7 @@ from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
 from .service_url import (
     SVC_PREFIX,
     ServiceUrlKeys,
+    has_rewritten,
     is_json_type,
     replace_top_level_string,
     restore,
@@ -212,7 +213,7 @@ class Capture:
 
     def _restore_in(self, message: http.Message) -> None:
         """Give every rewritten serviceUrl in a body the bot sends back its original text."""
-        if _is_plain(message) and SVC_PREFIX.encode() not in (message.raw_content or b""):
+        if _is_plain(message) and not has_rewritten(message.raw_content or b""):
             return  # the common case, decided without copying the body
         content = _decoded(message)
         if content:

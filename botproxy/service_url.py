@@ -48,6 +48,12 @@ _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _REWRITTEN = re.compile(
     rb"https?://[^\s\"'<>/\\]+" + re.escape(SVC_PREFIX.encode()) + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)(/?)"
 )
+# The same as JSON writers that escape "/" write it ("http:\/\/host\/_botproxy\/svc\/KEY\/", as PHP's
+# json_encode does by default): restored in the same style.
+_ESCAPED_PREFIX = SVC_PREFIX.replace("/", "\\/").encode()
+_REWRITTEN_ESCAPED = re.compile(
+    rb"https?:\\/\\/[^\s\"'<>/\\]+" + re.escape(_ESCAPED_PREFIX) + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)((?:\\/)?)"
+)
 # Bytes that continue a URL path segment: after "<ours>/" they mean the bot built a longer URL on it.
 _PATH_CHAR = re.compile(rb"[A-Za-z0-9_~%-]")
 
@@ -218,8 +224,24 @@ def _depth(content: bytes, pos: int) -> int:
 
 def restore(content: bytes, original_of: Callable[[str], str | None]) -> bytes:
     """`content` with every rewritten base whose key `original_of` knows given back as the original."""
-    if SVC_PREFIX.encode() not in content:
-        return content
+    if SVC_PREFIX.encode() in content:
+        content = _REWRITTEN.sub(_restorer(content, original_of, escaped=False), content)
+    if _ESCAPED_PREFIX in content:
+        content = _REWRITTEN_ESCAPED.sub(_restorer(content, original_of, escaped=True), content)
+    return content
+
+
+def has_rewritten(content: bytes) -> bool:
+    """Whether `content` may hold a rewritten base (in either slash style): the cheap test first."""
+    return SVC_PREFIX.encode() in content or _ESCAPED_PREFIX in content
+
+
+def _restorer(
+    content: bytes, original_of: Callable[[str], str | None], escaped: bool
+) -> Callable[[re.Match[bytes]], bytes]:
+    def text(url: str) -> bytes:
+        written = _json_str(url)
+        return written.replace(b"/", b"\\/") if escaped else written
 
     def original(match: re.Match[bytes]) -> bytes:
         url = original_of(match.group(1).decode())
@@ -227,12 +249,12 @@ def restore(content: bytes, original_of: Callable[[str], str | None]) -> bytes:
             return match.group(0)
         trimmed = url.rstrip("/")
         if not match.group(2):  # the bot trimmed our slash: it trims the original's too
-            return _json_str(trimmed)
+            return text(trimmed)
         if _PATH_CHAR.match(content, match.end()):  # a longer URL: "<base>/" + path, as msrest joins them
-            return _json_str(trimmed + "/")
-        return _json_str(url)  # the base as given: exactly the original text
+            return text(trimmed + "/")
+        return text(url)  # the base as given: exactly the original text
 
-    return _REWRITTEN.sub(original, content)
+    return original
 
 
 def _json_str(value: str) -> bytes:

@@ -366,3 +366,35 @@ def test_a_direct_line_stream_url_is_the_only_bytes_changed_in_its_answer(seen):
     assert flow.response.content == body.replace(
         b"wss://directline.botframework.com/v3/directline/conversations/c1/stream?watermark=-&t=abc", ours)
     assert seen[-1].content == body  # the recording keeps what the service sent
+
+
+@pytest.mark.parametrize("original", ["http://localhost:51234", "https://smba.trafficmanager.net/amer/"])
+def test_restore_gives_back_urls_a_json_writer_wrote_with_escaped_slashes(original):
+    # PHP's json_encode writes "/" as "\/": such a bot's reply reached the channel with our local URL in it.
+    def esc(url: str) -> str:
+        return url.replace("/", "\\/")
+
+    ours = OURS.format(key=KEYS.mint(original))
+    with_slash = original.rstrip("/") + "/"
+    forms = {
+        esc(ours): esc(original),
+        esc(ours.rstrip("/")): esc(original.rstrip("/")),
+        esc(ours + "v3/attachments/a1/views/original"): esc(with_slash + "v3/attachments/a1/views/original"),
+    }
+    for bot_wrote, expected in forms.items():
+        body = f'{{"serviceUrl":"{bot_wrote}","text":"see {bot_wrote}"}}'.encode()
+        assert restore(body, KEYS.verify) == f'{{"serviceUrl":"{expected}","text":"see {expected}"}}'.encode()
+        assert json.loads(restore(body, KEYS.verify))["serviceUrl"] == json.loads(f'"{expected}"')
+
+
+def test_an_escaped_slash_reply_reaches_the_connector_as_without_us(addon, seen):
+    original = "https://smba.trafficmanager.net/amer/"
+    key = KEYS.mint(original)
+    ours = OURS.format(key=key)
+    reply = json.dumps({"type": "message", "serviceUrl": ours, "text": "hi"}).replace("/", "\\/").encode()
+    flow = svc_flow(key, reply)
+    with taddons.context(addon):
+        addon.request(flow)
+    escaped_ours, escaped_original = (url.replace("/", "\\/").encode() for url in (ours, original))
+    assert flow.request.content == reply.replace(escaped_ours, escaped_original)
+    assert json.loads(flow.request.content)["serviceUrl"] == original
