@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import difflib
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ from markupsafe import Markup
 
 from . import __version__, store, streams, waterfall
 from .console import activity_excerpt, excerpt
-from .diff import noise_label
+from .diff import ABSENT, noise_label
 from .errors import BotproxyError, StoreError
 from .turns import turn_label, turn_numbers
 from .visible import visible
@@ -310,6 +311,8 @@ def activity_view(activity: dict[str, Any], findings: list[dict[str, Any]] | Non
         "marks": [],
         "changed_paths": [],
         "hl": [],  # what a replay changed, for highlighting: "text", "actions", "card0", "card0.title", ...
+        "text_parts": [],  # a changed text in pieces, ("same" | "del" | "ins", text) (`text_parts`)
+        "moved": "",  # a reordered activity's recorded and replayed position
         "proactive": False,
         # For drawing a stream as one bubble (`stream_bubbles`): its stream facts and what the timeline shows.
         "stream_part": streams.stream_part(body) if direction == "from_bot" else None,
@@ -357,6 +360,7 @@ def _stream_view(members: list[dict[str, Any]]) -> dict[str, Any]:
         marks=list(dict.fromkeys(k for m in members for k in m["marks"])),
         changed_paths=[p for m in members for p in m["changed_paths"]],
         hl=[h for m in members for h in m["hl"]],
+        moved=next((m["moved"] for m in members if m["moved"]), ""),
         proactive=any(m["proactive"] for m in members),
         stream={
             "chunks": len(members) - (final is not None),
@@ -881,6 +885,57 @@ _TEXT_PATH = re.compile(r"""^(?:root)?\[['"]text['"]\]$|^\.?text$""")
 _CARD_PATH = re.compile(r"""^root\['attachments'\]\[(\d+)\](?:\['content'\]\['(\w+)'\])?""")
 
 
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+TEXT_DIFF_LIMIT = 4000  # characters of each side compared piece by piece (beyond: the whole text is marked)
+
+
+def text_parts(recorded: str, replayed: str) -> list[tuple[str, str]]:
+    """What changed between two texts, as pieces ("same" | "del" | "ins", text) in reading order: words, runs
+    of spaces and single punctuation marks aligned by difflib, and a short replaced run aligned again
+    character by character ("weather?" → "weather?!" is ("same", "weather?"), ("ins", "!"))."""
+    if len(recorded) > TEXT_DIFF_LIMIT or len(replayed) > TEXT_DIFF_LIMIT:
+        return [("del", recorded), ("ins", replayed)]
+    a, b = _TOKEN.findall(recorded), _TOKEN.findall(replayed)
+    parts: list[tuple[str, str]] = []
+    for tag, a0, a1, b0, b1 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        old, new = "".join(a[a0:a1]), "".join(b[b0:b1])
+        if tag == "equal":
+            parts.append(("same", old))
+        elif tag == "replace" and len(old) + len(new) <= 80 and difflib.SequenceMatcher(None, old, new).ratio() >= .5:
+            parts += _char_parts(old, new)
+        else:
+            parts += [("del", old), ("ins", new)]
+    merged: list[tuple[str, str]] = []
+    for op, text in parts:
+        if not text:
+            continue
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + text)
+        else:
+            merged.append((op, text))
+    return merged
+
+
+def _char_parts(old: str, new: str) -> list[tuple[str, str]]:
+    parts = []
+    for tag, a0, a1, b0, b1 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            parts.append(("same", old[a0:a1]))
+        else:
+            parts += [("del", old[a0:a1]), ("ins", new[b0:b1])]
+    return parts
+
+
+def side_parts(parts: list[tuple[str, str]], side: str) -> list[tuple[str, str]]:
+    """The pieces one side shows: the recorded text with its deletions, the replayed one with its insertions."""
+    dropped = "ins" if side == "recorded" else "del"
+    return [(op, text) for op, text in parts if op != dropped]
+
+
+def _position(index: int | None) -> str:
+    return "?" if index is None else str(index + 1)
+
+
 def _mark(views: list[dict[str, Any]], index: int | None, kind: str, path: str) -> None:
     """Mark the activity a difference is about; for a changed field, also what in its bubble to highlight."""
     if index is None or not 0 <= index < len(views):
@@ -932,14 +987,32 @@ def turn_view(row: dict[str, Any], inbound: dict[str, Any] | None, large: bool) 
         if not isinstance(difference, dict):
             continue
         kind, path = str(difference.get("kind") or "changed"), str(difference.get("path") or "")
+        old, new = difference.get("recorded"), difference.get("replayed")
+        at, to = difference_index(difference, "recorded"), difference_index(difference, "replayed")
+        parts = text_parts(old, new) if kind == "changed" and isinstance(old, str) and isinstance(new, str) \
+            and ABSENT not in (old, new) else []
+        moved = f"moved from position {_position(at)} to {_position(to)}" if kind == "reordered" else ""
         differences.append({
             "kind": kind,
             "path": path,
-            "recorded": compact_json(difference.get("recorded")) if difference.get("recorded") is not None else "",
-            "replayed": compact_json(difference.get("replayed")) if difference.get("replayed") is not None else "",
+            "recorded": compact_json(old) if old is not None else "",
+            "replayed": compact_json(new) if new is not None else "",
+            "recorded_parts": side_parts(parts, "recorded"),
+            "replayed_parts": side_parts(parts, "replayed"),
+            "moved": moved,
         })
-        _mark(recorded, difference_index(difference, "recorded"), kind, path)
-        _mark(replayed, difference_index(difference, "replayed"), kind, path)
+        _mark(recorded, at, kind, path)
+        _mark(replayed, to, kind, path)
+        if moved:
+            for views, index in ((recorded, at), (replayed, to)):
+                if index is not None and 0 <= index < len(views):
+                    views[index]["moved"] = moved
+        if parts and _TEXT_PATH.match(path) and at is not None and to is not None \
+                and 0 <= at < len(recorded) and 0 <= to < len(replayed):
+            # the bubbles show the change too, in their own (clipped) texts
+            shown = text_parts(recorded[at]["text"], replayed[to]["text"])
+            recorded[at]["text_parts"] = side_parts(shown, "recorded")
+            replayed[to]["text_parts"] = side_parts(shown, "replayed")
     if inbound is not None:
         inbound_view = activity_view(inbound, raw=raw)
     elif row.get("inbound_text"):
@@ -998,8 +1071,15 @@ def replay_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     findings: list[dict[str, Any]] = []
     noise_findings = regressed = noise = 0
-    for row in rows:
+    regressed_turns = []
+    for n, row in enumerate(rows, 1):
         turn = turn_view(row, inbound.get(row.get("inbound_seq")), large)
+        turn["anchor"] = f"t{n}"
+        if turn["regressed"]:
+            regressed_turns.append({"anchor": turn["anchor"], "title": turn["title"], "status": turn["status"],
+                                    "conversation": row.get("conversation_id") or "(none)",
+                                    "differences": len(turn["differences"]),
+                                    "findings": len(turn["counted_findings"]), "error": turn["error"]})
         statuses[turn["status"]] += 1
         findings += turn["counted_findings"]
         noise_findings += len(turn["findings"]) - len(turn["counted_findings"])
@@ -1041,8 +1121,9 @@ def replay_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
         "session": session,
         "summary": summary,
         "checks": stored.get("checks", True) is not False,
-        "options": {k: compact_json(v, 200) for k, v in options.items()} if isinstance(options, dict) else {},
-        "extra_summary": {k: compact_json(v, 200) for k, v in stored.items() if k not in shown},
+        "options": option_words(options) if isinstance(options, dict) else [],
+        "extra_summary": option_words({k: v for k, v in stored.items() if k not in shown}),
+        "regressed_turns": regressed_turns,
         "noise_paths": [noise_label(p) for p in _path_labels(_json_list(run.get("noise_paths")))],
         "ignore_paths": _path_labels(_json_list(run.get("ignore_paths"))),
         "rules": _rules_table(rules, {}),
@@ -1050,6 +1131,38 @@ def replay_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
         "large": large,
         "generated_at": _now(),
     }
+
+
+# What a run's options and extra counts mean, for the report's header: words, and the unit of the value.
+OPTION_WORDS: dict[str, tuple[str, str]] = {
+    "quiet_ms": ("a turn ends after this long without a Connector call", "ms"),
+    "cap_ms": ("longest wait for that quiet after the answer", "ms"),
+    "timeout_s": ("time the bot has to answer a turn", "s"),
+    "quiet_every_turn": ("waited for the quiet after every turn", ""),
+    "connector_ok": ("the Connector stand-in answered every call with success", ""),
+    "concurrency": ("conversations replayed at once", ""),
+    "incomplete": ("turns the recording cannot be compared on (incomplete)", ""),
+    "proactive_not_replayed": ("recorded proactive activities that did not happen again", ""),
+    "proactive_unattached": ("replayed activities outside every recorded turn", ""),
+    "differences": ("differences", ""),
+    "new_findings": ("new findings", ""),
+}
+
+
+def option_words(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(words, value) for each option or count stored with a run: the known keys in words with their unit,
+    yes/no for flags; an unknown key with its underscores as spaces."""
+    shown = []
+    for key, value in options.items():
+        words, unit = OPTION_WORDS.get(key, (str(key).replace("_", " "), ""))
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, int | float) and unit:
+            text = f"{value:g} {unit}"
+        else:
+            text = compact_json(value, 200)
+        shown.append((words, text))
+    return shown
 
 
 def render_replay(db: sqlite_utils.Database, run_id: int, out_path: str | os.PathLike[str]) -> Path:

@@ -385,7 +385,20 @@ def test_a_replay_report_shows_both_sides_marks_each_difference_and_counts_what_
     assert turns["same"]["data-flagged"] == "0" and turns["changed"]["data-flagged"] == "1"
     # bubbles carry their marks; the changed text and the changed card title are highlighted
     assert html.count("act bot k-message mark-changed") == 5 and "mark-missing" in html and "mark-extra" in html
-    assert '<div class="text hl">hi!</div>' in html and '<div class="card-title hl">New</div>' in html
+    assert '<div class="card-title hl">New</div>' in html
+    # Issue 14 §4: the text change at word or character level, in the bubbles and the table, escaped
+    assert '<div class="text hl tdiff">hi<ins>!</ins></div>' in html and '<div class="text hl tdiff">hi</div>' in html
+    assert '<pre class="tdiff">hi</pre></td><td><pre class="tdiff">hi<ins>!</ins></pre>' in html
+    assert ('<pre class="tdiff"><del>x</del></pre></td><td><pre class="tdiff"><ins>&lt;script&gt;window.__xss=1'
+            '&lt;/script&gt;</ins></pre>') in html
+    # the header's options in words; the run opens with its regressed turns, linked to their anchors
+    assert "<dt>a turn ends after this long without a Connector call</dt><dd>50 ms</dd>" in html
+    assert "quiet_ms" not in html
+    index = html[html.index('<nav class="regressed-index"'):html.index("</nav>")]
+    links = re.findall(r'<a href="#(t\d+)">(.*?)</a>', index)
+    assert [title for _, title in links] == ["turn 1 (#1) · “hello”", "turn 2 (#3) · “card”"]
+    for anchor, _ in links:
+        assert page.find("details", id=anchor)[0]["data-status"] == "changed"
     assert '<div class="card-title hl">Old</div>' in html
     assert "<code>root[&#39;attachments&#39;][0][&#39;content&#39;][&#39;title&#39;]</code>" in html
     # the inbound activity comes from the recorded session
@@ -427,7 +440,9 @@ async def test_a_real_replay_of_build_1_against_build_2(demo_db, tmp_path):
     for key in ("turns", "same", "changed", "error", "regressed"):
         assert page.counts[key] == summary[key], key
     assert '<div class="card-title hl">Sample card (build 2)</div>' in html
-    assert '<div class="text hl">You said: what is the weather?!</div>' in html
+    # Issue 14 §4: the "!" build 2 adds is marked, not the whole text
+    assert '<div class="text hl tdiff">You said: what is the weather?<ins>!</ins></div>' in html
+    (tmp_path / "replay.keep.html").write_text(html)
     assert "mark-missing" in html and "mark-extra" in html and "mark-reordered" in html
     text = page.all_text()
     assert all(f"turn {t.turn.index} (#{t.turn.inbound['seq']})" in text for t in result.turns)  # as in show

@@ -150,6 +150,13 @@ async def test_a_replay_report_in_chromium(tmp_path):
         assert {key: shown[key] for key in expected} == expected
         highlighted = await page.evaluate("[...document.querySelectorAll('.text.hl')].map(e => e.textContent)")
         assert highlighted == ["hi", "hi!", "x", XSS_IMG]
+        # the new parts carry hostile text as text: the marked insertion, the regressed-turn index
+        assert await page.evaluate("[...document.querySelectorAll('.text ins')].map(e => e.textContent)") == [
+            "!", "<img src=", ' onerror="window.__xss=2">']  # "x" -> XSS_IMG keeps its x
+        assert await page.evaluate("document.querySelectorAll('.text del').length") == 0
+        index = await page.evaluate("[...document.querySelectorAll('nav.regressed-index a')]"
+                                    ".map(a => [a.textContent, !!document.getElementById(a.hash.slice(1))])")
+        assert index == [["turn 1 (#1) · “hello”", True], [f"turn 2 (#2) · “{XSS_TEXT}”", True]]
         assert await page.evaluate("document.querySelectorAll('.act.mark-missing').length") == 1
         assert XSS_TEXT in await page.evaluate("document.querySelector('.error-box').textContent")
         assert "root['channelData']" in await page.evaluate("document.querySelector('.noise-paths').textContent")
@@ -300,4 +307,58 @@ async def test_the_waterfall_draws_each_exchange_where_and_as_long_as_it_happene
         # and each bar links back to the activity its exchange carried
         href = await page.evaluate(f"document.getElementById('x{exchange}').getAttribute('href')")
         assert href == f"#a{finding_seq}" and await page.evaluate(f"!!document.getElementById('a{finding_seq}')")
+        assert page.errors == []
+
+
+async def test_a_real_replay_report_opens_with_its_regressed_turns_and_marks_the_exact_change(demo_db, tmp_path):
+    from botproxy.replay import replay_session
+    from botproxy.sample_bot import start_bot
+
+    bot2 = await start_bot(build=2)
+    try:
+        result = await replay_session(str(demo_db), "demo", bot2.url, quiet_ms=50)
+    finally:
+        await bot2.stop()
+    db = store.open_db(demo_db)
+    out = report.render_replay(db, result.run["id"], tmp_path / "replay.html")
+    regressed = [t for t in result.turns if t.regressed]
+    assert regressed  # build 2 differs on purpose
+
+    async with Browser.launch(tmp_path, width=1280, height=900) as browser:
+        page = await open_report(browser, out)
+        # the index comes first in the page, one link per regressed turn, each to a turn that exists
+        assert await page.evaluate("document.querySelector('main section.summary').firstElementChild.id") == "regressed"
+        links = await page.evaluate("[...document.querySelectorAll('nav.regressed-index a')].map(a => a.hash)")
+        assert len(links) == len(regressed) == result.summary["regressed"]
+        targets = await page.evaluate(f"""{json.dumps(links)}.map(h => {{
+            const t = document.getElementById(h.slice(1));
+            return t && t.matches('details.turn') ? [t.dataset.status, t.querySelector('summary').textContent] : null;
+        }})""")
+        for target, turn in zip(targets, regressed, strict=True):
+            assert target is not None and target[0] == turn.status != "same"
+            assert f"turn {turn.turn.index} (#{turn.turn.inbound['seq']})" in target[1]
+        # following a link opens its turn (collapsed before) and brings it into view
+        await page.click("button[data-expand='0']")
+        last = links[-1]
+        await page.click(f"nav.regressed-index a[href='{last}']")
+        await page.wait_for(f"document.querySelector(':target')?.id === '{last[1:]}'")
+        assert await page.evaluate(f"document.getElementById('{last[1:]}').open")
+        top = await page.evaluate(f"document.getElementById('{last[1:]}').getBoundingClientRect().top")
+        assert 0 <= top < 900
+        await page.click("button[data-expand='1']")
+
+        # "weather?" → "weather?!": exactly the "!" is marked inserted, the rest of the text is not
+        marked = await page.evaluate("""[...document.querySelectorAll('.side.replayed .text ins')]
+            .map(e => [e.textContent, e.parentElement.textContent])""")
+        assert ["!", "You said: what is the weather?!"] in marked
+        assert await page.evaluate("[...document.querySelectorAll('.side.recorded .text')]"
+                                   ".filter(e => e.textContent === 'You said: what is the weather?')"
+                                   ".every(e => e.querySelectorAll('ins, del').length === 0)")
+        # the reordered pair says where it was and where it is
+        moved = await page.evaluate("[...document.querySelectorAll('.tag.mark-reordered')].map(e => e.textContent)")
+        assert moved and all(m == "reordered: moved from position 2 to 1" for m in moved)
+        # the header speaks words, not option keys
+        facts = await page.evaluate("document.querySelector('dl.facts').textContent")
+        assert "quiet_ms" not in facts and "a turn ends after this long without a Connector call50 ms" in facts
+        await screenshot(page, tmp_path / "replay-real.png")
         assert page.errors == []
