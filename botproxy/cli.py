@@ -493,15 +493,44 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
         "botproxy replay login-flow --bot http://127.0.0.1:3979/api/messages",
         "botproxy replay latest --bot http://127.0.0.1:3979/api/messages "
         "--baseline http://127.0.0.1:3978/api/messages --junit results.xml",
+        "botproxy replay --all --bot http://127.0.0.1:3979/api/messages --label build-2 "
+        "--start 'python -m botproxy.sample_bot --port 3979 --build 2' --junit results.xml",
     )
 )
-@click.argument("session")
+@click.argument("sessions", nargs=-1, metavar="[SESSION]...")
+@click.option("--all", "every", is_flag=True, help="Replay every recorded and imported session (a corpus).")
+@click.option(
+    "--source",
+    type=click.Choice(["record", "import"]),
+    help="Replay every session made this way (recorded, imported); with names, add them.",
+)
 @click.option("--bot", "bot_url", required=True, metavar="URL", help="The messaging endpoint of the build to test.")
 @click.option(
     "--baseline",
     "baseline_url",
     metavar="URL",
     help="A build that behaves like the recording: what differs between it and the recording is noise.",
+)
+@click.option("--label", metavar="NAME", help="The name of the build to test, in the output, JSON, JUnit and reports.")
+@click.option("--baseline-label", metavar="NAME", help="The name of the baseline build.")
+@click.option(
+    "--start",
+    "start_command",
+    metavar="CMD",
+    help="A shell command that starts the build to test: botproxy waits until --bot answers, and stops it at the end.",
+)
+@click.option("--start-baseline", "start_baseline", metavar="CMD", help="The same for the --baseline build.")
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds a started build has to answer.",
+)
+@click.option(
+    "--shard",
+    metavar="I/N",
+    help="Replay share I of N of the conversations (a stable hash of session and conversation): one CI job each.",
 )
 @db_option
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), metavar="PATH", help="Write an HTML report.")
@@ -550,9 +579,17 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log what botproxy does.")
 @friendly_errors
 def replay(
-    session: str,
+    sessions: tuple[str, ...],
+    every: bool,
+    source: str | None,
     bot_url: str,
     baseline_url: str | None,
+    label: str | None,
+    baseline_label: str | None,
+    start_command: str | None,
+    start_baseline: str | None,
+    start_timeout: float,
+    shard: str | None,
     db_path: str,
     report_path: str | None,
     junit_path: str | None,
@@ -567,17 +604,24 @@ def replay(
     no_checks: bool,
     verbose: bool,
 ) -> None:
-    """Replay a recorded session against a build of the bot and report what changed, turn by turn.
+    """Replay recorded sessions against a build of the bot and report what changed, turn by turn.
 
-    SESSION is a name, an id, or `latest`. Each recorded inbound activity is sent again, in order per
-    conversation, with a local Bot Connector stand-in as its serviceUrl; the bot's replies are compared
-    with the recording's. Exit code 0 when no turn regressed, 1 when some did, 2 when the replay could
-    not run.
+    SESSION is a name, an id, or `latest`; several (or --all, --source) replay a corpus in one run, with
+    one verdict. Each recorded inbound activity is sent again, in order per conversation, with a local Bot
+    Connector stand-in as its serviceUrl; the bot's replies are compared with the recording's. Exit code
+    0 when no turn regressed, 1 when some did, 2 when the replay could not run.
     """
     from .config import load_replay_config
-    from .replay import replay_session
+    from .corpus import parse_shard, replay_corpus
+    from .launch import started
+    from .replay import Build, replay_session
 
     setup_logging(verbose)
+    if not sessions and not every and not source:
+        raise UsageError("name the SESSION to replay (a name, an id, or latest), several, or --all")
+    if start_baseline and not baseline_url:
+        raise UsageError("--start-baseline starts the --baseline build: pass --baseline URL too")
+    shares = parse_shard(shard) if shard else None
     writable_output(junit_path, "--junit", "JUnit XML")
     writable_output(report_path, "--report", "report", make_parents=True)
     config = load_replay_config()
@@ -589,26 +633,26 @@ def replay(
             pass
         else:
             check_config = load_config()
+    common: dict[str, Any] = dict(
+        ignore=(*config.ignore, *ignore), concurrency=concurrency, quiet_ms=quiet_ms, cap_ms=cap_ms,
+        timeout_s=timeout_s, quiet_every_turn=quiet_every_turn, connector_ok=connector_ok, checks=not no_checks,
+        check_config=check_config,
+    )
+    builds = [(cmd, url, flag) for cmd, url, flag in ((start_baseline, baseline_url, "--start-baseline"),
+                                                       (start_command, bot_url, "--start")) if cmd and url]
+    corpus = len(sessions) != 1 or every or bool(source) or shares is not None
     bar = _ProgressBar() if sys.stderr.isatty() else None
     try:
-        result = asyncio.run(
-            replay_session(
-                db_path,
-                session,
-                bot_url,
-                baseline_url=baseline_url,
-                ignore=(*config.ignore, *ignore),
-                concurrency=concurrency,
-                quiet_ms=quiet_ms,
-                cap_ms=cap_ms,
-                timeout_s=timeout_s,
-                quiet_every_turn=quiet_every_turn,
-                connector_ok=connector_ok,
-                checks=not no_checks,
-                check_config=check_config,
-                progress=bar.update if bar else None,
-            )
-        )
+        with started(builds, start_timeout):
+            if corpus:
+                result: Any = asyncio.run(replay_corpus(
+                    db_path, sessions, Build(bot_url, label),
+                    baseline=Build(baseline_url, baseline_label) if baseline_url else None, every=every,
+                    source=source, shard=shares, progress=bar.update if bar else None, **common))
+            else:
+                result = asyncio.run(replay_session(
+                    db_path, sessions[0], bot_url, baseline_url=baseline_url, label=label,
+                    baseline_label=baseline_label, progress=bar.update if bar else None, **common))
     finally:
         if bar:
             bar.close()
@@ -622,7 +666,7 @@ def replay(
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
-        for line in _replay_lines(data):
+        for line in _corpus_lines(data) if corpus else _replay_lines(data):
             click.echo(line)
     if result.regressed:
         sys.exit(EXIT_PROBLEM)
@@ -649,7 +693,7 @@ class _ProgressBar:
 
 def _replay_report(db_path: str, run_id: int, path: str) -> None:
     try:
-        from .report import render_replay
+        from .report import render_replay  # noqa: F401  (is the report module there at all)
     except ImportError:
         click.echo(
             f"botproxy: note: this botproxy cannot write HTML reports (no botproxy.report); "
@@ -657,10 +701,22 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
             err=True,
         )
         return
-    from . import store
-
-    written = render_replay(store.open_db(db_path), run_id, path)
+    written = render_run(db_path, run_id, path)
     click.echo(f"report: {written}", err=True)
+
+
+def render_run(db_path: str, run_id: int, path: str) -> Path:
+    """The HTML report of a stored run: one session's (report.render_replay) or a corpus run's."""
+    from . import store
+    from .corpus import is_corpus_run
+    from .report import render_replay
+
+    db = store.open_db(db_path)
+    if is_corpus_run(db, run_id):
+        from .corpus_report import render_corpus
+
+        return render_corpus(db, run_id, path)
+    return render_replay(db, run_id, path)
 
 
 def _replay_lines(data: dict[str, Any]) -> list[str]:
@@ -668,7 +724,8 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
     from .turns import turn_label
 
     run, summary = data["run"], data["summary"]
-    against = f"{run['candidate_url']}" + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")
+    against = _build_name(run, "candidate") + (f" (baseline {_build_name(run, 'baseline')})"
+                                               if run["baseline_url"] else "")
     lines = [f"replayed session {data['session']['name']!r} against {against}"]
     for turn in data["turns"]:
         if turn["status"] == "same":
@@ -706,35 +763,103 @@ def _replay_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _build_name(run: dict[str, Any], role: str) -> str:
+    """A build as the output names it: its --label and URL, or its URL alone."""
+    url, label = run[f"{role}_url"], run.get(f"{role}_label")
+    return f"{label} ({url})" if label else str(url)
+
+
+def _corpus_lines(data: dict[str, Any]) -> list[str]:
+    """Each session's lines (as a one-session replay prints them), then the run's verdict."""
+    run, summary = data["run"], data["summary"]
+    lines = []
+    for session in data["sessions"]:
+        lines += _replay_lines(session)
+    share = ""
+    if run.get("shard"):
+        idle = len(run["sessions"]) - len(data["sessions"])
+        share = f" (shard {run['shard']}" + (f"; {idle} with no conversation in it)" if idle else ")")
+    lines.append(
+        f"run {run['id']}: {summary['sessions']} sessions{share}, {summary['turns']} turns, {summary['same']} same, "
+        f"{summary['changed']} changed, {summary['error']} errors ({summary['incomplete']} incomplete in the "
+        f"recording); {summary['regressed']} regressed · {run['status']} · {_build_name(run, 'candidate')}"
+    )
+    return lines
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
-@cli.command(epilog=example("botproxy report login-flow", "botproxy report latest --out reports/today.html"))
-@click.argument("session", default="latest")
+@cli.command(
+    epilog=example("botproxy report login-flow", "botproxy report latest --out reports/today.html",
+                   "botproxy report --run 7 --out reports/replay-7.html")
+)
+@click.argument("session", required=False)
 @click.option(
     "--out",
     "out_path",
     type=click.Path(dir_okay=False),
     metavar="PATH",
-    help="Where to write the HTML file [default: reports/<session name>.html].",
+    help="Where to write the HTML file [default: reports/<session name>.html, reports/replay-<N>.html].",
+)
+@click.option(
+    "--run",
+    "run_id",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Render stored replay run N again (the report `replay --report` writes), without replaying.",
 )
 @db_option
 @friendly_errors
-def report(session: str, out_path: str | None, db_path: str) -> None:
+def report(session: str | None, out_path: str | None, run_id: int | None, db_path: str) -> None:
     """Write a session's HTML report: its transcript, turn by turn, with the findings of the checks.
 
-    SESSION is a name, an id, or `latest` (the default). The report is one self-contained file (nothing
-    is fetched from the network) that any browser opens; prints the path of the file it wrote.
+    SESSION is a name, an id, or `latest` (the default). With --run N, the report of replay run N instead.
+    The report is one self-contained file (nothing is fetched from the network) that any browser opens;
+    prints the path of the file it wrote.
     """
     from . import store
     from .checks import load_config
     from .report import default_report_path, render_session
 
     writable_output(out_path, "--out", "report", make_parents=True)
+    if run_id is not None:
+        if session is not None:
+            raise UsageError("give a SESSION or --run N, not both")
+        click.echo(str(render_run(db_path, run_id, out_path or str(default_report_path(f"replay-{run_id}")))))
+        return
     db = store.open_db(db_path)
-    row = store.resolve_session(db, session)
+    row = store.resolve_session(db, session or "latest")
     written = render_session(db, row, out_path or default_report_path(row["name"]), check_config=load_config("."))
     click.echo(str(written))
+
+
+@cli.command(
+    epilog=example("botproxy merge merged.db shard-1.db shard-2.db", "botproxy report --run 1 --db merged.db")
+)
+@click.argument("out", metavar="OUT.db")
+@click.argument("inputs", nargs=-1, required=True, metavar="DB...")
+@friendly_errors
+def merge(out: str, inputs: tuple[str, ...]) -> None:
+    """Put several databases together in OUT.db (created if missing): the shard jobs of one replay run.
+
+    Recorded and imported sessions with the same name and source are one session; a run copied into
+    several databases is one run; the shares of one `replay --shard I/N` run become one run (its verdict
+    over all of them), which `botproxy report --run N` renders.
+    """
+    from .merge import merge as merge_databases
+
+    done = merge_databases(out, list(inputs))
+    for entry in done.inputs:
+        click.echo(f"{entry['path']}: {entry['sessions']} sessions and {entry['runs']} runs added "
+                   f"({entry['sessions_known']} sessions and {entry['runs_known']} runs were there already)")
+    for run in done.combined:
+        summary = run["summary"]
+        missing = f" · missing {', '.join(run['missing'])}" if run["missing"] else ""
+        click.echo(f"run {run['id']}: shards {', '.join(run['shards'])}{missing} · {summary['sessions']} sessions, "
+                   f"{summary['turns']} turns, {summary['regressed']} regressed · {run['status']}")
+    if any(run["missing"] for run in done.combined):
+        click.echo("botproxy: note: some shards of a run are missing, so its verdict covers only the others", err=True)
 
 
 # -- checks -------------------------------------------------------------------------------------

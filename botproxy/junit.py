@@ -4,6 +4,11 @@ One testcase per replayed turn, named ``<conversation> turn <index> (#<inbound s
 (the numbering `botproxy show` uses): a `changed` turn
 is a <failure> listing its differences, an `error` turn an <error> (or <skipped> when the recording
 itself was incomplete, which is no fault of the build under test).
+
+A corpus run (several sessions) is one <testsuite> per session, its turns as testcases: GitHub's test
+reporters, GitLab, Jenkins and Azure Pipelines all group a file's cases by testsuite (and Jenkins by
+classname, ``<session>.<conversation>``), so each session is one line to open, and the failing
+testcase is the regressed turn itself, its differences as the message.
 """
 
 from __future__ import annotations
@@ -25,8 +30,25 @@ def case_name(turn: Mapping[str, Any], limit: int = 80) -> str:
 
 
 def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:
-    """The tree for a `ReplayResult.to_json()` dict."""
+    """The tree for a `ReplayResult.to_json()` dict, or a corpus run's (`CorpusResult.to_json()`: one
+    testsuite per session, the totals on <testsuites>)."""
+    sessions = result["sessions"] if "sessions" in result else [result]
+    root = ET.Element("testsuites", {"name": "botproxy replay"})
+    totals = [_suite(root, session) for session in sessions]
+    root.attrib.update({name: _total(totals, name) for name in ("tests", "failures", "errors", "skipped")})
+    root.set("time", f"{sum(float(t['time']) for t in totals):.3f}")
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def _total(counts: list[dict[str, str]], name: str) -> str:
+    return str(sum(int(c[name]) for c in counts))
+
+
+def _suite(root: ET.Element, result: Mapping[str, Any]) -> dict[str, str]:
+    """One session's run as a <testsuite> with a testcase per turn; returns its counts."""
     session = result["session"]["name"]
+    run = result["run"]
     turns = result["turns"]
     failures = sum(1 for t in turns if t["status"] == "changed")
     errors = sum(1 for t in turns if t["status"] == "error" and t["regressed"])
@@ -34,13 +56,15 @@ def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:
     seconds = sum((t.get("duration_ms") or 0) for t in turns) / 1000
     counts = {"tests": str(len(turns)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped),
               "time": f"{seconds:.3f}"}
-    root = ET.Element("testsuites", {"name": "botproxy replay", **counts})
-    suite = ET.SubElement(root, "testsuite", {"name": f"botproxy replay {session}", **counts,
-                                              "timestamp": result["run"].get("started_at") or ""})
+    label = f" [{run['candidate_label']}]" if run.get("candidate_label") else ""
+    suite = ET.SubElement(root, "testsuite", {"name": f"botproxy replay {session}{label}", **counts,
+                                              "timestamp": run.get("started_at") or ""})
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("run", result["run"]["id"]), ("candidate", result["run"]["candidate_url"]),
-                        ("baseline", result["run"].get("baseline_url") or ""),
-                        ("noise_paths", ", ".join(result["run"].get("noise_paths") or []))):
+    named = [("run", run["id"]), ("candidate", run["candidate_url"]), ("baseline", run.get("baseline_url") or ""),
+             ("noise_paths", ", ".join(run.get("noise_paths") or []))]
+    named += [(name, run[name]) for name in ("candidate_label", "baseline_label", "shard", "parent_id")
+              if run.get(name) is not None]
+    for name, value in named:
         ET.SubElement(properties, "property", {"name": name, "value": str(value)})
     for turn in turns:
         case = ET.SubElement(suite, "testcase", {
@@ -62,8 +86,7 @@ def to_xml(result: Mapping[str, Any]) -> ET.ElementTree:
         if noise:
             ET.SubElement(case, "system-out").text = "not counted (the baseline differs there too):\n" + "\n".join(
                 noise)
-    ET.indent(root)
-    return ET.ElementTree(root)
+    return counts
 
 
 def _message(lines: list[str]) -> str:

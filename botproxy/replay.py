@@ -559,6 +559,8 @@ async def replay_session(
     checks: bool = True,
     check_config: Any = None,
     progress: Progress | None = None,
+    label: str | None = None,
+    baseline_label: str | None = None,
 ) -> ReplayResult:
     """Replay a recorded session into `candidate_url` (and `baseline_url`), compare, store, return.
 
@@ -576,23 +578,57 @@ async def replay_session(
         raise UsageError(f"session {session['name']!r} has no inbound activities to replay")
     for url in filter(None, (baseline_url, candidate_url)):
         await _reachable(url)
-    engine_factory = _engine_factory(checks, check_config)
-    run_id = start_run(db, session, candidate_url, baseline_url, options.concurrency, _options_json(options), rules)
-    roles = [(BASELINE, baseline_url)] if baseline_url else []
-    roles.append((CANDIDATE, candidate_url))
-    total = len(plan.turns) * len(roles)
-    done = itertools.count(1)
+    return await replay_plan(db_path, db, plan, Build(candidate_url, label), _baseline(baseline_url, baseline_label),
+                             rules, options, _engine_factory(checks, check_config), Ticker(progress))
 
-    def tick() -> None:
-        if progress is not None:
-            progress(next(done), total)
+
+@dataclass
+class Build:
+    """A build the replay drives: its messaging endpoint, and the name it goes by (`--label`)."""
+
+    url: str
+    label: str | None = None
+
+
+def _baseline(url: str | None, label: str | None) -> Build | None:
+    return Build(url, label) if url else None
+
+
+class Ticker:
+    """Counts the turns replayed and reports `(done, total)`; the total grows as sessions' plans are added."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done = self.total = 0
+
+    def add(self, turns: int) -> None:
+        self.total += turns
+
+    def step(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+async def replay_plan(
+    db_path: str, db: sqlite_utils.Database, plan: Plan, candidate: Build, baseline: Build | None,
+    rules: diff.Ignore, options: _Options, engine_factory: Callable[[], Any] | None, ticker: Ticker,
+    *, extra: dict[str, Any] | None = None,
+) -> ReplayResult:
+    """One session's run (its `replay_runs` row, `extra` columns added): drive each build, compare, store."""
+    labels = {"candidate_label": candidate.label, "baseline_label": baseline.label if baseline else None}
+    extra = {**(extra or {}), **labels}
+    run_id = start_run(db, plan.session, candidate.url, baseline.url if baseline else None, options.concurrency,
+                       _options_json(options), rules, {k: v for k, v in extra.items() if v is not None})
+    roles = [(BASELINE, baseline.url)] if baseline else []
+    roles.append((CANDIDATE, candidate.url))
+    ticker.add(len(plan.turns) * len(roles))
 
     try:
         phases: dict[str, PhaseResult] = {}
         for role, url in roles:
-            assert url is not None
             engine = engine_factory() if engine_factory else None
-            phases[role] = await _run_phase(db_path, plan, role, url, run_id, options, engine, tick)
+            phases[role] = await _run_phase(db_path, plan, role, url, run_id, options, engine, ticker.step)
             _obvious_mistake(plan, phases[role])
             read_back(db, phases[role])
         result = compare(db, plan, phases, rules, engine_factory, run_id)

@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -341,11 +342,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-def start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url: str, baseline_url: str | None,
-              concurrency: int, options: dict[str, Any], ignore: diff.Ignore) -> int:
-    """The `replay_runs` row of a run that starts now (status `running`); returns its id."""
+def start_run(db: sqlite_utils.Database, session: dict[str, Any] | None, candidate_url: str,
+              baseline_url: str | None, concurrency: int, options: dict[str, Any], ignore: diff.Ignore,
+              extra: dict[str, Any] | None = None) -> int:
+    """The `replay_runs` row of a run that starts now (status `running`); returns its id. `session` is None
+    for a corpus run (its sessions' runs name it as `parent_id`); `extra`: labels, shard, parent."""
     row = {
-        "session_id": session["id"],
+        "session_id": session["id"] if session else None,
         "started_at": _now(),
         "candidate_url": scrub(candidate_url),
         "baseline_url": scrub(baseline_url) if baseline_url else None,
@@ -353,6 +356,8 @@ def start_run(db: sqlite_utils.Database, session: dict[str, Any], candidate_url:
         "options": _dumps(options),
         "ignore_paths": _dumps(list(ignore.user)),
         "status": "running",
+        "uid": uuid.uuid4().hex,  # the same run wherever a database is copied to (botproxy merge)
+        **(extra or {}),
     }
     with db.conn:
         return int(db.table("replay_runs").insert(row).last_pk or 0)
@@ -374,6 +379,7 @@ def _run_json(db: sqlite_utils.Database, run_id: int, phases: dict[str, PhaseRes
     candidate, baseline = phases[CANDIDATE], phases.get(BASELINE)
     return {
         "id": run_id,
+        **_named(row),
         "started_at": row["started_at"],
         "ended_at": _now(),
         "status": "regressed" if summary["regressed"] else "passed",
@@ -387,6 +393,14 @@ def _run_json(db: sqlite_utils.Database, run_id: int, phases: dict[str, PhaseRes
         "volatile": list(diff.VOLATILE),
         "noise_paths": sorted(noise),
     }
+
+
+# Said only when set, so a plain run's JSON keeps its shape.
+RUN_NAMES = ("candidate_label", "baseline_label", "shard", "parent_id")
+
+
+def _named(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in RUN_NAMES if row.get(name) is not None}
 
 
 def store_run(db: sqlite_utils.Database, result: ReplayResult) -> None:

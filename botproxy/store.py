@@ -220,6 +220,16 @@ def _migration_6(db: sqlite_utils.Database) -> None:
         db.table(table).add_column("odd_text", str)
 
 
+def _migration_7(db: sqlite_utils.Database) -> None:
+    """A corpus run (several sessions, one verdict): its row has no `session_id`, its sessions' runs name it
+    as `parent_id`. Builds have names (`--label`); a shard says which share of the corpus it replayed;
+    `uid` tells a run copied into several databases (shard jobs) from two runs when they are merged."""
+    runs = db.table("replay_runs")
+    for column in ("parent_id", "candidate_label", "baseline_label", "shard", "shard_group", "uid"):
+        runs.add_column(column, int if column == "parent_id" else str)
+    runs.create_index(["parent_id"])
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_1,
     _migration_2,
@@ -227,6 +237,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -156,6 +156,23 @@ def test_bad_database_is_one_line_exit_2_and_nothing_written(tmp_path, ours, kin
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "empty file"])
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_merge_refuses_a_bad_database_in_one_line_and_writes_nothing(tmp_path, ours, kind, where):
+    db_folder = tmp_path / "db"
+    db_folder.mkdir()
+    bad, good = db_folder / "bad.db", db_folder / "good.db"
+    make_bad(kind, bad, ours)
+    good.write_bytes(ours)
+    out = db_folder / "merged.db"
+    args = ["merge", str(out), str(good), str(bad)] if where == "input" else ["merge", str(bad), str(good)]
+    before = snapshot(db_folder)
+    result = invoke(*args, env=TIMEOUT_ENV)
+    assert_one_line_exit_2(result, *KINDS[kind])
+    assert snapshot(db_folder) == before or where == "input" and not out.exists()
+    assert snapshot(db_folder).get("bad.db") == before.get("bad.db")
+
+
 @pytest.mark.parametrize("command", sorted(WRITERS - {"demo"}))
 def test_an_empty_file_becomes_a_botproxy_database(tmp_path, command):
     db = tmp_path / "empty.db"

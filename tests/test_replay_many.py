@@ -1,0 +1,371 @@
+"""A regression corpus (issue 14 §2): several recorded sessions replayed in one run, with one verdict,
+one JUnit file and one report; the build under test started by `--start`; `--shard` and `botproxy merge`
+giving what one unsharded run gives; `report --run N` rendering a stored run again.
+
+The corpus is three sessions recorded through the real embedded recorder from the bundled sample bot
+(build 1), two conversations each; build 2 changes `help`, the weather echo, `card` and `two`
+(sample_bot.py), so `greeting` passes on build 2 and `helpdesk` and `cards` regress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import pick_free_port
+
+from botproxy import store
+from botproxy.channel import ConnectorChannel
+from botproxy.cli import cli
+from botproxy.corpus import shard_of
+from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.sample_bot import start_bot
+from botproxy.session import LiveSession
+
+CORPUS = {
+    "greeting": {"g-1": ["hi there", "hello"], "g-2": ["echo me"]},
+    "helpdesk": {"h-1": ["help", "what is the weather?"], "h-2": ["ok thanks"]},
+    "cards": {"c-1": ["card"], "c-2": ["two"]},
+}
+QUIET = "50"
+
+
+async def _record_corpus(db_path: str, confdir: str) -> None:
+    bot = await start_bot(build=1)
+    channel = ConnectorChannel()
+    await channel.start()
+    try:
+        for name, conversations in CORPUS.items():
+            live = LiveSession(db_path, name=name, bot_url=bot.url, source="record")
+            proxy = RecordingProxy(ProxyConfig(bot_url=bot.url, listen="127.0.0.1:0", forward_listen=None,
+                                               confdir=confdir), live)
+            await proxy.start()
+            try:
+                for conversation, texts in conversations.items():
+                    for text in texts:
+                        status, body = await channel.send(proxy.endpoint, channel.activity(
+                            text=text, conversation_id=conversation))
+                        assert status < 300, body
+            finally:
+                await proxy.stop()
+    finally:
+        await channel.stop()
+        await bot.stop()
+
+
+@pytest.fixture(scope="module")
+def recorded_corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    path = folder / "corpus.db"
+    asyncio.run(_record_corpus(str(path), str(folder / "mitm")))
+    return path
+
+
+@pytest.fixture
+def corpus_db(recorded_corpus, tmp_path) -> str:
+    """A copy of the recorded corpus for one test (the replays write into it)."""
+    path = tmp_path / "corpus.db"
+    shutil.copy(recorded_corpus, path)
+    return str(path)
+
+
+async def run_cli(*args: str):
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
+
+
+def sample_bot_command(port: int, build: int) -> str:
+    return f"{sys.executable} -m botproxy.sample_bot --port {port} --build {build}"
+
+
+def turn_results(data: dict) -> list[tuple]:
+    """What a run decided, turn by turn, comparable across databases (no ids, no times)."""
+    return sorted(
+        (session["session"]["name"], t["conversation_id"], t["index"], t["status"], t["regressed"],
+         json.dumps(t["differences"], sort_keys=True))
+        for session in data["sessions"] for t in session["turns"]
+    )
+
+
+# -- several sessions, one run -----------------------------------------------------------------------
+
+
+async def test_a_corpus_is_one_run_with_one_verdict_junit_and_report(corpus_db, bot2, tmp_path):
+    junit, report = tmp_path / "results.xml", tmp_path / "corpus.html"
+    result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", bot2.url, "--quiet-ms", QUIET,
+                           "--label", "build-2", "--json", "--junit", str(junit), "--report", str(report))
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"run", "summary", "sessions"}
+    assert data["run"]["status"] == "regressed" and data["run"]["candidate_label"] == "build-2"
+    assert data["run"]["sessions"] == ["greeting", "helpdesk", "cards"]
+    by_name = {s["session"]["name"]: s for s in data["sessions"]}
+    assert {n: s["summary"]["regressed"] for n, s in by_name.items()} == {"greeting": 0, "helpdesk": 2, "cards": 2}
+    assert data["summary"]["sessions"] == 3 and data["summary"]["turns"] == 8 and data["summary"]["regressed"] == 4
+    assert all(s["run"]["parent_id"] == data["run"]["id"] for s in data["sessions"])
+    assert data["run"]["session_runs"] == [s["run"]["id"] for s in data["sessions"]]
+
+    root = ET.parse(junit).getroot()
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == [f"botproxy replay {n} [build-2]" for n in CORPUS]
+    assert root.get("tests") == "8" and root.get("failures") == "4"
+    assert [s.get("failures") for s in suites] == ["0", "2", "2"]
+    failure = next(c for c in suites[1].findall("testcase") if c.find("failure") is not None)
+    assert failure.get("classname") == "helpdesk.h-1" and "turn 1" in failure.get("name")
+    labels = {p.get("name"): p.get("value") for p in suites[0].find("properties")}
+    assert labels["candidate_label"] == "build-2" and labels["parent_id"] == str(data["run"]["id"])
+
+    html = report.read_text()
+    assert html.count('class="corpus-session"') == 3 and "build-2" in html
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "two sessions' parts share an element id"
+    for anchor in re.findall(r'href="#([^"]+)"', html):
+        assert anchor in ids, anchor
+
+
+async def test_a_corpus_of_named_sessions_and_the_text_output(corpus_db, bot2):
+    result = await run_cli("replay", "greeting", "cards", "--db", corpus_db, "--bot", bot2.url,
+                           "--quiet-ms", QUIET, "--label", "build-2")
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"replayed session 'greeting' against build-2 ({bot2.url})"
+    assert f"replayed session 'cards' against build-2 ({bot2.url})" in lines
+    assert re.match(r"run \d+: 2 sessions, 5 turns, 3 same, 2 changed, 0 errors .*2 regressed · regressed · build-2",
+                    lines[-1]), lines[-1]
+
+
+async def test_source_selects_the_sessions_made_that_way(corpus_db, sample_bot):
+    result = await run_cli("replay", "--source", "record", "--db", corpus_db, "--bot", sample_bot.url,
+                           "--quiet-ms", QUIET, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"]["sessions"] == list(CORPUS)
+    result = await run_cli("replay", "--source", "import", "--db", corpus_db, "--bot", sample_bot.url)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"botproxy: error: no import sessions in {corpus_db} to replay (list them with botproxy sessions)"]
+
+
+async def test_one_session_keeps_its_own_shape(corpus_db, sample_bot):
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", sample_bot.url, "--quiet-ms", QUIET,
+                           "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"run", "session", "summary", "turns", "proactive"}
+    assert "candidate_label" not in data["run"] and "parent_id" not in data["run"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nosuch", "cards"], "no session 'nosuch' in "),
+    (["cards", "--shard", "3/2"], "--shard must be I/N with 1 <= I <= N (e.g. --shard 1/4), not '3/2'"),
+    (["cards", "--shard", "x"], "--shard must be I/N with 1 <= I <= N (e.g. --shard 1/4), not 'x'"),
+    ([], "name the SESSION to replay (a name, an id, or latest), several, or --all"),
+    (["cards", "--start-baseline", "true"], "--start-baseline starts the --baseline build: pass --baseline URL too"),
+])
+async def test_bad_corpus_input_is_one_line_and_exit_2(corpus_db, args, message):
+    before = store.open_db(corpus_db).execute("select count(*) from replay_runs").fetchone()[0]
+    result = await run_cli("replay", *args, "--db", corpus_db, "--bot", "http://127.0.0.1:9/api/messages")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("botproxy: error: ") and message in lines[0], lines
+    assert store.open_db(corpus_db).execute("select count(*) from replay_runs").fetchone()[0] == before
+
+
+# -- report --run ------------------------------------------------------------------------------------
+
+
+def _without_time(html: str) -> str:
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "generated -", html)
+
+
+async def test_report_run_renders_a_stored_run_again(corpus_db, bot2, tmp_path):
+    original = tmp_path / "original.html"
+    result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", bot2.url, "--quiet-ms", QUIET, "--json",
+                           "--report", str(original))
+    data = json.loads(result.stdout)
+    again = tmp_path / "again.html"
+    result = await run_cli("report", "--run", str(data["run"]["id"]), "--db", corpus_db, "--out", str(again))
+    assert result.exit_code == 0 and result.output.strip() == str(again)
+    assert _without_time(again.read_text()) == _without_time(original.read_text())
+    # One session's run too: the same file `replay --report` writes.
+    one, one_again = tmp_path / "one.html", tmp_path / "one-again.html"
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", bot2.url, "--quiet-ms", QUIET, "--json",
+                           "--report", str(one))
+    run_id = json.loads(result.stdout)["run"]["id"]
+    assert (await run_cli("report", "--run", str(run_id), "--db", corpus_db, "--out", str(one_again))).exit_code == 0
+    assert _without_time(one_again.read_text()) == _without_time(one.read_text())
+    assert "Sample card (build 2)" in one.read_text()
+    missing = await run_cli("report", "--run", "999", "--db", corpus_db)
+    assert missing.exit_code == 2 and "no replay run 999 in " in missing.output
+
+
+# -- --start -----------------------------------------------------------------------------------------
+
+
+async def test_start_runs_the_build_and_stops_it(corpus_db, tmp_path):
+    port = pick_free_port()
+    url = f"http://127.0.0.1:{port}/api/messages"
+    junit = tmp_path / "b1.xml"
+    result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", url, "--quiet-ms", QUIET,
+                           "--start", sample_bot_command(port, 1), "--label", "build-1", "--junit", str(junit))
+    assert result.exit_code == 0, result.output
+    assert ET.parse(junit).getroot().get("failures") == "0" and ET.parse(junit).getroot().get("tests") == "8"
+    assert not await _answers(url), "the started build still runs"
+    result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", url, "--quiet-ms", QUIET,
+                           "--start", sample_bot_command(port, 2), "--label", "build-2")
+    assert result.exit_code == 1, result.output
+    assert "4 regressed · regressed · build-2" in result.output.splitlines()[-1]
+    assert not await _answers(url)
+
+
+async def _answers(url: str) -> bool:
+    from botproxy.launch import _answers as answers
+
+    return await asyncio.to_thread(answers, url)
+
+
+async def test_start_baseline_starts_both_builds(corpus_db):
+    base_port, port = pick_free_port(), pick_free_port()
+    result = await run_cli(
+        "replay", "helpdesk", "--db", corpus_db, "--quiet-ms", QUIET, "--json",
+        "--bot", f"http://127.0.0.1:{port}/api/messages", "--start", sample_bot_command(port, 2), "--label", "b2",
+        "--baseline", f"http://127.0.0.1:{base_port}/api/messages", "--start-baseline",
+        sample_bot_command(base_port, 1), "--baseline-label", "b1")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["run"]["candidate_label"] == "b2" and data["run"]["baseline_label"] == "b1"
+    assert data["run"]["baseline_session"] is not None and data["summary"]["regressed"] == 2
+
+
+async def test_a_start_command_that_exits_is_one_line_with_its_output(corpus_db):
+    port = pick_free_port()
+    command = f"{sys.executable} -c \"print('loading config'); print('no such setting: FOO'); raise SystemExit(3)\""
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", f"http://127.0.0.1:{port}/api/messages",
+                           "--start", command)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "exited with code 3 before" in lines[0], lines
+    assert lines[0].endswith("its output ends: loading config | no such setting: FOO")
+    assert store.open_db(corpus_db).execute("select count(*) from replay_runs").fetchone()[0] == 0
+
+
+async def test_a_start_command_that_never_answers_is_stopped_after_the_timeout(corpus_db, tmp_path):
+    port = pick_free_port()
+    pidfile = tmp_path / "pid"
+    command = f"echo $$ > {pidfile}; echo waiting; exec sleep 60"
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", f"http://127.0.0.1:{port}/api/messages",
+                           "--start", command, "--start-timeout", "1")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "did not answer within 1 s (--start-timeout); its output ends: waiting" in lines[0]
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+async def test_start_refuses_a_port_something_else_answers_on(corpus_db, sample_bot):
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", sample_bot.url, "--start", "sleep 30")
+    assert result.exit_code == 2
+    assert f"something already answers at {sample_bot.url}: --start would test it" in result.output
+
+
+def test_shards_partition_the_conversations():
+    conversations = [(name, c) for name, convs in CORPUS.items() for c in convs]
+    for count in (1, 2, 3):
+        shares = [shard_of(name, c, count) for name, c in conversations]
+        assert all(1 <= s <= count for s in shares)
+        assert shares == [shard_of(name, c, count) for name, c in conversations]  # stable
+    two = {(name, c): shard_of(name, c, 2) for name, c in conversations}
+    assert set(two.values()) == {1, 2}, "the test corpus should have conversations in both shares"
+
+
+# -- --shard and merge -------------------------------------------------------------------------------
+
+
+def stored_turn_results(db_path: str, run_id: int) -> list[tuple]:
+    """A stored corpus run's turns, comparable across databases (session names, not ids)."""
+    sql = """select s.name, t.conversation_id, t.idx, t.status, t.regressed, t.differences, t.new_findings
+             from replay_turns t join replay_runs r on r.id = t.run_id join sessions s on s.id = r.session_id
+             where r.parent_id = ?"""
+    return sorted(tuple(row) for row in store.open_db(db_path).execute(sql, [run_id]).fetchall())
+
+
+def stored_run(db_path: str, run_id: int) -> dict:
+    row = store.open_db(db_path).execute("select status, summary from replay_runs where id = ?", [run_id]).fetchone()
+    return {"status": row[0], "summary": json.loads(row[1])}
+
+
+async def test_two_shards_merged_equal_one_unsharded_run(recorded_corpus, bot2, tmp_path):
+    paths = {name: tmp_path / f"{name}.db" for name in ("whole", "shard-1", "shard-2")}
+    for path in paths.values():
+        shutil.copy(recorded_corpus, path)
+    common = ["--bot", bot2.url, "--quiet-ms", QUIET, "--label", "build-2", "--json"]
+    whole = await run_cli("replay", "--all", "--db", str(paths["whole"]), *common)
+    assert whole.exit_code == 1, whole.output
+    whole_id = json.loads(whole.stdout)["run"]["id"]
+    shares = []
+    for index in (1, 2):
+        result = await run_cli("replay", "--all", "--shard", f"{index}/2", "--db", str(paths[f"shard-{index}"]),
+                               *common)
+        assert result.exit_code in (0, 1), result.output
+        shares.append(json.loads(result.stdout))
+        assert shares[-1]["run"]["shard"] == f"{index}/2"
+    # Each share replayed only its own conversations, and together all of them, once.
+    conversations = [{t["conversation_id"] for s in share["sessions"] for t in s["turns"]} for share in shares]
+    assert conversations[0] and conversations[1] and not conversations[0] & conversations[1]
+    assert conversations[0] | conversations[1] == {c for convs in CORPUS.values() for c in convs}
+
+    merged = tmp_path / "merged.db"
+    result = await run_cli("merge", str(merged), str(paths["shard-1"]), str(paths["shard-2"]))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].endswith("(3 sessions and 0 runs were there already)"), lines
+    assert re.fullmatch(r"run 1: shards 1/2, 2/2 · 3 sessions, 8 turns, 4 regressed · regressed", lines[-1]), lines
+    assert stored_turn_results(str(merged), 1) == stored_turn_results(str(paths["whole"]), whole_id)
+    assert stored_run(str(merged), 1) == stored_run(str(paths["whole"]), whole_id)
+    db = store.open_db(merged)
+    names = [r[0] for r in db.execute("select name from sessions where source = 'record' order by id")]
+    assert names == list(CORPUS), "the recorded sessions of both shards are one copy"
+    # Every run points at sessions of the merged file, and every replay session's rows came along.
+    for run_session, replay_session in db.execute(
+            "select session_id, candidate_session_id from replay_runs where session_id is not null"):
+        assert db.execute("select source from sessions where id = ?", [run_session]).fetchone()[0] == "record"
+        assert db.execute("select count(*) from activities where session_id = ?", [replay_session]).fetchone()[0]
+    total = sum(store.open_db(p).execute("select count(*) from activities").fetchone()[0] for p in
+                (paths["shard-1"], paths["shard-2"]))
+    recorded = store.open_db(recorded_corpus).execute("select count(*) from activities").fetchone()[0]
+    assert db.execute("select count(*) from activities").fetchone()[0] == total - recorded
+    assert db.execute("select count(*) from activities_fts where activities_fts match 'weather'").fetchone()[0]
+
+    # Merging again adds nothing: the same sessions, the same runs.
+    again = await run_cli("merge", str(merged), str(paths["shard-1"]), str(paths["shard-2"]))
+    assert again.exit_code == 0 and "0 sessions and 0 runs added" in again.output.splitlines()[0]
+    assert stored_turn_results(str(merged), 1) == stored_turn_results(str(paths["whole"]), whole_id)
+
+    report = tmp_path / "merged.html"
+    result = await run_cli("report", "--run", "1", "--db", str(merged), "--out", str(report))
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    assert "<dt>shard</dt><dd>1/2,2/2</dd>" in html and html.count('class="corpus-session"') == len(
+        [s for share in shares for s in share["sessions"]])
+
+
+async def test_merge_refuses_a_foreign_file_before_writing(corpus_db, tmp_path):
+    import sqlite3
+
+    foreign = tmp_path / "places.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("create table moz_places (id integer primary key, url text)")
+    out = tmp_path / "merged.db"
+    result = await run_cli("merge", str(out), corpus_db, str(foreign))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "is another application's SQLite file, not a botproxy database" in lines[0]
+    assert not out.exists()
+    result = await run_cli("merge", corpus_db, corpus_db)
+    assert result.exit_code == 2 and "is the output database itself" in result.output
+
