@@ -369,3 +369,37 @@ async def test_merge_refuses_a_foreign_file_before_writing(corpus_db, tmp_path):
     result = await run_cli("merge", corpus_db, corpus_db)
     assert result.exit_code == 2 and "is the output database itself" in result.output
 
+
+
+# -- a proactive send the machine delays ---------------------------------------------------------------
+
+
+class SlowProactive:
+    """Bot Framework middleware that holds a proactive turn (continue_conversation) back, as a loaded
+    machine does: the send comes well after the quiet window of the turn it follows."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def on_turn(self, context, logic):
+        if context.activity.type == "event" and context.activity.name == "ContinueConversation":
+            await asyncio.sleep(self.delay)
+        await logic()
+
+
+async def test_a_delayed_proactive_send_stays_in_its_turn(demo_db):
+    # The replay flake under load: the demo's "proactive hello" landed in a later turn when it came after
+    # the quiet window. The replay now waits (at most --cap-ms) for the calls the recording shows.
+    from botbuilder.core import Middleware
+
+    Middleware.register(SlowProactive)
+    bot = await start_bot(build=1, middleware=[SlowProactive(0.5)])
+    try:
+        result = await run_cli("replay", "demo", "--db", demo_db, "--bot", bot.url, "--quiet-ms", "50", "--json")
+    finally:
+        await bot.stop()
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    turn = next(t for t in data["turns"] if t["inbound_text"] == "proactive")
+    assert [a["text"] for a in turn["replayed"]] == ["will send proactively", "proactive hello"]
+    assert data["summary"]["regressed"] == 0
