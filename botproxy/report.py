@@ -661,8 +661,10 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
 
     drawn = _draw_time(db, session["id"], conversations, large, activities)
     for finding in loose:
-        if finding["exchange_seq"] in drawn:
-            finding["bar"] = finding["exchange_seq"]
+        bar = drawn.get(finding["exchange_seq"])
+        if bar is not None:
+            finding["bar"] = bar["seq"]
+            bar["severity"] = worst([finding, {"severity": bar["severity"] or finding["severity"]}])
 
     turn_count = 0
     for conversation in conversations.values():
@@ -726,10 +728,10 @@ def _turn(seq: int, *, number: int | None = None, conversation_id: Any = None, r
 
 
 def _draw_time(db: sqlite_utils.Database, session_id: int, conversations: dict[Any, dict[str, Any]], large: bool,
-               activities: list[dict[str, Any]]) -> set[int]:
+               activities: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Each turn's waterfall (`botproxy.waterfall`), its findings pointed at their exchange's bar; in a large
     session only for the turns that need attention. Streams are made one bubble here too (their chunks'
-    exchanges are still drawn one by one). Returns the exchanges that have a bar."""
+    exchanges are still drawn one by one). Returns the bars drawn, by exchange seq."""
     exchanges = waterfall.session_exchanges(db, session_id)
     first_activity: dict[int, dict[str, Any]] = {}
     for a in activities:
@@ -746,7 +748,7 @@ def _draw_time(db: sqlite_utils.Database, session_id: int, conversations: dict[A
     inbound = [(n, t["inbound"]["exchange_seq"]) for n, t in enumerate(every_turn) if t["inbound"]]
     for n, extra in waterfall.unowned_calls(exchanges, set().union(*owned.values()), inbound).items():
         owned[n].update(extra)
-    drawn: set[int] = set()
+    drawn: dict[int, dict[str, Any]] = {}
     for n, turn in enumerate(every_turn):
         views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"] + turn["client_views"]
         findings = [f for v in views for f in v["findings"]]
@@ -778,7 +780,8 @@ def _bar_label(activity: dict[str, Any] | None, exchange: dict[str, Any]) -> str
 RECORDER_ERRORS_SHOWN = 500
 
 
-def _recorder_errors(db: sqlite_utils.Database, session_id: int, drawn: set[int], known: set[int]) -> dict[str, Any]:
+def _recorder_errors(db: sqlite_utils.Database, session_id: int, drawn: dict[int, Any],
+                     known: set[int]) -> dict[str, Any]:
     """What went wrong inside the recorder (the `errors` table): when, at which stage, about which exchange
     (linked to its bar, else to the activity it carried), and what."""
     total = db.execute("select count(*) from errors where session_id = ?", [session_id]).fetchone()[0]

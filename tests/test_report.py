@@ -298,6 +298,55 @@ def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turn_it_belongs_to_an
     assert html.count('<div class="client-side">') == 1
 
 
+async def test_a_recorded_direct_line_conversation_shows_each_client_view_beside_its_bot_turn(sample_bot, tmp_path):
+    """Both legs recorded for real (the local Direct Line channel, the SDK sample bot, a client polling): every
+    activity the client posted or was given sits in the turn it belongs to, none in a group between turns."""
+    import aiohttp
+    from test_checks_directline import SECRET, dl_recorder
+
+    from botproxy.directline import DirectLineChannel
+
+    channel = DirectLineChannel(sample_bot.url, secret=SECRET)
+    await channel.start()
+    try:
+        async with dl_recorder(tmp_path, channel.base_url, bot_url=sample_bot.url) as proxy, \
+                aiohttp.ClientSession() as http:
+            channel.bot_url = proxy.endpoint
+            base = proxy.directline_endpoint
+            async with http.post(f"{base}/conversations", headers={"Authorization": f"Bearer {SECRET}"}) as resp:
+                conv = await resp.json()
+            url = f"{base}/conversations/{conv['conversationId']}/activities"
+            auth = {"Authorization": f"Bearer {conv['token']}"}
+            for text in ("hello", "card"):
+                body = {"type": "message", "text": text, "from": {"id": "user1"}}
+                async with http.post(url, json=body, headers=auth) as resp:
+                    assert resp.status == 200
+            async with http.get(url, headers=auth) as resp:  # the bot answers before the channel's POST returns
+                got = (await resp.json())["activities"]
+            bot_texts = [a.get("text") for a in got if a["from"]["id"] != "user1"]
+            assert "You said: hello" in bot_texts and any(a.get("attachments") for a in got)
+    finally:
+        await channel.stop()
+    db = store.open_db(tmp_path / "botproxy.db")
+    session = store.resolve_session(db, "dl")
+    activities = list(store.iter_activities(db, session["id"]))
+    client = [a for a in activities if a["direction"] in ("from_client", "to_client")]
+    assert {a["direction"] for a in activities} == {"from_client", "to_client", "to_bot", "from_bot"}
+    html = report.render_session(db, session, tmp_path / "dl.html").read_text()
+    assert "Direct Line client&#39;s view ·" not in html  # no group of its own between the turns
+    turns = re.split(r'<details class="turn', html)[1:]
+    placed = {}
+    for turn in turns:
+        chat, _, side = turn.partition('<div class="client-side">')
+        bot_leg = set(re.findall(r'id="a(\d+)"', chat))
+        for seq in re.findall(r'id="a(\d+)"', side):
+            placed[int(seq)] = bot_leg
+    assert sorted(placed) == [a["seq"] for a in client]
+    bot_side = {a["activity_id"]: a["seq"] for a in activities if a["direction"] in ("to_bot", "from_bot")}
+    for a in client:  # beside the very turn that holds its bot-leg twin
+        assert str(bot_side[a["activity_id"]]) in placed[a["seq"]], a
+
+
 def test_report_paths_are_safe_file_names_and_unwritable_ones_are_one_error(tmp_path):
     assert report.default_report_path("login-flow") == Path("reports/login-flow.html")
     assert report.default_report_path("../../etc/x y") == Path("reports/etc-x-y.html")
@@ -514,7 +563,10 @@ def add_exchanges(db, session: dict, times: dict[int, tuple[float, float | None]
 
 def test_recorder_errors_are_listed_with_when_and_which_exchange_and_hostile_text_stays_text(tmp_path):
     db = new_db(tmp_path / "t.db")
-    session = add_session(db, "t", [user(XSS_TEXT), bot(XSS_IMG, 1), bot("never answered", 1)], error_count=3)
+    session = add_session(db, "t", [user(XSS_TEXT), bot(XSS_IMG, 1), bot("never answered", 1)], error_count=3,
+                          findings=[{"seq": None, "rule": "BP-O99", "severity": "error", "message": "exchange-level",
+                                     "details": json.dumps({"exchange_seq": 3})},
+                                    {"seq": 2, "rule": "BP-A04", "severity": "warning", "message": "at #2"}])
     add_exchanges(db, session, {1: (100.0, 100.5), 2: (100.1, 100.2), 3: (100.3, None)})
     db["errors"].insert_all([
         {"session_id": session["id"], "at": 1795255200.25, "stage": "response", "message": XSS_IMG, "exchange_seq": 2},
@@ -543,6 +595,9 @@ def test_recorder_errors_are_listed_with_when_and_which_exchange_and_hostile_tex
             if "wf-row" in (a.get("class") or "") and "wf-axis" not in a["class"]]
     kinds = [[c for c in r if c in ("inbound", "open", "failed", "late")] for r in rows]
     assert kinds == [["inbound"], [], ["open", "failed"]]
+    # a finding about an activity links to its exchange's bar, one about an exchange to that one's; bars say so
+    assert [a["href"] for a in page.find("a", **{"class": "to-bar"})] == ["#x3", "#x2"]
+    assert [[c for c in r if c.startswith("sev-")] for r in rows] == [[], ["sev-warning"], ["sev-error"]]
 
 
 def test_rule_prose_code_marks_become_code_and_nothing_else_is_read():
