@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from .replay import (
     _options_json,
     _reachable,
     _validate,
+    keep_conversations,
     load_plan,
     replay_plan,
 )
@@ -83,10 +84,7 @@ def shard_of(session_name: str, conversation_id: str, count: int) -> int:
 def shard_plan(plan: Plan, index: int, count: int) -> Plan:
     """The plan with only the conversations of share `index` of `count` (the rest of it unchanged)."""
     name = plan.session["name"]
-    keep = {c for c in plan.conversations if shard_of(name, c, count) == index}
-    plan.conversations = {c: turns for c, turns in plan.conversations.items() if c in keep}
-    plan.proactive_before = {c: acts for c, acts in plan.proactive_before.items() if c in keep}
-    plan.seq_turn = {seq: turn for seq, turn in plan.seq_turn.items() if turn.conversation_id in keep}
+    keep_conversations(plan, {c for c in plan.conversations if shard_of(name, c, count) == index})
     return plan
 
 
@@ -94,10 +92,33 @@ def shard_plan(plan: Plan, index: int, count: int) -> Plan:
 
 
 @dataclass
+class ConversationResult:
+    """One recorded conversation's verdict: its turns (`TurnResult.to_json()` dicts) as replayed."""
+
+    session: str
+    conversation_id: str
+    turns: list[dict[str, Any]]
+
+    @property
+    def regressed(self) -> bool:
+        return any(t["regressed"] for t in self.turns)
+
+
+@dataclass
 class CorpusResult:
     run: dict[str, Any]
     summary: dict[str, Any]
     sessions: list[ReplayResult]
+
+    def conversations(self) -> list[ConversationResult]:
+        """Per recorded conversation, in the order replayed (a pytest item each, say)."""
+        found: dict[tuple[str, str], ConversationResult] = {}
+        for result in self.sessions:
+            name = result.session["name"]
+            for turn in result.to_json()["turns"]:
+                key = (name, turn["conversation_id"])
+                found.setdefault(key, ConversationResult(name, turn["conversation_id"], [])).turns.append(turn)
+        return list(found.values())
 
     @property
     def run_id(self) -> int:
@@ -120,6 +141,7 @@ async def replay_corpus(
     every: bool = False,
     source: str | None = None,
     shard: tuple[int, int] | None = None,
+    conversations: Collection[tuple[str, str]] | None = None,
     ignore: Iterable[str] = (),
     concurrency: int = DEFAULT_CONCURRENCY,
     quiet_ms: float = DEFAULT_QUIET_MS,
@@ -131,7 +153,11 @@ async def replay_corpus(
     check_config: Any = None,
     progress: Progress | None = None,
 ) -> CorpusResult:
-    """Replay several sessions (or a share of their conversations) in one run; the errors of replay_session."""
+    """Replay several sessions (or a share of their conversations, or only `conversations`: (session
+    name, conversation id) pairs) in one run; raises what replay_session raises.
+
+    The Python entry point for a corpus: `CorpusResult.conversations()` is each conversation's verdict.
+    """
     rules = diff.parse_ignore(ignore)
     options = _validate(candidate.url, baseline.url if baseline else None, concurrency, quiet_ms, cap_ms, timeout_s)
     options.quiet_every_turn = quiet_every_turn
@@ -142,6 +168,8 @@ async def replay_corpus(
         plan = load_plan(db, session)
         if not plan.conversations:
             raise UsageError(f"session {session['name']!r} has no inbound activities to replay")
+        if conversations is not None:
+            keep_conversations(plan, {c for n, c in conversations if n == session["name"]} & set(plan.conversations))
         plans.append(shard_plan(plan, *shard) if shard else plan)
     for build in filter(None, (baseline, candidate)):
         await _reachable(build.url)

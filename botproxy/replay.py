@@ -40,7 +40,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -173,6 +173,17 @@ def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
         elif activity["turn_seq"] is None:
             plan.proactive_before.setdefault(conversation or "", []).append(activity)
     return plan
+
+
+def keep_conversations(plan: Plan, wanted: Collection[str]) -> None:
+    """Narrow `plan` to the conversations `wanted` (UsageError for one the recording does not have)."""
+    unknown = sorted(set(wanted) - set(plan.conversations))
+    if unknown:
+        raise UsageError(f"session {plan.session['name']!r} has no conversation {unknown[0]!r} "
+                         "(list them with botproxy show)")
+    plan.conversations = {c: turns for c, turns in plan.conversations.items() if c in wanted}
+    plan.proactive_before = {c: acts for c, acts in plan.proactive_before.items() if c in wanted}
+    plan.seq_turn = {seq: turn for seq, turn in plan.seq_turn.items() if turn.conversation_id in wanted}
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -556,6 +567,7 @@ async def replay_session(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     quiet_every_turn: bool = False,
     connector_ok: bool = False,
+    conversations: Collection[str] | None = None,
     checks: bool = True,
     check_config: Any = None,
     progress: Progress | None = None,
@@ -565,7 +577,9 @@ async def replay_session(
     """Replay a recorded session into `candidate_url` (and `baseline_url`), compare, store, return.
 
     Raises UsageError for bad options, SessionNotFound / StoreError for the database, UpstreamError
-    when a bot cannot be reached at all before the run starts.
+    when a bot cannot be reached at all before the run starts. `conversations`: replay only these
+    (conversation ids of the recording), e.g. one per pytest item. `label`, `baseline_label`: the
+    builds' names (`--label`). Several sessions in one run: `corpus.replay_corpus`.
     """
     rules = diff.parse_ignore(ignore)
     options = _validate(candidate_url, baseline_url, concurrency, quiet_ms, cap_ms, timeout_s)
@@ -574,6 +588,8 @@ async def replay_session(
     db = store.open_db(db_path, write=True)  # the run is stored: a locked database is said before any work
     session = store.resolve_session(db, session_ref)
     plan = load_plan(db, session)
+    if conversations is not None:
+        keep_conversations(plan, conversations)
     if not plan.conversations:
         raise UsageError(f"session {session['name']!r} has no inbound activities to replay")
     for url in filter(None, (baseline_url, candidate_url)):

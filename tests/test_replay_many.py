@@ -403,3 +403,66 @@ async def test_a_delayed_proactive_send_stays_in_its_turn(demo_db):
     turn = next(t for t in data["turns"] if t["inbound_text"] == "proactive")
     assert [a["text"] for a in turn["replayed"]] == ["will send proactively", "proactive hello"]
     assert data["summary"]["regressed"] == 0
+
+
+# -- the Python entry point ----------------------------------------------------------------------------
+
+
+async def test_replay_corpus_gives_each_conversation_its_verdict(corpus_db, bot2):
+    from botproxy.corpus import replay_corpus
+    from botproxy.replay import Build
+
+    wanted = [("helpdesk", "h-1"), ("helpdesk", "h-2"), ("cards", "c-2")]
+    result = await replay_corpus(corpus_db, [], Build(bot2.url, "build-2"), every=True, conversations=wanted,
+                                 quiet_ms=50)
+    verdicts = {(c.session, c.conversation_id): c.regressed for c in result.conversations()}
+    assert verdicts == {("helpdesk", "h-1"): True, ("helpdesk", "h-2"): False, ("cards", "c-2"): True}
+    assert result.regressed and result.summary["turns"] == 4
+    assert [s.session["name"] for s in result.sessions] == ["helpdesk", "cards"]  # greeting had none of them
+
+
+# -- a started build's whole process group is stopped ----------------------------------------------------
+
+
+def _dead(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "\nState:\tZ" in status.read_text()  # a zombie has exited; its reaper has not looked yet
+    except FileNotFoundError:
+        return True
+
+
+async def test_what_the_start_command_started_is_stopped_with_it(corpus_db, tmp_path):
+    port = pick_free_port()
+    sleeper = tmp_path / "sleeper.pid"
+    command = f"sleep 300 & echo $! > {sleeper}; exec {sample_bot_command(port, 1)}"
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", f"http://127.0.0.1:{port}/api/messages",
+                           "--quiet-ms", QUIET, "--start", command)
+    assert result.exit_code == 0, result.output
+    assert _dead(int(sleeper.read_text())), "a process the start command left behind still runs"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, sig):
+    import signal
+    import subprocess
+
+    port = pick_free_port()
+    sleeper = tmp_path / "sleeper.pid"
+    command = f"sleep 300 & echo $! > {sleeper}.tmp; mv {sleeper}.tmp {sleeper}; exec sleep 301"
+    proc = subprocess.Popen([sys.executable, "-m", "botproxy", "replay", "cards", "--db", corpus_db,
+                             "--bot", f"http://127.0.0.1:{port}/api/messages", "--start", command,
+                             "--start-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):  # the build is up (waiting for it to answer) once its pid file is there
+            if sleeper.exists() or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert sleeper.exists(), proc.communicate()[0]
+        proc.send_signal(getattr(signal, sig))
+        output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and b"Traceback" not in output, output
+    assert _dead(int(sleeper.read_text()))
