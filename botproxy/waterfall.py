@@ -54,7 +54,8 @@ def waterfall(rows: Iterable[dict[str, Any]], labels: Mapping[int, str],
     bar's link). Each bar: left and width in percent of the span, its offset and duration in ms, and what
     it shows about time: `open` (never answered: drawn to the end), `late` (a Connector call that started
     after the inbound exchange was answered), `overlaps` (another Connector call of the turn was in flight),
-    `overtook` (the seq of an earlier-started call it finished before)."""
+    `overtook` (the name of an earlier-started call it finished before). A bar is named by the activity its
+    exchange carried (`#12`, as everywhere in the report), else by the exchange (`exchange 7`)."""
     timed = sorted((r for r in rows if r.get("started_at") is not None), key=lambda r: (r["started_at"], r["seq"]))
     if not timed:
         return None
@@ -63,6 +64,9 @@ def waterfall(rows: Iterable[dict[str, Any]], labels: Mapping[int, str],
     span = max(t1 - t0, 0.001)  # a turn of one instant still draws its bars
     inbound_end = next((r["ended_at"] for r in timed if r["leg"] == "inbound"), None)
     calls = [r for r in timed if r["leg"] != "inbound"]
+    def name(seq: int) -> str:
+        return f"#{targets[seq]}" if targets.get(seq) is not None else f"exchange {seq}"
+
     bars = []
     for r in timed:
         start, end = r["started_at"], r["ended_at"]
@@ -75,6 +79,7 @@ def waterfall(rows: Iterable[dict[str, Any]], labels: Mapping[int, str],
         failed = bool(r["error"]) or end is None or (isinstance(r["status"], int) and r["status"] >= 400)
         bars.append({
             "seq": r["seq"],
+            "name": name(r["seq"]),
             "target": targets.get(r["seq"]),
             "label": labels.get(r["seq"]) or str(r["route"] or r["method"] or ""),
             "inbound": inbound,
@@ -88,7 +93,7 @@ def waterfall(rows: Iterable[dict[str, Any]], labels: Mapping[int, str],
             "failed": failed,
             "late": not inbound and inbound_end is not None and start > inbound_end,
             "overlaps": overlaps,
-            "overtook": overtook[0] if overtook and not inbound else None,
+            "overtook": name(overtook[0]) if overtook and not inbound else None,
             "severity": None,  # the worst finding about this exchange, set by the report
         })
     return {"span_ms": f"{span * 1000:.1f}", "bars": bars}

@@ -284,7 +284,8 @@ async def test_the_waterfall_draws_each_exchange_where_and_as_long_as_it_happene
         assert second["left"] + second["width"] < first["left"] + first["width"]
         assert "overtook" in second["row"] and "overtook" not in first["row"]
         note = await page.evaluate(f"document.getElementById('x{second['seq']}').closest('.wf-row').textContent")
-        assert f"answered before #{first['seq']}" in note
+        carried = {a["exchange_seq"]: a["seq"] for a in reversed(activities)}
+        assert f"answered before #{carried[first['seq']]}" in note  # named by its activity, as everywhere
 
         # the reply to the earlier turn, sent in the later one, starts after its turn's answer: late
         earlier = next(a for a in activities if a["text"] == "an earlier message")
