@@ -568,6 +568,12 @@ def test_recorder_errors_are_listed_with_when_and_which_exchange_and_hostile_tex
                                      "details": json.dumps({"exchange_seq": 3})},
                                     {"seq": 2, "rule": "BP-A04", "severity": "warning", "message": "at #2"}])
     add_exchanges(db, session, {1: (100.0, 100.5), 2: (100.1, 100.2), 3: (100.3, None)})
+    # a Connector call that carried no activity (a members lookup), while the turn was open; one after it
+    db["exchanges"].insert_all([
+        {"session_id": session["id"], "seq": 4, "started_at": 100.25, "ended_at": 100.3, "leg": "outbound",
+         "route": "get_members", "conversation_id": "conv-1", "method": "GET", "status": 200},
+        {"session_id": session["id"], "seq": 5, "started_at": 200.0, "ended_at": 200.1, "leg": "outbound",
+         "route": "get_members", "conversation_id": "conv-1", "method": "GET", "status": 200}])
     db["errors"].insert_all([
         {"session_id": session["id"], "at": 1795255200.25, "stage": "response", "message": XSS_IMG, "exchange_seq": 2},
         {"session_id": session["id"], "at": 1795255201.0, "stage": "<b>stage</b>", "message": "no exchange",
@@ -590,14 +596,17 @@ def test_recorder_errors_are_listed_with_when_and_which_exchange_and_hostile_tex
     bars = {a["id"]: a["style"] for a in page.find("a", **{"class": "wf-bar"})}
     assert bars == {"x1": "left:0.000%;width:100.000%", "x2": "left:20.000%;width:20.000%",
                     "x3": "left:60.000%;width:40.000%"}
+    lookup = page.find("span", **{"class": "wf-bar"})  # no activity to link to
+    assert [(a["id"], a["style"]) for a in lookup] == [("x4", "left:50.000%;width:10.000%")]
+    assert "exchange 4 ← get_members" in html and 'id="x5"' not in html  # the later one was in no turn
     assert "→ bot_messages &#34;&lt;script&gt;window.__xss=1&lt;/script&gt;&#34;" in html and "no answer" in html
     rows = [a["class"].split() for a in page.find("div")
             if "wf-row" in (a.get("class") or "") and "wf-axis" not in a["class"]]
     kinds = [[c for c in r if c in ("inbound", "open", "failed", "late")] for r in rows]
-    assert kinds == [["inbound"], [], ["open", "failed"]]
+    assert kinds == [["inbound"], [], [], ["open", "failed"]]
     # a finding about an activity links to its exchange's bar, one about an exchange to that one's; bars say so
     assert [a["href"] for a in page.find("a", **{"class": "to-bar"})] == ["#x3", "#x2"]
-    assert [[c for c in r if c.startswith("sev-")] for r in rows] == [[], ["sev-warning"], ["sev-error"]]
+    assert [[c for c in r if c.startswith("sev-")] for r in rows] == [[], ["sev-warning"], [], ["sev-error"]]
 
 
 def test_rule_prose_code_marks_become_code_and_nothing_else_is_read():
