@@ -5,7 +5,8 @@ BotproxyError            anything botproxy reports to the user as one line
 ├── StoreError           the database cannot be opened, read or written
 │   └── SessionNotFound  no session with that name or id
 ├── ListenError          a listener could not bind (port in use, bad address)
-└── UpstreamError        a bot or service that must answer does not
+├── UpstreamError        a bot or service that must answer does not
+└── MissingExtra         a command needs an optional extra that is not installed (`botproxy[demo]`)
 """
 
 
@@ -30,4 +31,8 @@ class ListenError(BotproxyError):
 
 
 class UpstreamError(BotproxyError):
+    pass
+
+
+class MissingExtra(BotproxyError):
     pass

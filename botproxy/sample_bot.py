@@ -54,34 +54,40 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from botbuilder.core import (
-    ActivityHandler,
-    Bot,
-    CardFactory,
-    InvokeResponse,
-    MessageFactory,
-    Middleware,
-    TurnContext,
-    serializer_helper,
-)
-from botbuilder.integration.aiohttp import (
-    CloudAdapter,
-    ConfigurationBotFrameworkAuthentication,
-)
-from botbuilder.integration.aiohttp.aiohttp_channel_service_exception_middleware import (
-    aiohttp_error_middleware,
-)
-from botbuilder.schema import (
-    ActionTypes,
-    Activity,
-    ActivityTypes,
-    CardAction,
-    ChannelAccount,
-    ConversationReference,
-    HeroCard,
-    SuggestedActions,
-)
-from msrest.serialization import Model
+
+try:
+    from botbuilder.core import (
+        ActivityHandler,
+        Bot,
+        CardFactory,
+        InvokeResponse,
+        MessageFactory,
+        Middleware,
+        TurnContext,
+        serializer_helper,
+    )
+    from botbuilder.integration.aiohttp import (
+        CloudAdapter,
+        ConfigurationBotFrameworkAuthentication,
+    )
+    from botbuilder.integration.aiohttp.aiohttp_channel_service_exception_middleware import (
+        aiohttp_error_middleware,
+    )
+    from botbuilder.schema import (
+        ActionTypes,
+        Activity,
+        ActivityTypes,
+        CardAction,
+        ChannelAccount,
+        ConversationReference,
+        HeroCard,
+        SuggestedActions,
+    )
+    from msrest.serialization import Model
+except ImportError as exc:  # botbuilder comes with the demo extra only (botproxy/extras.py)
+    from .extras import missing_demo_extra
+
+    missing_demo_extra("the sample bot", exc, exit_now=__name__ == "__main__")
 
 logger = logging.getLogger(__name__)
 
@@ -344,13 +350,24 @@ async def start_bot(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m botproxy.sample_bot", description="Run the botproxy sample bot."
+        prog="python -m botproxy.sample_bot",
+        description="Run the botproxy sample bot (a Bot Framework SDK bot, anonymous: no app id, no password). "
+        "It serves POST /api/messages and GET /health; say `help` to it for its commands.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3978)
-    parser.add_argument("--build", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default: %(default)s).")
+    parser.add_argument("--port", type=int, default=3978, help="Port to listen on (default: %(default)s).")
+    parser.add_argument(
+        "--build",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="Which build to run: 1, or 2, which changes a few answers on purpose, so that a replay of a "
+        "build-1 recording against it shows each kind of difference (default: %(default)s).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Two builds are often run side by side (baseline and candidate): each log says which one it is.
+    logger.info("sample bot build %d on http://%s:%d/api/messages", args.build, args.host, args.port)
 
     def log(message: Any) -> None:
         logger.info("%s", message)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -260,9 +261,13 @@ async def test_main_serves_until_sigterm(free_port: Any) -> None:
     assert proc.stderr is not None
     try:
         # run_app logs "Running on ..." once the socket is bound: that line is the readiness signal.
+        log = b""
         async with asyncio.timeout(30):
             while b"Running on" not in (line := await proc.stderr.readline()):
                 assert line, "sample bot exited before it was ready"
+                log += line
+        # Baseline and candidate often run side by side: the log says which build this one is.
+        assert f"sample bot build 2 on http://127.0.0.1:{port}/api/messages".encode() in log
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{port}/health") as resp:
                 assert (resp.status, await resp.text()) == (200, "ok")
@@ -272,3 +277,14 @@ async def test_main_serves_until_sigterm(free_port: Any) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_help_describes_every_option() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "botproxy.sample_bot", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    help_text = " ".join(proc.stdout.split())  # argparse wraps to the terminal width
+    assert "Address to listen on (default: 127.0.0.1)" in help_text
+    assert "Port to listen on (default: 3978)" in help_text
+    assert "Which build to run: 1, or 2, which changes a few answers on purpose" in help_text
