@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,17 @@ def _origin(parts: Any) -> str:
 
 
 def check_free(host: str, port: int, what: str) -> None:
-    """Fail early with one line when a listen address cannot be bound (mitmproxy would only log it)."""
+    """Fail early with one line when a listen address cannot be bound (mitmproxy would only log it).
+
+    The trial bind sets SO_REUSEADDR as the real listener will (asyncio's create_server, which mitmproxy and
+    aiohttp use, does on POSIX), so the connections of a listener just stopped, lingering in TIME_WAIT, do not
+    make a free port look taken; a port something listens on is still refused."""
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if sys.platform != "win32":  # as asyncio: on Windows the option would let two listeners share a port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
