@@ -99,3 +99,37 @@ async def test_chat_page_through_the_recorder_is_recorded(channel: DirectLineCha
     assert {("from_client", "hello"), ("to_client", "hello"), ("to_bot", "hello"), ("from_bot", "You said: hello"),
             ("to_client", "You said: hello")} <= seen
     assert {r["route"] for r in rows if r["direction"] == "to_client"} == {p.DL_STREAM}
+
+
+LAYOUT = """(() => {
+  const box = (el) => el.getBoundingClientRect();
+  const header = box(document.querySelector('header')), title = box(document.querySelector('header h1'));
+  const json = document.getElementById('json'), aside = box(document.querySelector('aside'));
+  return {header_bottom: header.bottom, title_bottom: title.bottom, main_top: box(document.querySelector('main')).top,
+          json_scroll: json.scrollWidth, json_client: json.clientWidth, aside_right: aside.right,
+          viewport: document.documentElement.clientWidth};
+})()"""
+
+
+@pytest.mark.slow
+async def test_chat_page_has_no_band_under_its_header_and_wraps_long_json(
+    channel: DirectLineChannel, tmp_path: Path
+) -> None:
+    long_word = "x" * 400  # one JSON line far wider than the pane, with nowhere to break it but anywhere
+    async with Browser.launch(tmp_path) as browser:
+        page = await browser.new_page()
+        await page.goto(channel.base_url + "/")
+        await page.wait_for(f"{BOT_BUBBLES}.includes('Welcome, You!')")
+        await say(page, long_word)
+        await page.wait_for(f"{BOT_BUBBLES}.includes('You said: {long_word}')")
+        await page.evaluate("[...document.querySelectorAll('.bubble.bot')].pop().click()")
+        await page.wait_for(f"document.getElementById('json').textContent.includes('You said: {long_word}')")
+        layout = await page.evaluate(LAYOUT)
+        (tmp_path / "chat-page-long.png").write_bytes(await page.screenshot())
+        # The header is as tall as its title and padding (8px and a 1px border), the chat right under it.
+        assert layout["header_bottom"] - layout["title_bottom"] <= 8 + 1 + 2, layout
+        assert abs(layout["main_top"] - layout["header_bottom"]) <= 1, layout
+        # The JSON pane wraps a long line inside itself: nothing hidden sideways, nothing past the window.
+        assert layout["json_scroll"] <= layout["json_client"], layout
+        assert layout["aside_right"] <= layout["viewport"], layout
+        assert page.errors == []
