@@ -320,18 +320,21 @@ def sessions(db_path: str, as_json: bool, source: str | None) -> None:
         if source:
             click.echo(f"no {source} sessions in {db_path}")
             return
-        click.echo(f"no sessions in {db_path} yet: record one with botproxy record")
+        record = store.command_hint(db_path, "record", "--bot", "URL")
+        click.echo(f"no sessions in {db_path} yet: record one with {record}")
         return
-    click.echo(
-        f"{'id':>4}  {'name':<28} {'source':<7} {'started':<24} {'exch':>6} {'acts':>6} {'convs':>5} {'errors':>6}"
-        " not stored"
-    )
-    for r in rows:
-        click.echo(
-            f"{r['id']:>4}  {r['name']:<28} {r.get('source') or 'record':<7} {r['started_at'] or '':<24} "
-            f"{r['exchange_count']:>6} {r['activity_count']:>6} {r['conversation_count']:>5} "
-            f"{r['error_count'] or 0:>6} {r.get('exchanges_not_stored') or 0}"
-        )
+    from .console import table
+
+    header = ["id", "name", "source", "started", "exch", "acts", "convs", "errors", "not stored"]
+    cells = [
+        [
+            r["id"], visible(r["name"]), r.get("source") or "record", r["started_at"] or "", r["exchange_count"],
+            r["activity_count"], r["conversation_count"], r["error_count"] or 0, r.get("exchanges_not_stored") or 0,
+        ]
+        for r in rows
+    ]
+    for line in table(header, cells, right={0, 4, 5, 6, 7, 8}):
+        click.echo(line)
 
 
 @cli.command(
@@ -989,9 +992,13 @@ def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_j
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    from .console import findings_words
+    from .store import command_hint
+
+    details = f" (details: {command_hint(db_path, 'check', summary['name'])})" if summary["findings"] else ""
     click.echo(
         f"session {summary['name']!r} (id {summary['id']}): {summary['activities']} activities,"
-        f" {summary['conversations']} conversations, findings {dict(summary['findings']) or 'none'}"
+        f" {summary['conversations']} conversations, findings: {findings_words(summary['findings'])}{details}"
     )
 
 

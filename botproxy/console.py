@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import click
 
+from .store import command_hint
 from .visible import visible
 
 # Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
@@ -170,11 +171,28 @@ class Console:
             self.echo(f"  {problem}")
         if summary.get("unfinished"):
             self.echo(f"{summary['unfinished']} exchanges had no response when recording stopped (kept, unfinished)")
-        findings = summary.get("findings") or {}
-        if findings:
-            parts = ", ".join(f"{n} {sev}" for sev, n in findings.items())
-            self.echo(f"findings: {parts} (details: botproxy check {summary['name']})")
-        self.echo(f"saved to {summary['db']} (see it with: botproxy show {summary['name']} --db {summary['db']})")
+        if summary.get("findings"):
+            details = command_hint(summary["db"], "check", summary["name"])
+            self.echo(f"findings: {findings_words(summary['findings'])} (details: {details})")
+        self.echo(f"saved to {summary['db']} (see it with: {command_hint(summary['db'], 'show', summary['name'])})")
+
+
+def findings_words(counts: dict[str, int]) -> str:
+    """Finding counts by severity in words, most severe first: `1 error, 3 info`, or `none`."""
+    order = {severity: n for n, severity in enumerate(SEVERITY_COLOURS)}
+    parts = [f"{n} {sev}" for sev, n in sorted(counts.items(), key=lambda item: order.get(item[0], 99)) if n]
+    return ", ".join(parts) or "none"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()) -> list[str]:
+    """A plain-text table's lines, each column as wide as its widest cell (columns in `right` right-aligned)."""
+    cells = [[str(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        .rstrip()
+        for row in cells
+    ]
 
 
 def json_quote(text: str) -> str:

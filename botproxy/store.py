@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import shlex
 import sqlite3
 import threading
 import time
@@ -265,6 +266,15 @@ def _refuse_newer(db: sqlite_utils.Database, version: int) -> None:
 def db_path(db: sqlite_utils.Database) -> str:
     row = db.execute("PRAGMA database_list").fetchone()
     return row[2] if row else "database"
+
+
+def command_hint(path: str, command: str, *args: str) -> str:
+    """`botproxy COMMAND ARGS` as a hint to run next on the database at `path`: with `--db PATH` unless it
+    is the default one, so that the hint works as printed; quoted for a shell."""
+    words = ["botproxy", command, *args]
+    if os.path.abspath(path) != os.path.abspath(DEFAULT_DB):
+        words += ["--db", path]
+    return shlex.join(words)
 
 
 # -- opening -----------------------------------------------------------------------------------
@@ -885,7 +895,8 @@ def resolve_session(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
     if not rows:
         names = [r["name"] for r in db.query("select name from sessions order by id desc limit 5")]
         hint = f"; recent sessions: {', '.join(names)}" if names else "; the database has no sessions yet"
-        raise SessionNotFound(f"no session {ref!r} in {db_path(db)}{hint} (list them with botproxy sessions)")
+        listing = command_hint(db_path(db), "sessions")
+        raise SessionNotFound(f"no session {ref!r} in {db_path(db)}{hint} (list them with {listing})")
     return dict(rows[0])
 
 

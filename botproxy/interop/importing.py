@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
@@ -90,7 +91,10 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
     notes = "imported from " + ", ".join(str(p) for p in files)
     capture = "+".join(sorted(set(kinds)))
     if captured:
-        return write_session(db_path, session_name, traffic.events(captured), capture_mode=capture, notes=notes)
+        fields = captured_fields(captured)
+        return write_session(
+            db_path, session_name, traffic.events(captured), capture_mode=capture, notes=notes, **fields
+        )
     parsed = transcript.read(transcripts) if transcripts else None
     events: list[Event] = list(transcript.events(parsed)) if parsed else []
     # A transcript does not say how the bot answered the channel's POST (200? 201?) unless the answer
@@ -103,6 +107,19 @@ def import_files(db_path: str, paths: Iterable[str | Path], name: str | None = N
     if parsed is not None and parsed.placeholder_service_url:
         notes += f"; serviceUrl missing in the transcript, {transcript.PLACEHOLDER_SERVICE_URL} stands in for it"
     return write_session(db_path, session_name, events, unknown_status=guessed, capture_mode=capture, notes=notes)
+
+
+def captured_fields(records: list[traffic.Captured]) -> dict[str, Any]:
+    """What a capture says of its session, as a recording would have it: it started with its first exchange
+    (not when it was imported), and the bot is where the channel's activities went (a HAR's first inbound
+    POST's URL)."""
+    resolved = sorted((traffic.resolve(r) for r in records), key=lambda r: r.started)
+    started = dt.datetime.fromtimestamp(resolved[0].started, dt.UTC).isoformat(timespec="milliseconds")
+    fields: dict[str, Any] = {"started_at": started.replace("+00:00", "Z")}
+    bot_url = next((r.url for r in resolved if r.listener == "reverse"), None)
+    if bot_url:
+        fields["bot_url"] = bot_url
+    return fields
 
 
 def _ordered_after(earlier: list[traffic.Captured], records: list[traffic.Captured]) -> list[traffic.Captured]:
