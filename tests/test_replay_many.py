@@ -466,3 +466,35 @@ async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, si
             proc.kill()
     assert proc.returncode != 0 and b"Traceback" not in output, output
     assert _dead(int(sleeper.read_text()))
+
+
+# -- the corpus report in Chromium ---------------------------------------------------------------------
+
+
+async def test_the_corpus_report_links_each_session_s_regressed_turns_to_its_own_part(corpus_db, bot2, tmp_path):
+    from browser import Browser
+
+    out = tmp_path / "corpus.html"
+    result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", bot2.url, "--quiet-ms", QUIET,
+                           "--report", str(out))
+    assert result.exit_code == 1, result.output
+    async with Browser.launch(tmp_path, width=1280, height=900) as browser:
+        page = await browser.new_page()
+        await page.goto(out.as_uri())
+        await page.wait_for("document.documentElement.dataset.ready === '1'")
+        # The sessions table links to each session's part.
+        parts = await page.evaluate("[...document.querySelectorAll('table.corpus-sessions a')].map(a => "
+                                    "[a.textContent, document.getElementById(a.hash.slice(1))?.tagName])")
+        assert parts == [[name, "SECTION"] for name in CORPUS]
+        # Every link of a session's part leads into that same part (a regressed turn of its own).
+        stray = await page.evaluate("""[...document.querySelectorAll('section.corpus-session a[href^="#"]')]
+            .filter(a => !a.closest('section.corpus-session').contains(document.getElementById(a.hash.slice(1))))
+            .map(a => a.hash)""")
+        assert stray == []
+        links = await page.evaluate("[...document.querySelectorAll('#s3 a[href^=\"#\"]')].map(a => a.hash)")
+        assert links, "the cards part lists its regressed turns"
+        await page.click("button[data-expand='0']")
+        await page.click(f"#s3 a[href='{links[-1]}']")
+        await page.wait_for(f"document.querySelector(':target')?.id === '{links[-1][1:]}'")
+        assert await page.evaluate(f"document.getElementById('{links[-1][1:]}').open")
+        assert page.errors == []
