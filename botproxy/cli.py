@@ -861,6 +861,10 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
         missing = f" · missing {', '.join(run['missing'])}" if run["missing"] else ""
         click.echo(f"run {run['id']}: shards {', '.join(run['shards'])}{missing} · {summary['sessions']} sessions, "
                    f"{summary['turns']} turns, {summary['regressed']} regressed · {run['status']}")
+    if done.combined:
+        from .store import command_hint
+
+        click.echo(f"see it with: {command_hint(out, 'report', '--run', str(done.combined[-1]['id']))}")
     if any(run["missing"] for run in done.combined):
         click.echo("botproxy: note: some shards of a run are missing, so its verdict covers only the others", err=True)
 

@@ -62,7 +62,8 @@ def select_sessions(db: sqlite_utils.Database, refs: Iterable[str], *, every: bo
                 chosen.setdefault(session["id"], session)
         if not chosen:
             what = f"{source} sessions" if source else "recorded or imported sessions"
-            raise SessionNotFound(f"no {what} in {store.db_path(db)} to replay (list them with botproxy sessions)")
+            listing = store.command_hint(store.db_path(db), "sessions")
+            raise SessionNotFound(f"no {what} in {store.db_path(db)} to replay (list them with {listing})")
     return list(chosen.values())
 
 

@@ -148,7 +148,8 @@ async def test_source_selects_the_sessions_made_that_way(corpus_db, sample_bot):
     result = await run_cli("replay", "--source", "import", "--db", corpus_db, "--bot", sample_bot.url)
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"botproxy: error: no import sessions in {corpus_db} to replay (list them with botproxy sessions)"]
+        f"botproxy: error: no import sessions in {corpus_db} to replay (list them with botproxy sessions --db "
+        f"{corpus_db})"]
 
 
 async def test_one_session_keeps_its_own_shape(corpus_db, sample_bot):
@@ -324,7 +325,8 @@ async def test_two_shards_merged_equal_one_unsharded_run(recorded_corpus, bot2, 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[1].endswith("(3 sessions and 0 runs were there already)"), lines
-    assert re.fullmatch(r"run 1: shards 1/2, 2/2 · 3 sessions, 8 turns, 4 regressed · regressed", lines[-1]), lines
+    assert re.fullmatch(r"run 1: shards 1/2, 2/2 · 3 sessions, 8 turns, 4 regressed · regressed", lines[-2]), lines
+    assert lines[-1] == f"see it with: botproxy report --run 1 --db {merged}"
     assert stored_turn_results(str(merged), 1) == stored_turn_results(str(paths["whole"]), whole_id)
     assert stored_run(str(merged), 1) == stored_run(str(paths["whole"]), whole_id)
     db = store.open_db(merged)
