@@ -444,23 +444,44 @@ async def test_what_the_start_command_started_is_stopped_with_it(corpus_db, tmp_
     assert _dead(int(sleeper.read_text())), "a process the start command left behind still runs"
 
 
+HANGING_BOT = """
+import http.server, pathlib, sys, time
+
+class Bot(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # the readiness probe
+        self.send_response(405)
+        self.end_headers()
+
+    def do_POST(self):  # a turn: say it came, then never answer
+        pathlib.Path(sys.argv[2]).write_text("posted")
+        time.sleep(300)
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Bot).serve_forever()
+"""
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, sig):
+@pytest.mark.parametrize("when", ["waiting for the build", "replaying"])
+async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, sig, when):
     import signal
     import subprocess
 
     port = pick_free_port()
-    sleeper = tmp_path / "sleeper.pid"
-    command = f"sleep 300 & echo $! > {sleeper}.tmp; mv {sleeper}.tmp {sleeper}; exec sleep 301"
+    sleeper, posted = tmp_path / "sleeper.pid", tmp_path / "posted"
+    (tmp_path / "bot.py").write_text(HANGING_BOT)
+    build = "exec sleep 301" if when == "waiting for the build" else \
+        f"exec {sys.executable} {tmp_path / 'bot.py'} {port} {posted}"
+    command = f"sleep 300 & echo $! > {sleeper}.tmp; mv {sleeper}.tmp {sleeper}; {build}"
+    mark = sleeper if when == "waiting for the build" else posted
     proc = subprocess.Popen([sys.executable, "-m", "botproxy", "replay", "cards", "--db", corpus_db,
                              "--bot", f"http://127.0.0.1:{port}/api/messages", "--start", command,
                              "--start-timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(600):  # the build is up (waiting for it to answer) once its pid file is there
-            if sleeper.exists() or proc.poll() is not None:
+        for _ in range(600):  # the build is up (or its first turn sent) once its mark file is there
+            if mark.exists() or proc.poll() is not None:
                 break
             await asyncio.sleep(0.1)
-        assert sleeper.exists(), proc.communicate()[0]
+        assert mark.exists(), proc.communicate()[0]
         proc.send_signal(getattr(signal, sig))
         output, _ = await asyncio.to_thread(proc.communicate, timeout=60)
     finally:
@@ -468,6 +489,9 @@ async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, si
             proc.kill()
     assert proc.returncode != 0 and b"Traceback" not in output, output
     assert _dead(int(sleeper.read_text()))
+    if when == "replaying":  # the run says it did not finish
+        row = store.open_db(corpus_db).execute("select status from replay_runs order by id desc").fetchone()
+        assert row[0] == "failed"
 
 
 # -- the corpus report in Chromium ---------------------------------------------------------------------
