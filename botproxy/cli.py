@@ -723,32 +723,16 @@ def render_run(db_path: str, run_id: int, path: str) -> Path:
 
 
 def _replay_lines(data: dict[str, Any]) -> list[str]:
-    from .diff import describe, noise_label
-    from .turns import turn_label
+    from .diff import noise_label
+    from .replay_text import turn_lines
 
     run, summary = data["run"], data["summary"]
     against = _build_name(run, "candidate") + (f" (baseline {_build_name(run, 'baseline')})"
                                                if run["baseline_url"] else "")
     lines = [f"replayed session {data['session']['name']!r} against {against}"]
     for turn in data["turns"]:
-        if turn["status"] == "same":
-            continue
-        text = " ".join(str(turn["inbound_text"] or turn.get("inbound_name") or turn["inbound_type"] or "").split())
-        head = f"  {turn['conversation_id']} {turn_label(turn['index'], turn['inbound_seq'])} {text[:40]!r}: " \
-            f"{turn['status']}"
-        if turn["status"] == "error":
-            lines.append(f"{head}: {turn['error']}" + ("" if turn["regressed"] else " (not counted)"))
-            continue
-        lines.append(head)
-        if turn.get("ambiguous"):
-            lines.append("      (the recording linked some replies to this turn by wire order only: several turns "
-                         "were open and the replies named none)")
-        lines += [f"      {describe(d)}" for d in turn["differences"]]
-        lines += [
-            f"      new finding {f['rule']} ({f['severity']}): {f['message']}"
-            for f in turn["new_findings"]
-            if not f["noise"]
-        ]
+        if turn["status"] != "same":
+            lines += turn_lines(turn)
     if run["noise_paths"]:
         noisy = ", ".join(noise_label(key) for key in run["noise_paths"])
         lines.append(f"  noise (the baseline differs there too, not counted): {noisy}")
