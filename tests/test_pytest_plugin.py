@@ -26,7 +26,7 @@ from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.session import LiveSession
 
 pytest_plugins = ["pytester"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # several pytest processes per test
 
 CONVERSATIONS = {  # conversation id -> what the user says in it
     "hello-conv": ["hello", "good morning"],
@@ -275,3 +275,25 @@ def test_the_readme_documents_the_plugin(word):
     assert word in section
     for key in pytest_plugin.CONFIG_KEYS:
         assert f"| `{key}` |" in section or f"`{key}` (a list)" in section
+
+
+def test_a_conversation_the_recording_never_got_through_is_skipped(pytester, bot1, free_port, tmp_path):
+    async def record_with_the_bot_down() -> None:
+        down = f"http://127.0.0.1:{free_port()}/api/messages"
+        channel = ConnectorChannel()
+        await channel.start()
+        live = LiveSession(str(pytester.path / "down.db"), name="down", bot_url=down, capture_mode="rewrite")
+        proxy = RecordingProxy(ProxyConfig(bot_url=down, listen="127.0.0.1:0", forward_listen=None,
+                                           confdir=str(tmp_path / "mitmproxy")), live)
+        await proxy.start()
+        try:
+            status, _ = await channel.send(proxy.endpoint, channel.activity(text="hello", conversation_id="lost"))
+            assert status == 502  # the recorder answered for the bot it could not reach
+        finally:
+            await proxy.stop()
+            await channel.stop()
+
+    asyncio.run(record_with_the_bot_down())
+    result = _run(pytester, "--botproxy-db", "down.db", "--botproxy-bot", bot1.url, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *nothing to compare: incomplete recording: the bot was not reached*"])
