@@ -230,16 +230,19 @@ async def _answers(url: str) -> bool:
     return await asyncio.to_thread(answers, url)
 
 
-async def test_start_baseline_starts_both_builds(corpus_db):
+async def test_start_baseline_starts_both_builds(corpus_db, tmp_path):
     base_port, port = pick_free_port(), pick_free_port()
     result = await run_cli(
         "replay", "helpdesk", "--db", corpus_db, "--quiet-ms", QUIET, "--json",
         "--bot", f"http://127.0.0.1:{port}/api/messages", "--start", sample_bot_command(port, 2), "--label", "b2",
         "--baseline", f"http://127.0.0.1:{base_port}/api/messages", "--start-baseline",
-        sample_bot_command(base_port, 1), "--baseline-label", "b1")
+        sample_bot_command(base_port, 1), "--baseline-label", "b1", "--report", str(tmp_path / "r.html"))
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert data["run"]["candidate_label"] == "b2" and data["run"]["baseline_label"] == "b1"
+    html = (tmp_path / "r.html").read_text()  # the one-session report names both builds
+    assert f"<dd>b2 · http://127.0.0.1:{port}/api/messages" in html
+    assert f"<dd>b1 · http://127.0.0.1:{base_port}/api/messages" in html
     assert data["run"]["baseline_session"] is not None and data["summary"]["regressed"] == 2
 
 
