@@ -88,6 +88,10 @@ except ImportError as exc:  # botbuilder comes with the demo extra only (botprox
     from .extras import missing_demo_extra
 
     missing_demo_extra("the sample bot", exc, exit_now=__name__ == "__main__")
+else:
+    from .extras import check_demo_versions
+
+    check_demo_versions("the sample bot", exit_now=__name__ == "__main__")
 
 logger = logging.getLogger(__name__)
 

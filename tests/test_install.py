@@ -114,13 +114,19 @@ def installed(python: Path) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize(
-    "already",
+    ("already", "demo_says"),
     [
-        pytest.param("botbuilder-core==4.15.1", id="botbuilder-core-4.15.1"),
-        pytest.param("jsonpickle==4.1.1", id="jsonpickle-4.1.1"),
+        pytest.param("botbuilder-core==4.15.1", DEMO_HINT, id="botbuilder-core-4.15.1"),
+        pytest.param("jsonpickle==4.1.1", DEMO_HINT, id="jsonpickle-4.1.1"),
+        # A whole 4.15 bot environment: botproxy installs; its sample bot, which needs 4.16, says so.
+        pytest.param(
+            "botbuilder-integration-aiohttp==4.15.1",
+            "needs botbuilder-core>=4.16, and this environment has 4.15.1",
+            id="botbuilder-integration-aiohttp-4.15.1",
+        ),
     ],
 )
-def test_installs_beside_a_bot_environment(already: str, botproxy_wheel: Path, tmp_path: Path) -> None:
+def test_installs_beside_a_bot_environment(already: str, demo_says: str, botproxy_wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -131,7 +137,8 @@ def test_installs_beside_a_bot_environment(already: str, botproxy_wheel: Path, t
     versions = installed(python)
     assert versions["botproxy"] == "0.1.0"
     assert versions[name] == version  # the bot's own version is left alone
-    assert "botbuilder-integration-aiohttp" not in versions
+    if name != "botbuilder-integration-aiohttp":
+        assert "botbuilder-integration-aiohttp" not in versions  # the demo extra was not pulled in
     pip(python, "check")
     botproxy = env_dir / "bin" / "botproxy"
     for args in (["--help"], ["record", "--help"]):
@@ -140,4 +147,6 @@ def test_installs_beside_a_bot_environment(already: str, botproxy_wheel: Path, t
         assert "Usage: botproxy" in proc.stdout
     demo = subprocess.run([str(botproxy), "demo"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert demo.returncode == 2
-    assert len(demo.stderr.splitlines()) == 1 and DEMO_HINT in demo.stderr
+    assert len(demo.stderr.splitlines()) == 1 and demo_says in demo.stderr, demo.stderr
+    assert "pipx install 'botproxy[demo]'" in demo.stderr
+    assert not (tmp_path / "botproxy.db").exists()
