@@ -35,27 +35,32 @@ def corpus_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
     summary = json.loads(run.get("summary") or "{}")
     children = [dict(r) for r in db.query("select * from replay_runs where parent_id = ? order by id", [run_id])]
     names = {r["id"]: r["name"] for r in db.query("select id, name from sessions")}
-    sessions = []
+    sessions, regressed = [], []
     for number, child in enumerate(children, 1):
         anchor = f"s{number}"
+        view = report.replay_view(db, child["id"])
+        name = names.get(child["session_id"], "(deleted)")
+        # the run's regressed turns first, each linked to its turn in its session's part (ids prefixed below)
+        regressed += [{**turn, "anchor": f"{anchor}-{turn['anchor']}", "session": name}
+                      for turn in view["regressed_turns"]]
         sessions.append({
             "anchor": anchor,
-            "name": names.get(child["session_id"], "(deleted)"),
+            "name": name,
             "run_id": child["id"],
             "status": child["status"],
             "shard": child.get("shard"),
             "summary": {k: v for k, v in json.loads(child.get("summary") or "{}").items() if k != "proactive"},
-            "body": Markup(_prefixed(_session_body(db, child["id"]), anchor)),
+            "body": Markup(_prefixed(_session_body(view), anchor)),
         })
     named = {name: run.get(name) for name in ("candidate_label", "baseline_label", "shard", "error")}
-    return {"run": {**corpus_run_json(db, run_id), **named}, "summary": summary,
-            "sessions": sessions, "generated_at": report._now()}
+    return {"run": {**corpus_run_json(db, run_id), **named}, "summary": summary, "sessions": sessions,
+            "regressed_turns": regressed, "generated_at": report._now()}
 
 
-def _session_body(db: sqlite_utils.Database, run_id: int) -> str:
-    """What the one-session report of this run shows in its <main>."""
+def _session_body(view: dict[str, Any]) -> str:
+    """What the one-session report of this run (its `report.replay_view`) shows in its <main>."""
     css, script, script_hash = report._assets()
-    context = {**report.replay_view(db, run_id), "css": css, "script": script, "script_hash": script_hash,
+    context = {**view, "css": css, "script": script, "script_hash": script_hash,
                "version": __version__}
     page = report.environment().get_template("replay.html.j2").render(context)
     match = _MAIN.search(page)

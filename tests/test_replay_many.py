@@ -127,6 +127,12 @@ async def test_a_corpus_is_one_run_with_one_verdict_junit_and_report(corpus_db, 
     assert len(ids) == len(set(ids)), "two sessions' parts share an element id"
     for anchor in re.findall(r'href="#([^"]+)"', html):
         assert anchor in ids, anchor
+    # Issue 14 §4: the report opens with the run's regressed turns, each linked to its turn in its session's part
+    index = html[html.index('<nav class="regressed-index" id="regressed">'):html.index("</nav>")]
+    linked = re.findall(r'<a href="#(s\d-t\d+)">[^<]*</a> <span class="counts">session (\w+)</span>', index)
+    assert [name for _, name in linked] == ["helpdesk", "helpdesk", "cards", "cards"]
+    for anchor, _ in linked:
+        assert re.search(rf'<details class="turn st-changed" id="{anchor}" data-status="changed"', html), anchor
 
 
 async def test_a_corpus_of_named_sessions_and_the_text_output(corpus_db, bot2):
