@@ -752,8 +752,8 @@ def _draw_time(db: sqlite_utils.Database, session_id: int, conversations: dict[A
     for n, turn in enumerate(every_turn):
         views = ([turn["inbound"]] if turn["inbound"] else []) + turn["replies"] + turn["client_views"]
         findings = [f for v in views for f in v["findings"]]
-        if large and not findings and not any(v["failed"] for v in views):
-            continue
+        if turn["client"] or (large and not findings and not any(v["failed"] for v in views)):
+            continue  # a client's view of its own is no turn of the bot's: nothing of the bot's to draw
         drawing = waterfall.waterfall([exchanges[s] for s in owned[n] if s in exchanges], labels, targets)
         if drawing is None:
             continue

@@ -442,7 +442,8 @@ def test_a_replay_report_shows_both_sides_marks_each_difference_and_counts_what_
             '&lt;/script&gt;</ins></pre>') in html
     # the header's options in words; the run opens with its regressed turns, linked to their anchors
     assert "<dt>a turn ends after this long without a Connector call</dt><dd>50 ms</dd>" in html
-    assert "quiet_ms" not in html
+    assert "quiet_ms" not in html and "<dt>conversations replayed at once</dt><dd>4</dd>" in html
+    assert not [dt for dt in re.findall(r"<dt>([^<]*)</dt>", html) if "_" in dt or dt == "concurrency"]
     index = html[html.index('<nav class="regressed-index"'):html.index("</nav>")]
     links = re.findall(r'<a href="#(t\d+)">(.*?)</a>', index)
     assert [title for _, title in links] == ["turn 1 (#1) · “hello”", "turn 2 (#3) · “card”"]
