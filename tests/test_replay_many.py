@@ -223,10 +223,15 @@ async def test_start_runs_the_build_and_stops_it(corpus_db, tmp_path):
     assert result.exit_code == 0, result.output
     assert ET.parse(junit).getroot().get("failures") == "0" and ET.parse(junit).getroot().get("tests") == "8"
     assert not await _answers(url), "the started build still runs"
+    junit, report = tmp_path / "b2.xml", tmp_path / "b2.html"
     result = await run_cli("replay", "--all", "--db", corpus_db, "--bot", url, "--quiet-ms", QUIET,
-                           "--start", sample_bot_command(port, 2), "--label", "build-2")
+                           "--start", sample_bot_command(port, 2), "--label", "build-2", "--junit", str(junit),
+                           "--report", str(report))
     assert result.exit_code == 1, result.output
-    assert "4 regressed · regressed · build-2" in result.output.splitlines()[-1]
+    assert "4 regressed · regressed · build-2" in result.stdout.splitlines()[-1]
+    root = ET.parse(junit).getroot()
+    assert len(root.findall("testsuite")) == 3 and root.get("tests") == "8" and root.get("failures") == "4"
+    assert report.read_text().count('class="corpus-session"') == 3
     assert not await _answers(url)
 
 
@@ -467,6 +472,17 @@ class Bot(http.server.BaseHTTPRequestHandler):
 
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Bot).serve_forever()
 """
+
+
+async def test_a_build_that_ignores_sigterm_is_killed(corpus_db, tmp_path):
+    port = pick_free_port()
+    pid, posted = tmp_path / "bot.pid", tmp_path / "posted"
+    (tmp_path / "bot.py").write_text(HANGING_BOT)
+    command = f"trap '' TERM; echo $$ > {pid}; exec {sys.executable} {tmp_path / 'bot.py'} {port} {posted}"
+    result = await run_cli("replay", "cards", "--db", corpus_db, "--bot", f"http://127.0.0.1:{port}/api/messages",
+                           "--start", command, "--timeout", "1")
+    assert result.exit_code == 1 and "timeout: the bot did not answer within 1 s" in result.output, result.output
+    assert _dead(int(pid.read_text())), "a build deaf to SIGTERM outlived botproxy"
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
