@@ -526,6 +526,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 @click.option(
     "--start-timeout",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
     default=60.0,
     show_default=True,
     help="Seconds a started build has to answer.",
