@@ -5,8 +5,9 @@ sessions again (the same rows under the same names), any run that was in the cor
 own share: a corpus run (`--shard I/N`), a run per session it replayed, and their replays' own sessions.
 What is the same is kept once, what is new is added with new row ids:
 
-- a recorded or imported session with the name and source of one already in OUT is that session (its
-  rows are not copied again, the runs that replayed it point to OUT's);
+- a recorded or imported session with the name, source and start time of one already in OUT is that
+  session (its rows are not copied again, the runs that replayed it point to OUT's); one that only
+  shares the name (recorded again since) is added as `<name>-2`;
 - a run with the `uid` of one already in OUT (copied with the corpus) is that run;
 - the corpus runs of the shards of one sharded run (the same `shard_group`: sessions, builds, share
   count, options) become one corpus run whose session runs are all the shards'; its status and
@@ -132,8 +133,8 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
 
 def _same_session(out: sqlite_utils.Database, row: Any) -> int | None:
     source = row["source"] or "record"
-    found = list(out.query("select id from sessions where name = ? and coalesce(source, 'record') = ?",
-                           [row["name"], source]))
+    sql = "select id from sessions where name = ? and coalesce(source, 'record') = ? and started_at is ?"
+    found = list(out.query(sql, [row["name"], source, row["started_at"]]))
     return int(found[0]["id"]) if found else None
 
 

@@ -370,6 +370,20 @@ async def test_two_shards_merged_equal_one_unsharded_run(recorded_corpus, bot2, 
         [s for share in shares for s in share["sessions"]])
 
 
+async def test_a_session_recorded_again_under_the_same_name_is_not_taken_for_the_first(corpus_db, tmp_path):
+    again = tmp_path / "again.db"
+    shutil.copy(corpus_db, again)
+    db = store.open_db(again)
+    with db.conn:
+        db.execute("update sessions set started_at = '2030-01-01T00:00:00Z' where name = 'cards'")
+    db.conn.close()
+    out = tmp_path / "merged.db"
+    result = await run_cli("merge", str(out), corpus_db, str(again))
+    assert result.exit_code == 0, result.output
+    names = [r[0] for r in store.open_db(out).execute("select name from sessions order by id")]
+    assert names == [*CORPUS, "cards-2"]
+
+
 async def test_merge_refuses_a_foreign_file_before_writing(corpus_db, tmp_path):
     import sqlite3
 
