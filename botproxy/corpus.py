@@ -181,7 +181,7 @@ async def replay_corpus(
     run_id = start_run(db, None, candidate.url, baseline.url if baseline else None, options.concurrency,
                        _options_json(options), rules, {k: v for k, v in extra.items() if v is not None})
     engine_factory = _engine_factory(checks, check_config)
-    ticker = Ticker(progress)
+    ticker = Ticker(progress, sum(len(p.turns) for p in plans) * (2 if baseline else 1))
     results: list[ReplayResult] = []
     try:
         for plan in plans:

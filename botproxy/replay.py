@@ -611,14 +611,18 @@ def _baseline(url: str | None, label: str | None) -> Build | None:
 
 
 class Ticker:
-    """Counts the turns replayed and reports `(done, total)`; the total grows as sessions' plans are added."""
+    """Counts the turns replayed and reports `(done, total)`. The total is each plan's turns as it starts,
+    or `total` from the start (a corpus run knows all its plans first, and a progress bar its length)."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, total: int | None = None) -> None:
         self.progress = progress
-        self.done = self.total = 0
+        self.done = 0
+        self.total = total or 0
+        self.fixed = total is not None
 
     def add(self, turns: int) -> None:
-        self.total += turns
+        if not self.fixed:
+            self.total += turns
 
     def step(self) -> None:
         self.done += 1

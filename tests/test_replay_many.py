@@ -443,8 +443,10 @@ async def test_replay_corpus_gives_each_conversation_its_verdict(corpus_db, bot2
     from botproxy.replay import Build
 
     wanted = [("helpdesk", "h-1"), ("helpdesk", "h-2"), ("cards", "c-2")]
+    ticks: list[tuple[int, int]] = []
     result = await replay_corpus(corpus_db, [], Build(bot2.url, "build-2"), every=True, conversations=wanted,
-                                 quiet_ms=50)
+                                 quiet_ms=50, progress=lambda done, total: ticks.append((done, total)))
+    assert ticks == [(n, 4) for n in range(1, 5)]  # one total from the start: a progress bar's length
     verdicts = {(c.session, c.conversation_id): c.regressed for c in result.conversations()}
     assert verdicts == {("helpdesk", "h-1"): True, ("helpdesk", "h-2"): False, ("cards", "c-2"): True}
     assert result.regressed and result.summary["turns"] == 4
