@@ -32,12 +32,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+
+from .model import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -155,10 +156,6 @@ class _Attachment:
     name: str | None
     type: str | None
     views: dict[str, bytes]
-
-
-def utc_timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _account(account: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +310,7 @@ class ConnectorChannel:
         act: dict[str, Any] = {
             "type": type,
             "id": id or self._next_id(),
-            "timestamp": utc_timestamp(),
+            "timestamp": utc_now(),
             "channelId": self.channel_id,
             "serviceUrl": self.service_url,
             "from": {**user, "role": "user"},

@@ -227,7 +227,7 @@ def record(
     Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
     """
     from .checks import load_config
-    from .console import Console
+    from .console import Console, recorder_observers
     from .proxy import ProxyConfig, RecordingProxy
     from .worker import WorkerSession
 
@@ -247,8 +247,7 @@ def record(
     live = WorkerSession(
         db_path,
         name=session_name,
-        check_config=load_config("."),
-        color=console.color,
+        observers=functools.partial(recorder_observers, load_config("."), True, console.color),
         verbose=verbose,
         bot_url=bot_url,
         capture_mode=("forward" if no_rewrite else "rewrite+forward" if not no_forward else "rewrite"),
@@ -886,7 +885,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     from . import store
     from .checks import load_config
     from .checks import report_text as rt
-    from .show import session_summary
+    from .store import session_summary
 
     config = load_config(".")
     config = dataclasses.replace(config, disabled=config.disabled | set(disabled))

@@ -6,14 +6,19 @@ An Observer of the SessionRecorder; runs on the writer thread. Colour only when 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .store import command_hint
 from .visible import visible
+
+if TYPE_CHECKING:
+    from .checks import CheckConfig, LiveChecks
+    from .recording import Observer
 
 # Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
 ARROWS = {"to_bot": "→", "from_bot": "←", "from_client": "⇢", "to_client": "⇠"}
@@ -197,3 +202,22 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Collectio
 
 def json_quote(text: str) -> str:
     return '"' + text.replace('"', '\\"') + '"'
+
+
+def recorder_observers(
+    check_config: CheckConfig | None, console: bool, color: bool, session_id: int
+) -> tuple[LiveChecks | None, list[Observer]]:
+    """A recorder's observers: the live checks (none without a config), then the console (it prints the
+    findings the checks put on an activity). For `worker.WorkerSession(observers=partial(recorder_observers,
+    ...))`: the child process calls it with its session id."""
+    from .checks import Engine, LiveChecks  # here: the console alone (`botproxy show`) needs no engine
+
+    checks = LiveChecks(Engine(check_config), session_id) if check_config is not None else None
+    observers: list[Observer] = [checks] if checks is not None else []
+    if console:
+        observers.append(Console(echo=_stdout_line, color=color))
+    return checks, observers
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(line + "\n")  # the recorder process flushes once per batch

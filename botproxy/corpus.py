@@ -20,6 +20,7 @@ import sqlite_utils
 
 from . import diff, store
 from .errors import SessionNotFound, UsageError
+from .model import utc_now
 from .replay import (
     DEFAULT_CAP_MS,
     DEFAULT_CONCURRENCY,
@@ -37,7 +38,7 @@ from .replay import (
     load_plan,
     replay_plan,
 )
-from .replay_results import ReplayResult, _dumps, _named, _now, fail_run, start_run
+from .replay_results import ReplayResult, _dumps, _named, fail_run, start_run
 
 CORPUS_SOURCES = ("record", "import")  # what a corpus is made of (a replay's own sessions are results)
 _COUNTED = ("turns", "conversations", "same", "changed", "error", "incomplete", "regressed", "differences", "noise",
@@ -218,7 +219,7 @@ def store_corpus(db: sqlite_utils.Database, run_id: int, names: list[str], resul
     """The corpus run's final status and summary, from its sessions' runs."""
     summary = corpus_summary((r.summary for r in results), len(names))
     status = "regressed" if summary["regressed"] else "passed"
-    ended = _now()
+    ended = utc_now()
     with db.conn:
         db.table("replay_runs").update(run_id, {"status": status, "ended_at": ended,
                                                 "summary": _dumps({**summary, "session_names": names})})

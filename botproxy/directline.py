@@ -4,7 +4,7 @@ A Direct Line client (botframework-directlinejs, Web Chat, a test script, the ch
 conversation here, posts activities, and reads the conversation by polling GET or over the WebSocket
 stream. The channel posts each activity to the bot and takes the bot's replies on its Bot Connector face
 (``/v3/conversations/...``), which a mounted :class:`~botproxy.channel.ConnectorChannel` serves. It
-follows the Direct Line 3.0 swagger prose (shared/reference/protocol.md 1.2):
+follows the Direct Line 3.0 swagger prose (docs/protocol.md 1.2):
 
 - ids are ``{conversationId}|{n:07d}``: one sequence for the user's and the bot's activities, so the id a
   client sees is the id the bot saw (inbound) or was given (its ResourceResponse);
@@ -50,7 +50,8 @@ import aiohttp
 from aiohttp import web
 
 from . import protocol as p
-from .channel import ConnectorChannel, utc_timestamp
+from .channel import ConnectorChannel
+from .model import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -461,7 +462,7 @@ class DirectLineChannel:
                 "serviceUrl": self.service_url,
                 "conversation": {"id": conv.id},
                 "recipient": {**self.bot, "role": "bot"},
-                "timestamp": utc_timestamp(),
+                "timestamp": utc_now(),
             }
         )
         return activity
@@ -482,7 +483,7 @@ class DirectLineChannel:
         if conv is None:  # a conversation the bot created itself: no Direct Line client can see it
             return f"{conversation_id}|{secrets.token_hex(4)}"
         activity = {**body, "id": conv.new_id(), "channelId": CHANNEL_ID, "conversation": {"id": conv.id}}
-        activity["timestamp"] = utc_timestamp()  # the channel's clock, as for the user's activities
+        activity["timestamp"] = utc_now()  # the channel's clock, as for the user's activities
         if "from" not in activity:
             activity["from"] = {**self.bot, "role": "bot"}
         conv.append(_for_clients(activity))

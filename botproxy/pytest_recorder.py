@@ -104,11 +104,11 @@ class Recording:
     @property
     def session(self) -> dict[str, Any]:
         """The stored session row (after `stop()`)."""
-        from . import show, store
+        from . import store
 
         db = store.open_db(self.db_path)
         try:
-            return show.session_summary(store.resolve_session(db, self.name))
+            return store.session_summary(store.resolve_session(db, self.name))
         finally:
             db.close()
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import protocol as p
+from .model import Direction, Leg
 from .redact import Redactor
 from .turns import TurnLinker
 
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 Row = tuple[str, dict[str, Any]]  # (table, row)
 
-INBOUND, OUTBOUND, CLIENT, OTHER_LEG = "inbound", "outbound", "client", "other"
-TO_BOT, FROM_BOT = "to_bot", "from_bot"
+INBOUND, OUTBOUND, CLIENT, OTHER_LEG = Leg.INBOUND, Leg.OUTBOUND, Leg.CLIENT, Leg.OTHER
+TO_BOT, FROM_BOT = Direction.TO_BOT, Direction.FROM_BOT
 # The Direct Line client leg: what a client posts, and what Direct Line delivers to it (GET or stream).
-FROM_CLIENT, TO_CLIENT = "from_client", "to_client"
+FROM_CLIENT, TO_CLIENT = Direction.FROM_CLIENT, Direction.TO_CLIENT
 
 
 @dataclass(slots=True)

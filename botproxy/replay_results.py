@@ -9,7 +9,6 @@ noise the baseline taught for that turn), the new check findings, and the status
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import logging
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from . import diff
+from .model import utc_now
 from .redact import scrub
 
 if TYPE_CHECKING:
@@ -326,16 +326,12 @@ def _summary(results: list[TurnResult], proactive: list[dict[str, Any]], checks:
 
 
 def _session_json(session: dict[str, Any]) -> dict[str, Any]:
-    from .show import session_summary
+    from .store import session_summary
 
     return session_summary(session)
 
 
 # -- storage -----------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _dumps(value: Any) -> str:
@@ -349,7 +345,7 @@ def start_run(db: sqlite_utils.Database, session: dict[str, Any] | None, candida
     for a corpus run (its sessions' runs name it as `parent_id`); `extra`: labels, shard, parent."""
     row = {
         "session_id": session["id"] if session else None,
-        "started_at": _now(),
+        "started_at": utc_now(),
         "candidate_url": scrub(candidate_url),
         "baseline_url": scrub(baseline_url) if baseline_url else None,
         "concurrency": concurrency,
@@ -367,7 +363,7 @@ def fail_run(db: sqlite_utils.Database, run_id: int, exc: BaseException) -> None
     """Mark a run that stopped half-way (an exception, Ctrl-C) as `failed`, with the reason."""
     try:
         with db.conn:
-            db.table("replay_runs").update(run_id, {"status": "failed", "ended_at": _now(),
+            db.table("replay_runs").update(run_id, {"status": "failed", "ended_at": utc_now(),
                                                     "error": scrub(str(exc)) or type(exc).__name__})
     except Exception:  # the original failure is the one to report
         log.exception("could not mark replay run %s as failed", run_id)
@@ -381,7 +377,7 @@ def _run_json(db: sqlite_utils.Database, run_id: int, phases: dict[str, PhaseRes
         "id": run_id,
         **_named(row),
         "started_at": row["started_at"],
-        "ended_at": _now(),
+        "ended_at": utc_now(),
         "status": "regressed" if summary["regressed"] else "passed",
         "candidate_url": scrub(candidate.bot_url),
         "baseline_url": scrub(baseline.bot_url) if baseline else None,

@@ -36,13 +36,13 @@ from . import __version__, store, streams, waterfall
 from .console import activity_excerpt, excerpt
 from .diff import ABSENT, noise_label
 from .errors import BotproxyError, StoreError
+from .model import SEVERITIES
 from .turns import turn_label, turn_numbers
 from .visible import visible
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = "reports"
-SEVERITIES = ("error", "warning", "info")
 # Above this many activities a report collapses the turns that need no attention and leaves out the
 # raw JSON of activities without findings, so a 10,000-activity session stays a few MB and opens fast.
 LARGE = 1000

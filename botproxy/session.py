@@ -13,15 +13,12 @@ from functools import partial
 from typing import Any, Protocol
 
 from . import __version__
+from .model import utc_now
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 from .redact import Redactor, scrub, scrub_own_log_records
 from .store import RowWriter, Writer
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def default_session_name() -> str:

@@ -13,13 +13,9 @@ from .console import ARROWS, activity_excerpt
 from .turns import turn_label, turn_numbers
 
 
-def session_summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row.get(key) for key in store.SESSION_FIELDS}
-
-
 def write_json(db: sqlite_utils.Database, session: dict[str, Any], out: TextIO) -> None:
     """`{"session": {...}, "activities": [...]}`, streamed so a large session needs no memory."""
-    out.write('{"session": ' + json.dumps(session_summary(session)) + ', "activities": [')
+    out.write('{"session": ' + json.dumps(store.session_summary(session)) + ', "activities": [')
     for n, activity in enumerate(store.iter_activities(db, session["id"])):
         out.write(("," if n else "") + "\n  " + json.dumps(activity, ensure_ascii=False))
     out.write("\n]}\n")

@@ -854,6 +854,11 @@ SESSION_FIELDS = (
 )
 
 
+def session_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A `sessions` row as `show --json` and `replay --json` print it."""
+    return {key: row.get(key) for key in SESSION_FIELDS}
+
+
 def stored_counts(db: sqlite_utils.Database, session_id: int) -> dict[str, int]:
     """What the database really holds of a session (the closing summary says this, not what was seen)."""
     row = db.execute(

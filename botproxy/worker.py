@@ -21,18 +21,25 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .recording import RequestSeen
+from .recording import Observer, RequestSeen
 
 log = logging.getLogger(__name__)
 
 BATCH_INTERVAL = 0.01  # seconds between shipments: the console lags by at most this much
 START_TIMEOUT = 60.0
+
+
+# What the child builds its observers with, given the session id: (the live checks or None, every observer
+# in order). Picklable (a module-level function or a partial of one), because the child is a fresh
+# interpreter; the caller composes it (`console.recorder_observers`), so recording imports neither.
+ObserverFactory = Callable[[int], tuple[Any, list[Observer]]]
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,7 @@ class WorkerSpec:
 
     db_path: str
     session_row: dict[str, Any]
-    check_config: Any  # a checks.CheckConfig, or None for no live checks
-    console: bool
-    color: bool
+    observers: ObserverFactory | None  # None: record only
     verbose: bool = False
 
 
@@ -55,9 +60,7 @@ class WorkerSession:
         db_path: str,
         *,
         name: str | None = None,
-        check_config: Any = None,
-        console: bool = True,
-        color: bool = False,
+        observers: ObserverFactory | None = None,
         verbose: bool = False,
         **session_fields: Any,
     ) -> None:
@@ -65,9 +68,7 @@ class WorkerSession:
 
         self.db_path = db_path
         self.name = name or default_session_name()
-        self.check_config = check_config
-        self.console = console
-        self.color = color
+        self.observers = observers
         self.verbose = verbose
         self.session_fields = session_fields
         self.session_id = 0
@@ -95,9 +96,7 @@ class WorkerSession:
         spec = WorkerSpec(
             self.db_path,
             session_row(self.name, self.session_fields),
-            self.check_config,
-            self.console,
-            self.color,
+            self.observers,
             self.verbose,
         )
         self._process = context.Process(
@@ -248,7 +247,7 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
         control.send(("error", str(exc)))
         return
     control.send(("ready", session_id))
-    checks, observers = _observers(spec, session_id)
+    checks, observers = spec.observers(session_id) if spec.observers is not None else (None, [])
     recorder = SessionRecorder(session_id, redactor, observers)
     while True:
         if rows.waiting and not events.poll(store.RETRY_DELAY):
@@ -275,25 +274,6 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
         control.send(("summary", summary))
     except OSError:
         pass
-
-
-def _observers(spec: WorkerSpec, session_id: int) -> tuple[Any, list[Any]]:
-    observers: list[Any] = []
-    checks = None
-    if spec.check_config is not None:
-        from .checks import Engine, LiveChecks
-
-        checks = LiveChecks(Engine(spec.check_config), session_id)
-        observers.append(checks)
-    if spec.console:
-        from .console import Console
-
-        observers.append(Console(echo=_echo, color=spec.color))
-    return checks, observers
-
-
-def _echo(line: str) -> None:
-    sys.stdout.write(line + "\n")  # flushed once per batch
 
 
 def _run(jobs: list[Any]) -> dict[str, list[dict[str, Any]]]:

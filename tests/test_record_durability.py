@@ -16,6 +16,7 @@ import resource
 import signal
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,7 @@ from botproxy import store
 from botproxy.capture import Capture
 from botproxy.checks import CheckConfig
 from botproxy.cli import cli
-from botproxy.console import Console
+from botproxy.console import Console, recorder_observers
 from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.worker import WorkerSession
 
@@ -50,8 +51,8 @@ def sessions_line(db_path, name):
 
 
 async def start_worker(tmp_path, bot_url, *, console=False):
-    session = WorkerSession(str(tmp_path / "w.db"), name="w", check_config=CheckConfig(), console=console,
-                            bot_url=bot_url)
+    session = WorkerSession(str(tmp_path / "w.db"), name="w", bot_url=bot_url,
+                            observers=partial(recorder_observers, CheckConfig(), console, False))
     proxy = RecordingProxy(ProxyConfig(bot_url=bot_url, listen="127.0.0.1:0", forward_listen=None,
                                        confdir=str(tmp_path / "mitm")), session)
     await proxy.start()
@@ -122,6 +123,7 @@ async def test_disk_full_then_freed_stores_everything_that_waited(recorders, con
     assert len([m for m in said if m.startswith("botproxy: cannot write")]) == 1 and any("again" in m for m in said)
 
 
+@pytest.mark.slow
 async def test_file_size_limit_on_the_recorder_process(tmp_path, connector, sample_bot):
     """RLIMIT_FSIZE on the recorder child: its writes fail (instead of SIGXFSZ killing it); the traffic goes
     on; at the end the main process closes the session row and says exactly what is missing."""
@@ -154,6 +156,7 @@ print("released", flush=True)
 """
 
 
+@pytest.mark.slow
 async def test_a_write_lock_held_past_the_busy_timeout_loses_nothing(tmp_path, connector, sample_bot, capfd):
     proxy, session = await start_worker(tmp_path, sample_bot.url, console=True)
     await turns(connector, proxy.endpoint, "before", ["w1"])
@@ -202,6 +205,7 @@ async def raw_request(endpoint: str, target: bytes, headers: bytes, body: bytes)
     return status
 
 
+@pytest.mark.slow
 async def test_lone_surrogates_and_bytes_that_are_not_utf8_are_stored_escaped_raw_and_flagged(
         tmp_path, connector, sample_bot, capfd):
     proxy, session = await start_worker(tmp_path, sample_bot.url, console=True)
@@ -266,6 +270,7 @@ async def test_lone_surrogates_and_bytes_that_are_not_utf8_are_stored_escaped_ra
 # -- the recorder process killed mid-load ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_recorder_killed_mid_load_traffic_flows_and_counts_are_right(tmp_path, connector, sample_bot):
     proxy, session = await start_worker(tmp_path, sample_bot.url)
     conversations, per = 6, 12

@@ -4,21 +4,27 @@ child, and the proxy keeps carrying traffic when the child dies."""
 import asyncio
 import os
 import signal
+from functools import partial
+
+import pytest
 
 from botproxy import store
 from botproxy.checks import CheckConfig
+from botproxy.console import recorder_observers
 from botproxy.proxy import ProxyConfig, RecordingProxy
 from botproxy.worker import WorkerSession
 
 
 async def start_proxy(tmp_path, bot_url, name="w"):
-    session = WorkerSession(str(tmp_path / "w.db"), name=name, check_config=CheckConfig(), bot_url=bot_url)
+    session = WorkerSession(str(tmp_path / "w.db"), name=name, bot_url=bot_url,
+                            observers=partial(recorder_observers, CheckConfig(), True, False))
     proxy = RecordingProxy(ProxyConfig(bot_url=bot_url, listen="127.0.0.1:0", forward_listen=None,
                                        confdir=str(tmp_path / "mitm")), session)
     await proxy.start()
     return proxy, session
 
 
+@pytest.mark.slow
 async def test_worker_records_the_same_rows_checks_and_prints(tmp_path, connector, sample_bot, capfd):
     proxy, session = await start_proxy(tmp_path, sample_bot.url)
     for text in ("hello", "proactive"):
@@ -38,10 +44,11 @@ async def test_worker_records_the_same_rows_checks_and_prints(tmp_path, connecto
     assert '"You said: hello"' in out and "BP-A04" in out  # printed by the child, findings under their line
 
 
+@pytest.mark.slow
 async def test_a_session_name_in_use_is_refused_before_any_traffic(tmp_path, sample_bot):
     proxy, _ = await start_proxy(tmp_path, sample_bot.url, name="taken")
     await proxy.stop()
-    again = WorkerSession(str(tmp_path / "w.db"), name="taken", check_config=None, bot_url=sample_bot.url)
+    again = WorkerSession(str(tmp_path / "w.db"), name="taken", bot_url=sample_bot.url)
     try:
         again.start()
         raise AssertionError("expected a StoreError")
@@ -49,6 +56,7 @@ async def test_a_session_name_in_use_is_refused_before_any_traffic(tmp_path, sam
         assert "already exists" in str(exc)
 
 
+@pytest.mark.slow
 async def test_traffic_flows_when_the_recorder_process_dies(tmp_path, connector, sample_bot):
     proxy, session = await start_proxy(tmp_path, sample_bot.url)
     status, _ = await connector.send(proxy.endpoint, connector.activity(text="before", conversation_id="d"))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import protocol as p
+from ..model import Direction
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import MAX_DANGLING, Conversation
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 FAMILY = "directline"
-FROM_CLIENT, TO_CLIENT = "from_client", "to_client"
+FROM_CLIENT, TO_CLIENT = Direction.FROM_CLIENT, Direction.TO_CLIENT
 
 # Direct Line 3.0 api-reference: "must not exceed 256K characters" serialized; 150K is the early warning.
 OVERSIZE = 256 * 1024

@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from .. import protocol as p
+from ..model import Direction
 from . import addressing, agents, directline, ordering, streaming
 from .config import CheckConfig
 from .registry import RULES
@@ -44,7 +45,7 @@ from .state import (
 
 log = logging.getLogger(__name__)
 
-TO_BOT, FROM_BOT = "to_bot", "from_bot"
+TO_BOT, FROM_BOT = Direction.TO_BOT, Direction.FROM_BOT
 _CLIENT_LEG = frozenset({directline.FROM_CLIENT, directline.TO_CLIENT})
 EXPECTED_REPLIES = addressing.EXPECTED_REPLIES
 _EDIT_ROUTES = frozenset({p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY})
