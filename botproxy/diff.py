@@ -45,6 +45,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 from deepdiff.helper import notpresent
+from deepdiff.path import parse_path
 
 from . import streams
 from .errors import UsageError
@@ -133,7 +134,7 @@ class Ignore:
     def __post_init__(self) -> None:
         for path in self.exact:
             node = self.tree
-            keys = _path_keys(path)
+            keys = parse_path(path)  # root['a'][0]["b'c"] -> ['a', 0, "b'c"], as deepdiff writes them
             for key in keys[:-1]:
                 child = node.setdefault(key, {})
                 if child is None:  # a shorter path already ignores everything below
@@ -145,21 +146,6 @@ class Ignore:
 
     def matches(self, path: str) -> bool:
         return path in self.exact or any(rx.search(path) for rx in self.patterns)
-
-
-_PATH_KEY = re.compile(r"\[(?:'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"|(-?\d+))\]")
-
-
-def _path_keys(path: str) -> list[Any]:
-    """root['a'][0]["b'c"] -> ['a', 0, "b'c"]"""
-    keys: list[Any] = []
-    for single, double, index in _PATH_KEY.findall(path):
-        if index:
-            keys.append(int(index))
-        else:
-            text = single if single or not double else double
-            keys.append(text.encode().decode("unicode_escape") if "\\" in text else text)
-    return keys
 
 
 def parse_ignore(values: Iterable[str] = (), *, volatile: bool = True) -> Ignore:

@@ -202,3 +202,9 @@ def test_describe_reads_like_a_sentence():
     assert describe(d) == "reordered [1] → [0]: message 'second' (reply_to_activity)"
     assert describe(Difference("extra", "[2]", None, {"type": "message", "attachments": ["x/card"]})) == (
         "extra [2]: message with x/card")
+
+
+def test_an_exact_ignore_path_prunes_the_key_deepdiff_names_quotes_and_indexes_included():
+    value = {"a": [{"b'c": 1, "keep": 2}], 'd"e': 3, "f": 4}
+    ignore = parse_ignore(["root['a'][0][\"b'c\"]", "root['d\"e']"], volatile=False)
+    assert prune(value, ignore) == {"a": [{"keep": 2}], "f": 4}
