@@ -21,7 +21,7 @@ from .capture import Capture
 from .checks import Engine, load_config
 from .console import Console
 from .errors import BotproxyError
-from .proxy import is_loopback
+from .proxy import is_loopback, quiet_shutdown_noise
 from .proxy_auth import ForwardProxyAuth
 from .service_url import ServiceUrlKeys
 from .session import LiveSession
@@ -40,6 +40,7 @@ class MitmdumpRecorder(Capture):
 
     def load(self, loader: Any) -> None:
         super().load(loader)
+        quiet_shutdown_noise()
         loader.add_option("botproxy_db", str, "botproxy.db", "botproxy: SQLite database to record into.")
         loader.add_option("botproxy_session", str, "", "botproxy: session name (default rec-DATE-TIME).")
         loader.add_option("botproxy_console", bool, True, "botproxy: log one line per activity.")

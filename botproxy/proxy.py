@@ -1,6 +1,6 @@
 """Embedding mitmproxy: a reverse listener in front of the bot and a forward listener for its outbound calls.
 
-Facts this relies on (shared/reference/mitmproxy.md): a Master must be built inside a running loop
+Facts this relies on (docs/mitmproxy.md): a Master must be built inside a running loop
 and is process-global; a plain Master with the default addons only logs a failed bind, so we check the
 listeners ourselves; addon-declared options are set with `options.update()` after the addons exist.
 """
@@ -181,7 +181,9 @@ def _not_a_shutdown_cancellation(record: logging.LogRecord) -> bool:
     return not (isinstance(exc, asyncio.CancelledError) and "connection_made" in record.getMessage())
 
 
-logging.getLogger("asyncio").addFilter(_not_a_shutdown_cancellation)
+def quiet_shutdown_noise() -> None:
+    """Install that filter (idempotent): when a proxy starts, not when this module is imported."""
+    logging.getLogger("asyncio").addFilter(_not_a_shutdown_cancellation)
 
 
 class _Ready:
@@ -240,6 +242,7 @@ class RecordingProxy:
         return modes
 
     async def start(self) -> None:
+        quiet_shutdown_noise()
         modes = self._modes()
         session_id = self.session.start()
         try:
