@@ -1,6 +1,6 @@
 """Bot Framework wire knowledge: which API call a request is, and which activities a body holds.
 
-Knows nothing of mitmproxy or SQLite. Sources: shared/reference/protocol.md section 1 (route tables).
+Knows nothing of mitmproxy or SQLite. Sources: docs/protocol.md section 1 (route tables).
 Connector routes are matched by their `/v3/...` suffix, because a serviceUrl may carry a path prefix
 (Teams `/amer/`, GCC `/gcc`), and ids are URL-decoded, because msrest quotes them with `safe=''`.
 """
