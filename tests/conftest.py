@@ -10,6 +10,8 @@ import pytest
 from botproxy.channel import ConnectorChannel
 from botproxy.sample_bot import SampleBotServer, start_bot
 
+pytest_plugins = ["slowmark"]  # the `slow` marker, kept true (tests/slowmark.py)
+
 
 def pick_free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1 (prefer port 0 where the API allows it)."""

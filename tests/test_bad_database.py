@@ -226,6 +226,7 @@ def locked_db(tmp_path, ours):
 LOCK_WRITERS = ["record", "check", "import", "replay", "demo"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", LOCK_WRITERS)
 def test_a_database_locked_by_another_process_waits_then_one_line(tmp_path, locked_db, command):
     before = locked_db.read_bytes()
@@ -236,11 +237,13 @@ def test_a_database_locked_by_another_process_waits_then_one_line(tmp_path, lock
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_readers_read_a_locked_database(tmp_path, locked_db):
     result = invoke("sessions", "--db", str(locked_db), "--json", env=TIMEOUT_ENV)
     assert result.exit_code == 0 and [s["name"] for s in json.loads(result.stdout)] == ["imported"]
 
 
+@pytest.mark.slow
 def test_a_lock_released_within_the_wait_is_waited_for(tmp_path, ours):
     db = tmp_path / "briefly.db"
     db.write_bytes(ours)

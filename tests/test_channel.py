@@ -322,6 +322,7 @@ async def test_routes_match_after_any_path_prefix(connector: ConnectorChannel) -
     assert connector.calls[1].path == "/teams/gcc/deep/v3/conversations/c1/activities"
 
 
+@pytest.mark.slow
 async def test_prefixed_service_url() -> None:
     channel = ConnectorChannel(path_prefix="/amer/")
     await channel.start()

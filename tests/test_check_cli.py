@@ -43,6 +43,7 @@ def run(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 async def test_check_reports_the_mistake_at_the_bots_activity_and_agrees_with_live(mistaken_session):
     db_path, summary = mistaken_session
     assert summary["findings"].get("error") == 1
@@ -71,6 +72,7 @@ async def test_check_reports_the_mistake_at_the_bots_activity_and_agrees_with_li
     assert f"  turn 2 (#{bad['turn_seq']})\n" in run("show", "mistakes", "--db", db_path).output
 
 
+@pytest.mark.slow
 async def test_fail_on_and_disable_decide_the_exit_code(mistaken_session):
     db_path, _ = mistaken_session
     assert run("check", "--db", db_path, "--disable", "BP-A01").exit_code == 0
@@ -79,6 +81,7 @@ async def test_fail_on_and_disable_decide_the_exit_code(mistaken_session):
     assert unknown.exit_code == 2 and unknown.output.count("\n") == 1 and "BP-A99" in unknown.output
 
 
+@pytest.mark.slow
 async def test_project_configuration_regrades_and_disables(mistaken_session, tmp_path, monkeypatch):
     db_path, _ = mistaken_session
     project = tmp_path / "project"

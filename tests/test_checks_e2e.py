@@ -41,6 +41,7 @@ def session_findings(db_path: str, name: str) -> tuple[list[Finding], list[Findi
     return live, offline, activities, errors
 
 
+@pytest.mark.slow
 async def test_wire_bot_mistakes_are_caught_live_and_offline(tmp_path):
     connector = MiniConnector()
     await connector.start()
@@ -92,6 +93,7 @@ async def test_wire_bot_mistakes_are_caught_live_and_offline(tmp_path):
         assert loud <= {code} | COMPANIONS.get(code, set()), (code, loud)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channel_id", ["msteams", "emulator", "directline"])
 async def test_sdk_sample_bot_gets_no_errors_or_warnings(tmp_path, channel_id):
     channel = ConnectorChannel(channel_id=channel_id)

@@ -101,6 +101,7 @@ async def start_record_process(tmp_path: Path, bot_url: str, *extra: str):
     return proc, endpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_record_process_prints_each_activity_and_a_summary_on_signal(tmp_path, connector, sample_bot, sig):
     proc, endpoint = await start_record_process(tmp_path, sample_bot.url)
@@ -116,6 +117,7 @@ async def test_record_process_prints_each_activity_and_a_summary_on_signal(tmp_p
     assert "listening beyond this machine" not in err.decode() + text  # loopback only: no warning
 
 
+@pytest.mark.slow
 async def test_authorization_header_prints_forward_proxy_instructions_once(tmp_path, connector, sample_bot):
     proc = await asyncio.create_subprocess_exec(
         *BOTPROXY, "record", "--bot", sample_bot.url, "--listen", "127.0.0.1:0", "--forward-listen", "127.0.0.1:0",

@@ -1,11 +1,13 @@
 """The README's first command: `botproxy demo` runs the whole loop on embedded defaults."""
 
+import pytest
 from click.testing import CliRunner
 
 from botproxy import store
 from botproxy.cli import cli
 
 
+@pytest.mark.slow
 def test_demo_records_checks_replays_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["demo", "--db", "demo.db", "--session", "demo"], catch_exceptions=False)

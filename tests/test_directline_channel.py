@@ -521,6 +521,7 @@ async def test_directlinejs_through_the_recorder_to_the_sdk_bot(
 # -- the command -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_channel_command_serves_until_ctrl_c(sample_bot: SampleBotServer, free_port: Any) -> None:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(

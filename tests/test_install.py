@@ -38,6 +38,7 @@ def run_hidden(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_no_module_but_the_sample_bot_imports_botbuilder(tmp_path: Path) -> None:
     proc = run_hidden(
         """
@@ -60,6 +61,7 @@ print(json.dumps(sorted(needs)))
     assert json.loads(proc.stdout) == ["botproxy.demo", "botproxy.sample_bot"]
 
 
+@pytest.mark.slow
 def test_demo_without_the_extra_says_how_to_get_it(tmp_path: Path) -> None:
     proc = run_hidden(
         "sys.argv = ['botproxy', 'demo', '--db', 'demo.db']\nfrom botproxy.cli import main\nmain()", tmp_path
@@ -72,6 +74,7 @@ def test_demo_without_the_extra_says_how_to_get_it(tmp_path: Path) -> None:
     assert not (tmp_path / "demo.db").exists()
 
 
+@pytest.mark.slow
 def test_sample_bot_without_the_extra_says_how_to_get_it(tmp_path: Path) -> None:
     proc = run_hidden(
         "import runpy\nsys.argv = ['sample_bot', '--port', '0']\n"

@@ -29,6 +29,7 @@ async def recorded_har(tmp_path):
     return db_path, out
 
 
+@pytest.mark.slow
 async def test_botproxy_har_is_har_1_2_and_reimports_the_same_session(tmp_path):
     db_path, out = await recorded_har(tmp_path)
     document = json.loads(out.read_text())
@@ -69,6 +70,7 @@ async def test_botproxy_har_is_har_1_2_and_reimports_the_same_session(tmp_path):
 
 @pytest.mark.parametrize("encode_service_url", [ServiceUrlKeys.ephemeral().mint, unsigned_key],
                          ids=["signed-by-another-confdir", "unsigned"])
+@pytest.mark.slow
 async def test_foreign_har_listeners_inferred_and_rewritten_service_urls_mapped_back(tmp_path, encode_service_url):
     """Without `_botproxy`, the listener comes from path and body; a capture taken of traffic botproxy was
     rewriting (the bot calling /_botproxy/svc/<key>/v3/...) maps back to the original connector URL, whichever

@@ -116,6 +116,7 @@ def test_several_files_and_quirks(tmp_path):
     assert c2[7]["target_seq"] == c2[6]["seq"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"not json at all", b'{"hello": "world"}', b"[1, 2, 3]", b'[{"text": "no type"}]'])
 def test_not_a_transcript_is_one_line_exit_2_and_nothing_written(tmp_path, content):
     db_path = tmp_path / "t.db"
@@ -165,6 +166,7 @@ def _counts(db_path):
     return {t: db[t].count for t in ("sessions", "exchanges", "activities", "findings")}
 
 
+@pytest.mark.slow
 async def test_round_trip_recorded_export_import_same_activities_turns_findings(tmp_path):
     db_path = str(tmp_path / "rt.db")
     await record_demo(db_path, "demo")
@@ -193,6 +195,7 @@ async def test_round_trip_recorded_export_import_same_activities_turns_findings(
     assert result.exit_code == 0 and json.loads(result.stdout)[0]["type"] == "conversationUpdate"
 
 
+@pytest.mark.slow
 async def test_record_export_import_replay_against_the_same_build_is_all_same(tmp_path, sample_bot):
     # Issue 11 (8): export adds roles, an invokeResponse record carried no conversation; (9) an
     # import's unknown statuses are not failed calls.

@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from botproxy import store
 
 ADDON = Path(__file__).parent.parent / "addons" / "botproxy.py"
@@ -56,10 +58,12 @@ def assert_one_turn_recorded(output: str, db_path: Path) -> None:
     assert "2 exchanges, 2 activities, 0 recorder errors" in output
 
 
+@pytest.mark.slow
 async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, connector, sample_bot, free_port):
     assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port))
 
 
+@pytest.mark.slow
 async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_path, connector, sample_bot, free_port):
     import aiohttp
 
@@ -96,6 +100,7 @@ async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_p
     assert "listening beyond this machine" not in output
 
 
+@pytest.mark.slow
 async def test_a_request_before_the_running_hook_is_recorded(tmp_path, connector, sample_bot, free_port):
     """mitmproxy listens before it calls `running`, where the addon opens its session: a first request
     in between (rare, on a loaded machine) was proxied but not recorded. Another script holds
@@ -103,6 +108,7 @@ async def test_a_request_before_the_running_hook_is_recorded(tmp_path, connector
     assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, HOLD_RUNNING))
 
 
+@pytest.mark.slow
 async def test_a_copy_of_the_addon_script_loads_the_installed_package(tmp_path, connector, sample_bot, free_port):
     """mitmproxy puts a script's folder first on sys.path: a copy of addons/botproxy.py outside a checkout
     found itself as `botproxy` and failed to load ("'botproxy' is not a package")."""
@@ -112,6 +118,7 @@ async def test_a_copy_of_the_addon_script_loads_the_installed_package(tmp_path, 
     assert_one_turn_recorded(*await record_one_turn(tmp_path, connector, sample_bot, free_port, addon=copy))
 
 
+@pytest.mark.slow
 async def test_a_second_run_or_a_reloaded_script_records_into_a_new_session(tmp_path, connector, sample_bot, free_port):
     """mitmproxy reloads an edited script by closing the old addon and running the new one, which asked
     for the same --set botproxy_session and stopped recording at "already exists"; a second run alike."""

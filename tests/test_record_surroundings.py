@@ -75,6 +75,7 @@ async def test_the_session_row_says_where_the_recorder_listened(recorders, html_
     await recorders.stop(proxy)
 
 
+@pytest.mark.slow
 async def test_botproxy_record_fills_in_listen_and_forward_listen(tmp_path, html_bot):
     db = tmp_path / "cli.db"
     proc = await asyncio.create_subprocess_exec(
@@ -144,6 +145,7 @@ def _root_owned(path: Path, mode: int, *, folder: bool) -> Path:
 RECORD = ["record", "--bot", "http://127.0.0.1:9/api/messages", "--listen", "127.0.0.1:0", "--no-forward"]
 
 
+@pytest.mark.slow
 def test_a_read_only_confdir_is_one_line_before_any_traffic(nobody_dir):
     confdir = _root_owned(nobody_dir / "mitm", 0o555, folder=True)
     line = one_line(run_as_nobody(*RECORD, "--confdir", str(confdir), "--db", "x.db", cwd=nobody_dir))
@@ -151,6 +153,7 @@ def test_a_read_only_confdir_is_one_line_before_any_traffic(nobody_dir):
     assert not (nobody_dir / "x.db").exists()  # said before the session was opened
 
 
+@pytest.mark.slow
 def test_a_confdir_holding_the_ca_may_be_read_only(nobody_dir):
     """mitmproxy only reads an existing CA: a read-only confdir with one is fine (the check is not too eager)."""
     from botproxy.proxy import check_confdir
@@ -162,12 +165,14 @@ def test_a_confdir_holding_the_ca_may_be_read_only(nobody_dir):
     check_confdir(confdir)
 
 
+@pytest.mark.slow
 def test_a_folder_that_cannot_be_written_is_one_line(nobody_dir):
     folder = _root_owned(nobody_dir / "ro", 0o555, folder=True)
     line = one_line(run_as_nobody(*RECORD, "--confdir", "mitm", "--db", str(folder / "x.db"), cwd=nobody_dir))
     assert "not writable" in line and str(folder) in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["record", "import", "check"])
 def test_a_database_that_cannot_be_written_is_one_line(nobody_dir, command):
     db = nobody_dir / "theirs.db"

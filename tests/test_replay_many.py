@@ -214,6 +214,7 @@ async def test_report_run_renders_a_stored_run_again(corpus_db, bot2, tmp_path):
 # -- --start -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_start_runs_the_build_and_stops_it(corpus_db, tmp_path):
     port = pick_free_port()
     url = f"http://127.0.0.1:{port}/api/messages"
@@ -241,6 +242,7 @@ async def _answers(url: str) -> bool:
     return await asyncio.to_thread(answers, url)
 
 
+@pytest.mark.slow
 async def test_start_baseline_starts_both_builds(corpus_db, tmp_path):
     base_port, port = pick_free_port(), pick_free_port()
     result = await run_cli(
@@ -257,6 +259,7 @@ async def test_start_baseline_starts_both_builds(corpus_db, tmp_path):
     assert data["run"]["baseline_session"] is not None and data["summary"]["regressed"] == 2
 
 
+@pytest.mark.slow
 async def test_a_start_command_that_exits_is_one_line_with_its_output(corpus_db):
     port = pick_free_port()
     command = f"{sys.executable} -c \"print('loading config'); print('no such setting: FOO'); raise SystemExit(3)\""
@@ -269,6 +272,7 @@ async def test_a_start_command_that_exits_is_one_line_with_its_output(corpus_db)
     assert store.open_db(corpus_db).execute("select count(*) from replay_runs").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 async def test_a_start_command_that_never_answers_is_stopped_after_the_timeout(corpus_db, tmp_path):
     port = pick_free_port()
     pidfile = tmp_path / "pid"
@@ -464,6 +468,7 @@ def _dead(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 async def test_what_the_start_command_started_is_stopped_with_it(corpus_db, tmp_path):
     port = pick_free_port()
     sleeper = tmp_path / "sleeper.pid"
@@ -490,6 +495,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Bot).serve_fore
 """
 
 
+@pytest.mark.slow
 async def test_a_build_that_ignores_sigterm_is_killed(corpus_db, tmp_path):
     port = pick_free_port()
     pid, posted = tmp_path / "bot.pid", tmp_path / "posted"
@@ -501,6 +507,7 @@ async def test_a_build_that_ignores_sigterm_is_killed(corpus_db, tmp_path):
     assert _dead(int(pid.read_text())), "a build deaf to SIGTERM outlived botproxy"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("when", ["waiting for the build", "replaying"])
 async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, sig, when):
@@ -538,6 +545,7 @@ async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, si
 # -- the corpus report in Chromium ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_corpus_report_links_each_session_s_regressed_turns_to_its_own_part(corpus_db, bot2, tmp_path):
     from browser import Browser
 

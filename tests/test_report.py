@@ -298,6 +298,7 @@ def test_a_direct_line_client_s_view_sits_beside_the_bot_s_turn_it_belongs_to_an
     assert html.count('<div class="client-side">') == 1
 
 
+@pytest.mark.slow
 async def test_a_recorded_direct_line_conversation_shows_each_client_view_beside_its_bot_turn(sample_bot, tmp_path):
     """Both legs recorded for real (the local Direct Line channel, the SDK sample bot, a client polling): every
     activity the client posted or was given sits in the turn it belongs to, none in a group between turns."""

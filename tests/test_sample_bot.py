@@ -279,6 +279,7 @@ async def test_main_serves_until_sigterm(free_port: Any) -> None:
             await proc.wait()
 
 
+@pytest.mark.slow
 def test_help_describes_every_option() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "botproxy.sample_bot", "--help"], capture_output=True, text=True, timeout=60
