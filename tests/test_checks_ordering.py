@@ -3,10 +3,7 @@ stays quiet on a close case that does not. Event order is what the test feeds; n
 
 from __future__ import annotations
 
-import pytest
 from checkkit import Flow, Scenarios, Wire, sent_id
-
-from botproxy.checks import ordering
 
 _scenarios: Scenarios[Wire] = Scenarios()
 FIRES, HOLDS = _scenarios.firing, _scenarios.holding
@@ -234,27 +231,6 @@ def history_with_ids_in_order() -> Wire:
             transcript_activity("h-2", "2024-01-01T00:00:01Z"),
         ]
     )
-
-
-def test_every_ordering_rule_has_a_firing_and_a_quiet_case():
-    codes = {rule.code for rule in ordering.RULES}
-    assert set(FIRES) == codes
-    assert set(HOLDS) == codes
-
-
-@pytest.mark.parametrize("code", sorted(FIRES))
-def test_rule_fires_at_the_faulty_activity(code):
-    wire = FIRES[code]()
-    found = wire.of(code)
-    assert found, f"{code} did not fire; got {wire.codes()}"
-    if wire.culprit is not None:
-        assert {f.seq for f in found} == {wire.culprit}, [f.to_dict() for f in found]
-
-
-@pytest.mark.parametrize("code", sorted(HOLDS))
-def test_rule_stays_quiet_on_the_close_case(code):
-    wire = HOLDS[code]()
-    assert code not in wire.codes(), [f.to_dict() for f in wire.of(code)]
 
 
 # -- the finer points -------------------------------------------------------------------------------
