@@ -630,12 +630,9 @@ def replay(
     config = load_replay_config()
     check_config = None
     if not no_checks:
-        try:
-            from .checks import load_config
-        except ImportError:
-            pass
-        else:
-            check_config = load_config()
+        from .checks import load_config
+
+        check_config = load_config()
     common: dict[str, Any] = dict(
         ignore=(*config.ignore, *ignore), concurrency=concurrency, quiet_ms=quiet_ms, cap_ms=cap_ms,
         timeout_s=timeout_s, quiet_every_turn=quiet_every_turn, connector_ok=connector_ok, checks=not no_checks,
@@ -695,15 +692,6 @@ class _ProgressBar:
 
 
 def _replay_report(db_path: str, run_id: int, path: str) -> None:
-    try:
-        from .report import render_replay  # noqa: F401  (is the report module there at all)
-    except ImportError:
-        click.echo(
-            f"botproxy: note: this botproxy cannot write HTML reports (no botproxy.report); "
-            f"the results are stored as replay run {run_id} in {db_path}",
-            err=True,
-        )
-        return
     written = render_run(db_path, run_id, path)
     click.echo(f"report: {written}", err=True)
 

@@ -724,14 +724,11 @@ async def _reachable(url: str) -> None:
 
 
 def _engine_factory(enabled: bool, config: Any) -> Callable[[], Any] | None:
-    """A maker of check engines, or None when checks are off or not installed."""
+    """A maker of check engines, or None when checks are off."""
     if not enabled:
         return None
-    try:
-        from .checks import Engine
-    except ImportError:  # the rule engine is optional: without it, replays compare activities only
-        log.info("botproxy.checks is not available; replaying without checks")
-        return None
+    from .checks import Engine
+
     return lambda: Engine(config)
 
 

@@ -33,6 +33,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from . import __version__, store, streams, waterfall
+from .checks.registry import RULES
 from .console import activity_excerpt, excerpt
 from .diff import ABSENT, noise_label
 from .errors import BotproxyError, StoreError
@@ -142,52 +143,10 @@ def default_report_path(name: str, directory: str | os.PathLike[str] = REPORTS_D
 # -- rules: the explanation of a finding ---------------------------------------------------------
 
 
-@functools.cache
-def _rules_by_code() -> dict[str, Any]:
-    """Rules of the check engine by code, or {} when the engine has no registry (yet).
-
-    The report only reads `explanation`, `fix` and `name` of a rule, so it works with any registry
-    shaped as a mapping of codes or an iterable of rules (objects or dicts with a `code`).
-    """
-    import importlib
-
-    for module_name in ("botproxy.checks.registry", "botproxy.checks"):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # a registry that does not import must not cost the report
-            log.debug("no rule registry in %s", module_name, exc_info=True)
-            continue
-        for attr in ("RULES_BY_CODE", "BY_CODE", "RULES", "ALL_RULES"):
-            rules = getattr(module, attr, None)
-            if rules is None:
-                continue
-            found = _index_rules(rules.values() if isinstance(rules, dict) else rules)
-            if found:
-                return found
-    return {}
-
-
-def _index_rules(rules: Iterable[Any]) -> dict[str, Any]:
-    indexed: dict[str, Any] = {}
-    try:
-        for rule in rules:
-            code = rule.get("code") if isinstance(rule, dict) else getattr(rule, "code", None)
-            if isinstance(code, str):
-                indexed[code] = rule
-    except TypeError:
-        return {}
-    return indexed
-
-
 def rule_help(code: str | None) -> dict[str, str]:
-    """What the registry says about a rule: {"explanation", "fix"} (empty strings when unknown)."""
-    rule = _rules_by_code().get(code or "")
-
-    def field(name: str) -> str:
-        value = rule.get(name) if isinstance(rule, dict) else getattr(rule, name, None)
-        return value if isinstance(value, str) else ""
-
-    return {"explanation": field("explanation"), "fix": field("fix")} if rule is not None else {}
+    """What the registry says about a rule: {"explanation", "fix"} ({} for a code it does not know)."""
+    rule = RULES.get(code or "")
+    return {"explanation": rule.explanation, "fix": rule.fix} if rule is not None else {}
 
 
 def finding_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -148,12 +147,3 @@ def test_cli_defaults_are_the_library_defaults():
     assert params["concurrency"] == replay_mod.DEFAULT_CONCURRENCY
     assert params["quiet_ms"] == replay_mod.DEFAULT_QUIET_MS and params["cap_ms"] == replay_mod.DEFAULT_CAP_MS
     assert params["timeout_s"] == replay_mod.DEFAULT_TIMEOUT_S
-
-
-async def test_without_the_report_module_the_user_is_told_and_the_run_stands(demo_db, sample_bot, tmp_path,
-                                                                              monkeypatch):
-    monkeypatch.setitem(sys.modules, "botproxy.report", None)  # an install without the HTML report
-    result = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--report",
-                           str(tmp_path / "r.html"))
-    assert result.exit_code == 0
-    assert "cannot write HTML reports" in result.output and "replay run 1" in result.output
