@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import BotproxyError, UsageError
+from .errors import BotproxyError, OutputError, UsageError
 from .visible import visible
 
 log = logging.getLogger(__name__)
@@ -90,20 +90,20 @@ def writable_output(path: str | None, option: str, what: str, *, make_parents: b
     target = Path(path)
     said = f"cannot write {what} {path} ({option})"
     if target.is_dir():
-        raise UsageError(f"{said}: it is a folder, give a file name")
+        raise OutputError(f"{said}: it is a folder, give a file name")
     if target.exists():
         if not os.access(target, os.W_OK):
-            raise UsageError(f"{said}: permission denied")
+            raise OutputError(f"{said}: permission denied")
         return
     folder = target.parent
     while make_parents and not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.exists():
-        raise UsageError(f"{said}: folder {folder} does not exist")
+        raise OutputError(f"{said}: folder {folder} does not exist")
     if not folder.is_dir():
-        raise UsageError(f"{said}: {folder} is a file, not a folder")
+        raise OutputError(f"{said}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{said}: folder {folder} is not writable")
+        raise OutputError(f"{said}: folder {folder} is not writable")
 
 
 def example(*lines: str) -> str:

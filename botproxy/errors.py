@@ -6,6 +6,7 @@ BotproxyError            anything botproxy reports to the user as one line
 │   └── SessionNotFound  no session with that name or id
 ├── ListenError          a listener could not bind (port in use, bad address)
 ├── UpstreamError        a bot or service that must answer does not
+├── OutputError          a file botproxy writes (a report, an export, JUnit XML) cannot be written
 └── MissingExtra         a command needs an optional extra that is not installed (`botproxy[demo]`)
 """
 
@@ -31,6 +32,10 @@ class ListenError(BotproxyError):
 
 
 class UpstreamError(BotproxyError):
+    pass
+
+
+class OutputError(BotproxyError):
     pass
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .diff import describe
+from .errors import OutputError
 from .turns import turn_label
 
 
@@ -96,4 +97,7 @@ def _message(lines: list[str]) -> str:
 
 
 def write_junit(result: Mapping[str, Any], path: str | Path) -> None:
-    to_xml(result).write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        to_xml(result).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write JUnit XML {path}: {exc.strerror or exc}") from exc

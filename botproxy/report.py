@@ -36,7 +36,7 @@ from . import __version__, store, streams, waterfall
 from .checks.registry import RULES
 from .console import activity_excerpt, excerpt
 from .diff import ABSENT, noise_label
-from .errors import BotproxyError, StoreError
+from .errors import OutputError, StoreError
 from .model import SEVERITIES
 from .turns import turn_label, turn_numbers
 from .visible import visible
@@ -118,7 +118,7 @@ def _write(template: str, context: dict[str, Any], out_path: str | os.PathLike[s
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     except OSError as exc:
-        raise BotproxyError(f"cannot write report {out}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write report {out}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             for chunk in environment().get_template(template).generate(context):
@@ -127,7 +127,7 @@ def _write(template: str, context: dict[str, Any], out_path: str | os.PathLike[s
         os.replace(tmp, out)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise BotproxyError(f"cannot write report {out}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write report {out}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

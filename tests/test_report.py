@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from botproxy import report, store
 from botproxy.cli import cli
-from botproxy.errors import BotproxyError, StoreError
+from botproxy.errors import OutputError, StoreError
 
 ROOT = Path(__file__).parent.parent
 XSS_TEXT = "<script>window.__xss=1</script>"
@@ -355,7 +355,7 @@ def test_report_paths_are_safe_file_names_and_unwritable_ones_are_one_error(tmp_
     session = add_session(db, "w", [user("hi")])
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(BotproxyError, match="cannot write report"):
+    with pytest.raises(OutputError, match="cannot write report"):
         report.render_session(db, session, blocker / "r.html")
     assert list(tmp_path.glob("**/.r.html*")) == []
 

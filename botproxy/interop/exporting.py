@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import store
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from . import har, transcript
 
 FORMATS = ("transcript", "har")
@@ -42,7 +42,7 @@ def _write_har(document: dict[str, Any], out: str | None) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_dumps(document), encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return [str(path)]
 
 
@@ -79,7 +79,7 @@ def _write_transcripts(session: dict[str, Any], activities: list[dict[str, Any]]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(_dumps(documents[cid]), encoding="utf-8")
         except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         written.append(str(path))
     return written
 
