@@ -10,13 +10,16 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .model import utc_now
 from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 from .redact import Redactor, scrub, scrub_own_log_records
 from .store import RowWriter, Writer
+
+if TYPE_CHECKING:
+    from .checks import Engine, LiveChecks
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ class RecordingSession(Protocol):
 
     def start(self) -> int: ...
 
-    def submit(self, event: Any) -> None: ...
+    def submit(self, event: RequestSeen | ResponseSeen | FailureSeen) -> None: ...
 
     def close(self) -> dict[str, Any]: ...
 
@@ -52,7 +55,7 @@ class LiveSession:
         *,
         name: str | None = None,
         observers: Sequence[Observer] | None = None,
-        engine: Any = None,
+        engine: Engine | None = None,
         **session_fields: Any,
     ) -> None:
         """`engine`: a `checks.Engine` to run live; its findings are stored and shown by the observers
@@ -62,7 +65,7 @@ class LiveSession:
         self.session_fields = session_fields
         self.observers = list(observers or [])
         self.engine = engine
-        self.checks: Any = None
+        self.checks: LiveChecks | None = None
         self.writer: Writer | None = None
         self.recorder: SessionRecorder | None = None
         self.carried = 0  # requests the proxy carried: each is an exchange, stored or counted as not stored
@@ -162,7 +165,9 @@ def finish_session(db: Any, session_id: int, ended: str, errors: int, not_stored
         log.error("botproxy: could not close session %d in the database: %s", session_id, exc)
 
 
-def summarize(session_id: int, name: str, db_path: str, recorder: SessionRecorder, checks: Any) -> dict[str, Any]:
+def summarize(
+    session_id: int, name: str, db_path: str, recorder: SessionRecorder, checks: LiveChecks | None
+) -> dict[str, Any]:
     """What the recorder says when it stops (counts as the recorder saw them; `close_session` puts in what
     the database really holds)."""
     return {

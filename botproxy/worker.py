@@ -25,10 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 from .recording import Observer, RequestSeen
+
+if TYPE_CHECKING:
+    from .checks import LiveChecks
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ START_TIMEOUT = 60.0
 # What the child builds its observers with, given the session id: (the live checks or None, every observer
 # in order). Picklable (a module-level function or a partial of one), because the child is a fresh
 # interpreter; the caller composes it (`console.recorder_observers`), so recording imports neither.
-ObserverFactory = Callable[[int], tuple[Any, list[Observer]]]
+ObserverFactory = Callable[[int], tuple["LiveChecks | None", list[Observer]]]
 
 
 @dataclass(frozen=True)
