@@ -10,6 +10,7 @@ GET on /api/messages 405 or 404): a listening socket alone can be a server still
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import os
@@ -121,6 +122,10 @@ def started(builds: list[tuple[str, str, str]], timeout: float) -> Iterator[None
         for build in running:
             build.wait_ready(timeout)
         yield
+    except KeyboardInterrupt:
+        if _terminated:  # SIGTERM that asyncio unwound as Ctrl-C (below): exit as SIGTERM does
+            raise SystemExit(128 + _terminated.pop()) from None
+        raise
     finally:
         for build in reversed(running):
             build.stop()
@@ -128,8 +133,19 @@ def started(builds: list[tuple[str, str, str]], timeout: float) -> Iterator[None
             signal.signal(signal.SIGTERM, previous)
 
 
+_terminated: list[int] = []
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise SystemExit(128 + signum) from None
+    # Inside asyncio.run, an exception raised here lands in whichever task is running (on 3.12 it was
+    # logged as "Task exception was never retrieved", with a traceback). End it as Ctrl-C does: asyncio
+    # cancels the main task and raises KeyboardInterrupt once it has unwound, which `started` turns back.
+    _terminated.append(signum)
+    signal.raise_signal(signal.SIGINT)
 
 
 def _is_main_thread() -> bool:

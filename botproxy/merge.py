@@ -95,8 +95,11 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
         if group is not None:  # another share of the same sharded run
             runs[row["id"]] = group
             touched.add(group)
-            shards = out.table("replay_runs").get(group)["shard"]
-            out.table("replay_runs").update(group, {"shard": f"{shards},{row['shard']}"})
+            known = out.table("replay_runs").get(group)
+            # The share's uid joins the run's own (a comma list): merging this file again finds it there
+            # (it came back as a new run of 0 turns, "passed").
+            uids = ",".join(u for u in (known["uid"], row.get("uid")) if u) or None
+            out.table("replay_runs").update(group, {"shard": f"{known['shard']},{row['shard']}", "uid": uids})
             continue
         copy = {k: v for k, v in row.items() if k != "id"}
         copy["session_id"] = sessions.get(row["session_id"]) if row["session_id"] is not None else None
@@ -142,7 +145,8 @@ def _same_run(out: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any]
     """The run of OUT this one is a copy of: the same uid (or, for a run from before uids, the same start,
     builds and status)."""
     if row.get("uid"):
-        found = list(out.query("select * from replay_runs where uid = ?", [row["uid"]]))
+        found = [r for r in out.query("select * from replay_runs where instr(uid, ?) > 0", [row["uid"]])
+                 if row["uid"] in r["uid"].split(",")]
     else:
         found = list(out.query(
             "select * from replay_runs where uid is null and started_at = ? and candidate_url is ? and status is ?",
