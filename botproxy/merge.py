@@ -95,11 +95,11 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
         if group is not None:  # another share of the same sharded run
             runs[row["id"]] = group
             touched.add(group)
-            known = out.table("replay_runs").get(group)
+            joined = dict(out.table("replay_runs").get(group))
             # The share's uid joins the run's own (a comma list): merging this file again finds it there
             # (it came back as a new run of 0 turns, "passed").
-            uids = ",".join(u for u in (known["uid"], row.get("uid")) if u) or None
-            out.table("replay_runs").update(group, {"shard": f"{known['shard']},{row['shard']}", "uid": uids})
+            uids = ",".join(u for u in (joined["uid"], row.get("uid")) if u) or None
+            out.table("replay_runs").update(group, {"shard": f"{joined['shard']},{row['shard']}", "uid": uids})
             continue
         copy = {k: v for k, v in row.items() if k != "id"}
         copy["session_id"] = sessions.get(row["session_id"]) if row["session_id"] is not None else None
