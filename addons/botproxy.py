@@ -21,7 +21,7 @@ try:
         import botproxy  # noqa: F401
     except ImportError:  # a checkout: the package beside this folder
         sys.path.insert(0, os.path.dirname(_HERE))
-    from botproxy.mitm_addon import MitmdumpRecorder
+    from botproxy.mitmdump import MitmdumpRecorder
 finally:
     sys.path[:] = _PATH  # the package is imported; its own imports no longer need the path
 

@@ -154,9 +154,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def record_session(db_path: str, bot_url: str, confdir: str, name: str) -> None:
     """1,000 message turns across 50 conversations, through the real recorder (not timed)."""
-    from botproxy.channel import ConnectorChannel
-    from botproxy.proxy import ProxyConfig, RecordingProxy
-    from botproxy.session import LiveSession
+    from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+    from botproxy.record.session import LiveSession
+    from botproxy.standins.connector import ConnectorChannel
 
     channel = ConnectorChannel(channel_id="msteams")
     await channel.start()
@@ -214,7 +214,7 @@ async def direct(conversations: list[list[dict[str, Any]]], bot_url: str, connec
 
 
 async def replay(db_path: str, name: str, bot_url: str, concurrency: int, quiet_ms: float | None) -> float:
-    from botproxy.replay import DEFAULT_QUIET_MS, replay_session
+    from botproxy.replay.driver import DEFAULT_QUIET_MS, replay_session
 
     started = time.perf_counter()
     result = await replay_session(db_path, name, bot_url, concurrency=concurrency,
@@ -227,8 +227,8 @@ async def replay(db_path: str, name: str, bot_url: str, concurrency: int, quiet_
 
 async def replay_via_mitmproxy(db_path: str, name: str, bot_url: str, concurrency: int, confdir: str) -> float:
     """For comparison: the candidate behind an embedded RecordingProxy (mitmproxy on the path)."""
-    from botproxy.proxy import ProxyConfig, RecordingProxy
-    from botproxy.session import LiveSession
+    from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+    from botproxy.record.session import LiveSession
 
     live = LiveSession(db_path, name=f"bench-mitm-{time.time_ns()}", bot_url=bot_url, source="replay")
     proxy = RecordingProxy(ProxyConfig(bot_url=bot_url, listen=f"{HOST}:0", forward_listen=None, confdir=confdir),
@@ -304,7 +304,7 @@ async def one_run(name: str, kind: str, db_path: str, bot_url: str, connector_ur
 
 
 def report(results: dict[str, Any]) -> None:
-    from botproxy.replay import DEFAULT_QUIET_MS
+    from botproxy.replay.driver import DEFAULT_QUIET_MS
 
     print(f"\nbotproxy replay: {results['turns']} turns across {results['conversations']} conversations, each bot "
           f"in its own process, {results['cpus']} CPUs; quiet window {DEFAULT_QUIET_MS:g} ms")

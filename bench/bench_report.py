@@ -9,7 +9,7 @@ Into a fresh SQLite file (not timed):
                checks itself (what `botproxy report` does for a session recorded without them)
     replay     a replay run of that session: one `replay_turns` row per turn, the turn's recorded replies
                and replayed ones, every tenth turn changed (a changed text, a changed card title, a missing
-               or an extra reply) with its differences, and a few new findings, stored as botproxy.replay does
+               or an extra reply) with its differences, and a few new findings, stored as botproxy.replay.driver does
 
 Then, per round, `render_session()` / `render_replay()` from an open database to the file written,
 split into building the view (SQL, JSON, view dicts) and rendering the templates. The table shows the
@@ -41,14 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen_session import generate  # noqa: E402
 
-from botproxy import report, store  # noqa: E402
+from botproxy import store  # noqa: E402
 from botproxy.checks import check_session, store_findings  # noqa: E402
+from botproxy.present import report
 
 GOAL_S = 5.0
 
 
 def compact(activity: dict[str, Any]) -> dict[str, Any]:
-    """A stored activity as botproxy.replay keeps it in `replay_turns.recorded`/`replayed`."""
+    """A stored activity as botproxy.replay.driver keeps it in `replay_turns.recorded`/`replayed`."""
     return {key: activity[key] for key in ("seq", "route", "type", "text", "activity_id", "reply_to_id", "status")} | {
         "proactive": False, "body": activity["body"]}
 

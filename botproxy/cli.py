@@ -23,7 +23,7 @@ import click
 
 from . import __version__
 from .errors import BotproxyError, OutputError, UsageError
-from .visible import visible
+from .present.visible import visible
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class CannotRun(click.ClickException):
     exit_code = EXIT_CANNOT_RUN
 
     def show(self, file: Any = None) -> None:
-        from .redact import scrub
+        from .wire.redact import scrub
 
         # An error names what it could not use: a URL with a key in it, a file path with a password.
         click.echo(f"botproxy: error: {scrub(self.format_message())}", err=True)
@@ -128,7 +128,7 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup_logging(verbose: bool) -> None:
-    from .redact import redacted_logging
+    from .wire.redact import redacted_logging
 
     # Log lines and tracebacks carry URLs and exception messages: they are scrubbed like the recording.
     redacted_logging(logging.INFO if verbose else logging.WARNING)
@@ -227,9 +227,9 @@ def record(
     Each activity is printed as it passes; stop with Ctrl-C (or SIGTERM) to get a summary.
     """
     from .checks import load_config
-    from .console import Console, recorder_observers
-    from .proxy import ProxyConfig, RecordingProxy
-    from .worker import WorkerSession
+    from .present.console import Console, recorder_observers
+    from .record.mitm.proxy import ProxyConfig, RecordingProxy
+    from .record.worker import WorkerSession
 
     setup_logging(verbose)
     config = ProxyConfig(
@@ -243,7 +243,7 @@ def record(
         upstream_ca=upstream_ca,
     )
     console = Console(color=sys.stdout.isatty())
-    # The recorder runs in a child process, so mitmproxy keeps its CPU (see botproxy/worker.py).
+    # The recorder runs in a child process, so mitmproxy keeps its CPU (see botproxy/record/worker.py).
     live = WorkerSession(
         db_path,
         name=session_name,
@@ -258,7 +258,7 @@ def record(
 
 
 async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
-    from .redact import scrub
+    from .wire.redact import scrub
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -322,7 +322,7 @@ def sessions(db_path: str, as_json: bool, source: str | None) -> None:
         record = store.command_hint(db_path, "record", "--bot", "URL")
         click.echo(f"no sessions in {db_path} yet: record one with {record}")
         return
-    from .console import table
+    from .present.console import table
 
     header = ["id", "name", "source", "started", "exch", "acts", "convs", "errors", "not stored"]
     cells = [
@@ -351,8 +351,8 @@ def show(session: str, db_path: str, as_json: bool) -> None:
 
     SESSION is a name, an id, or `latest` (the default).
     """
-    from . import show as show_mod
     from . import store
+    from .present import show as show_mod
 
     db = store.open_db(db_path)
     row = store.resolve_session(db, session)
@@ -404,9 +404,9 @@ def channel(bot_url: str, listen: str, secret: str | None, verbose: bool) -> Non
     through it with no Azure account: tokens, conversations, posts, GET with watermarks, uploads and
     the WebSocket stream. The bot replies to the Bot Connector API on the same port.
     """
-    from .directline import DirectLineChannel
     from .errors import ListenError
-    from .proxy import check_free, parse_bot_url, parse_hostport
+    from .record.mitm.proxy import check_free, parse_bot_url, parse_hostport
+    from .standins.directline import DirectLineChannel
 
     setup_logging(verbose)
     parse_bot_url(bot_url)
@@ -468,10 +468,10 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     local Bot Connector stand-in, shows and checks it, replays it against build 2 (which changes a few
     answers on purpose) with build 1 as the baseline, and writes HTML reports to reports/.
     """
-    from . import show as show_mod
     from . import store
-    from .console import Console
     from .demo import default_demo_session, run_demo
+    from .present import show as show_mod
+    from .present.console import Console
 
     setup_logging(verbose)
     console = Console(color=sys.stdout.isatty())
@@ -614,10 +614,10 @@ def replay(
     Connector stand-in as its serviceUrl; the bot's replies are compared with the recording's. Exit code
     0 when no turn regressed, 1 when some did, 2 when the replay could not run.
     """
-    from .config import load_replay_config
-    from .corpus import parse_shard, replay_corpus
-    from .launch import started
-    from .replay import Build, replay_session
+    from .replay.corpus import parse_shard, replay_corpus
+    from .replay.driver import Build, replay_session
+    from .replay.launch import started
+    from .settings import load_replay_config
 
     setup_logging(verbose)
     if not sessions and not every and not source:
@@ -658,7 +658,7 @@ def replay(
             bar.close()
     data = result.to_json()
     if junit_path:
-        from .junit import write_junit
+        from .present.junit import write_junit
 
         write_junit(data, junit_path)
     if report_path:
@@ -699,20 +699,20 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
 def render_run(db_path: str, run_id: int, path: str) -> Path:
     """The HTML report of a stored run: one session's (report.render_replay) or a corpus run's."""
     from . import store
-    from .corpus import is_corpus_run
-    from .report import render_replay
+    from .present.report import render_replay
+    from .replay.corpus import is_corpus_run
 
     db = store.open_db(db_path)
     if is_corpus_run(db, run_id):
-        from .corpus_report import render_corpus
+        from .present.corpus_report import render_corpus
 
         return render_corpus(db, run_id, path)
     return render_replay(db, run_id, path)
 
 
 def _replay_lines(data: dict[str, Any]) -> list[str]:
-    from .diff import noise_label
-    from .replay_text import turn_lines
+    from .present.replay_text import turn_lines
+    from .replay.diff import noise_label
 
     run, summary = data["run"], data["summary"]
     against = _build_name(run, "candidate") + (f" (baseline {_build_name(run, 'baseline')})"
@@ -795,7 +795,7 @@ def report(session: str | None, out_path: str | None, run_id: int | None, db_pat
     """
     from . import store
     from .checks import load_config
-    from .report import default_report_path, render_session
+    from .present.report import default_report_path, render_session
 
     writable_output(out_path, "--out", "report", make_parents=True)
     if run_id is not None:
@@ -822,7 +822,7 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
     several databases is one run; the shares of one `replay --shard I/N` run become one run (its verdict
     over all of them), which `botproxy report --run N` renders.
     """
-    from .merge import merge as merge_databases
+    from .replay.merge import merge as merge_databases
 
     done = merge_databases(out, list(inputs))
     for entry in done.inputs:
@@ -872,7 +872,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     """
     from . import store
     from .checks import load_config
-    from .checks import report_text as rt
+    from .present import check_text as rt
     from .store import session_summary
 
     config = load_config(".")
@@ -968,7 +968,7 @@ def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_j
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    from .console import findings_words
+    from .present.console import findings_words
     from .store import command_hint
 
     details = f" (details: {command_hint(db_path, 'check', summary['name'])})" if summary["findings"] else ""

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .channel import ConnectorChannel
 from .checks import Engine
 from .errors import UpstreamError
-from .proxy import ProxyConfig, RecordingProxy
-from .recording import Observer
+from .record.mitm.proxy import ProxyConfig, RecordingProxy
+from .record.recorder import Observer
+from .record.session import LiveSession
 from .sample_bot import start_bot
-from .session import LiveSession
+from .standins.connector import ConnectorChannel
 
 CONVERSATION = "demo-conversation"
 SCRIPT = ["hello", "card", "typing", "update", "delete", "two", "proactive"]
@@ -55,9 +55,9 @@ async def run_demo(
     """The whole loop: record build 1, check it, replay it against build 2 with build 1 as baseline, report."""
     from . import store
     from .checks import CheckConfig
-    from .checks.report_text import run_checks
-    from .replay import replay_session
-    from .report import default_report_path, render_replay, render_session
+    from .present.check_text import run_checks
+    from .present.report import default_report_path, render_replay, render_session
+    from .replay.driver import replay_session
 
     result = await record_demo(db_path, session_name, observers=observers, say=say, confdir=confdir)
     recorded(result.summary)

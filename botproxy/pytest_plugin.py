@@ -3,7 +3,7 @@
     pytest --botproxy-db corpus.db --botproxy-bot http://127.0.0.1:3979/api/messages
 
 or the same keys in `[tool.botproxy.pytest]` of pyproject.toml / `[pytest]` of botproxy.toml (found as
-every botproxy table is, `botproxy.config.find_table`, from the directory pytest runs in):
+every botproxy table is, `botproxy.settings.find_table`, from the directory pytest runs in):
 
     [tool.botproxy.pytest]
     db = "tests/corpus.db"          # relative to the file that says it
@@ -21,7 +21,7 @@ The replays' own sessions and runs are written to a copy of the database in pyte
 directory (named in the failure), not to the corpus.
 
 Installed wherever botproxy is, so without `--botproxy-db` or a `db` key it does nothing: no
-collection, and nothing heavier than botproxy.config is imported (replay and mitmproxy load only when
+collection, and nothing heavier than botproxy.settings is imported (replay and mitmproxy load only when
 an item runs or a test uses the `botproxy_recorder` fixture, botproxy/pytest_recorder.py).
 """
 
@@ -37,8 +37,8 @@ from typing import Any
 
 import pytest
 
-from .config import find_table
 from .errors import BotproxyError
+from .settings import find_table
 
 CONFIG_KEYS = ("db", "bot", "baseline", "sessions")
 MARKER = "botproxy"
@@ -133,7 +133,7 @@ def _config_dir(source: str, fallback: Path) -> Path:
 
 
 def _replay_ignore(start: Path) -> tuple[str, ...]:
-    from .config import load_replay_config
+    from .settings import load_replay_config
 
     try:
         return load_replay_config(start).ignore
@@ -285,7 +285,7 @@ class ConversationItem(pytest.Item):
 
 
 async def _replay(state: _State, config: pytest.Config, session: dict[str, Any], conversation: str) -> Any:
-    from .replay import replay_session
+    from .replay.driver import replay_session
 
     settings = state.settings
     assert settings.bot is not None
@@ -327,8 +327,8 @@ def _scratch(state: _State, config: pytest.Config) -> Path:
 
 def failure_lines(data: dict[str, Any], scratch: Path | None) -> list[str]:
     """A regressed conversation's failure message: what `botproxy replay` prints for its turns."""
-    from .diff import noise_label
-    from .replay_text import turn_lines
+    from .present.replay_text import turn_lines
+    from .replay.diff import noise_label
 
     run, summary = data["run"], data["summary"]
     against = run["candidate_url"] + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")

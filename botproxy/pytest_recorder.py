@@ -56,8 +56,8 @@ class Recording:
 
     def _start(self) -> None:
         from .checks import Engine
-        from .proxy import ProxyConfig, RecordingProxy
-        from .session import LiveSession
+        from .record.mitm.proxy import ProxyConfig, RecordingProxy
+        from .record.session import LiveSession
 
         try:
             config = ProxyConfig(bot_url=self.bot_url, listen="127.0.0.1:0", forward_listen=None,

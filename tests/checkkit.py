@@ -20,9 +20,9 @@ from aiohttp import web
 
 from botproxy import store
 from botproxy.checks import CheckConfig, Engine, Finding, LiveChecks
-from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
-from botproxy.session import LiveSession
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.recorder import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
+from botproxy.record.session import LiveSession
 
 BOT_URL = "http://127.0.0.1:3978/api/messages"
 TEAMS = "https://smba.trafficmanager.net/amer/"

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from botproxy.channel import ConnectorChannel
 from botproxy.sample_bot import SampleBotServer, start_bot
+from botproxy.standins.connector import ConnectorChannel
 
 pytest_plugins = ["slowmark"]  # the `slow` marker, kept true (tests/slowmark.py)
 
@@ -69,8 +69,8 @@ async def demo_db(tmp_path) -> str:
 # -- the recorder, embedded in the test's event loop ------------------------------------------------
 
 from botproxy import store  # noqa: E402
-from botproxy.proxy import ProxyConfig, RecordingProxy  # noqa: E402
-from botproxy.session import LiveSession  # noqa: E402
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy  # noqa: E402
+from botproxy.record.session import LiveSession  # noqa: E402
 
 
 class Recorders:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
 from botproxy.demo import _converse
 from botproxy.sample_bot import start_bot
+from botproxy.standins.connector import ConnectorChannel
 
 MITMDUMP = str(Path(sys.executable).with_name("mitmdump"))
 _LISTENING = re.compile(r"reverse proxy to (\S+) listening at [\d.]+:(\d+)")

@@ -14,9 +14,10 @@ from agentskit import SDKS, STREAMED_TEXT, agents_bot
 from checkkit import record_session
 from conftest import pick_free_port
 
-from botproxy import store, streams
-from botproxy.channel import ConnectorChannel
+from botproxy import store
 from botproxy.checks import check_session
+from botproxy.standins.connector import ConnectorChannel
+from botproxy.wire import streams
 
 pytestmark = pytest.mark.slow
 # "copilot": Microsoft 365 Copilot, channel msteams with a ProductInfo COPILOT entity (its own profile).

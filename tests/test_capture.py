@@ -10,10 +10,10 @@ from mitmproxy.net import encoding
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from botproxy.capture import REFUSED_CODE, Capture, _StreamTap
 from botproxy.errors import UsageError
-from botproxy.recording import FailureSeen, RequestSeen, ResponseSeen
-from botproxy.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
+from botproxy.record.mitm.capture import REFUSED_CODE, Capture, _StreamTap
+from botproxy.record.recorder import FailureSeen, RequestSeen, ResponseSeen
+from botproxy.wire.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
 
 ORIGINAL = "https://smba.trafficmanager.net/amer/"
 KEYS = ServiceUrlKeys(b"k" * 32)

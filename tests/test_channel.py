@@ -25,7 +25,7 @@ from botframework.connector.auth import MicrosoftAppCredentials
 from botframework.connector.models import ErrorResponseException
 from yarl import URL
 
-from botproxy.channel import ROUTE_NAMES, ConnectorCall, ConnectorChannel
+from botproxy.standins.connector import ROUTE_NAMES, ConnectorCall, ConnectorChannel
 
 TEAMS_CONVERSATION = "19:x@thread.skype;messageid=123"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from browser import Browser, Page
 
-from botproxy import protocol as p
 from botproxy import store
-from botproxy.directline import DirectLineChannel
-from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
-from botproxy.session import LiveSession
+from botproxy.standins.directline import DirectLineChannel
+from botproxy.wire import protocol as p
 
 BOT_BUBBLES = "[...document.querySelectorAll('.bubble.bot .text')].map(e => e.textContent)"
 

@@ -8,11 +8,11 @@ from click.testing import CliRunner
 from wirebot import WireBot
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
 from botproxy.checks import Engine
 from botproxy.cli import cli
-from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.session import LiveSession
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
+from botproxy.standins.connector import ConnectorChannel
 
 
 @pytest.fixture

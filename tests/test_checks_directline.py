@@ -27,11 +27,11 @@ from test_checks_offline import TracingEngine, replay
 
 from botproxy import store
 from botproxy.checks import RULES, Engine, Finding, check_session, directline, stored_findings
-from botproxy.checks.report_text import activities_by_seq, text_lines
-from botproxy.directline import DirectLineChannel
-from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.present.check_text import activities_by_seq, text_lines
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
-from botproxy.session import LiveSession
+from botproxy.standins.directline import DirectLineChannel
 
 _scenarios: Scenarios[DirectLineWire] = Scenarios()
 FIRES, HOLDS = _scenarios.firing, _scenarios.holding

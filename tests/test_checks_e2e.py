@@ -12,9 +12,9 @@ from checkkit import ChannelClient, MiniConnector, record_session
 from wirebot import WireBot
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
 from botproxy.checks import Engine, Finding, check_session, stored_findings
 from botproxy.sample_bot import start_bot
+from botproxy.standins.connector import ConnectorChannel
 
 # Inbound fields a mistake needs (Teams-only rules need a Teams conversation).
 SETUP = {

@@ -8,15 +8,7 @@ import re
 import pytest
 from checkkit import Wire, sent_id
 
-from botproxy.checks import (
-    NOT_CHECKED,
-    RULES,
-    SEVERITIES,
-    CheckConfig,
-    Engine,
-    load_config,
-    rules_markdown,
-)
+from botproxy.checks import NOT_CHECKED, RULES, SEVERITIES, CheckConfig, Engine, load_config, rules_markdown
 from botproxy.errors import UsageError
 
 # -- a correct Python SDK bot produces no errors and no warnings ----------------------------------------

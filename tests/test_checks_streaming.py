@@ -9,7 +9,7 @@ from typing import Any
 
 from checkkit import Flow, Scenarios, Wire
 
-from botproxy.recording import ResponseSeen
+from botproxy.record.recorder import ResponseSeen
 
 _scenarios: Scenarios[Wire] = Scenarios()
 FIRES, HOLDS = _scenarios.firing, _scenarios.holding

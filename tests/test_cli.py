@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from botproxy.cli import cli
-from botproxy.service_url import ServiceUrlKeys
+from botproxy.wire.service_url import ServiceUrlKeys
 
 README = Path(__file__).parent.parent / "README.md"
 BOTPROXY = [sys.executable, "-m", "botproxy"]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from botproxy import store
 from botproxy.cli import cli
-from botproxy.console import Console
+from botproxy.present.console import Console
 
 BOT_URL = "http://127.0.0.1:3978/api/messages"
 SERVICE_URL = "http://127.0.0.1:9000/"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from botproxy.diff import (
+from botproxy.errors import UsageError
+from botproxy.replay.diff import (
     ABSENT,
     GENERATED,
     Difference,
@@ -17,7 +18,6 @@ from botproxy.diff import (
     parse_ignore,
     prune,
 )
-from botproxy.errors import UsageError
 
 
 def msg(text, **fields):

@@ -1,4 +1,4 @@
-"""The local Direct Line channel (botproxy.directline) over real loopback HTTP and WebSocket.
+"""The local Direct Line channel (botproxy.standins.directline) over real loopback HTTP and WebSocket.
 
 First the protocol, with raw aiohttp requests against a wire-level bot that records what it gets; then a
 real Direct Line client, botframework-directlinejs run by Node (tests/node), talking through the recorder
@@ -24,12 +24,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from botproxy import protocol as p
 from botproxy import store
-from botproxy.directline import DirectLineChannel
-from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
 from botproxy.sample_bot import ERROR_TEXT, SampleBotServer
-from botproxy.session import LiveSession
+from botproxy.standins.directline import DirectLineChannel
+from botproxy.wire import protocol as p
 
 SECRET = "test-secret-0123456789"
 NODE_DIR = Path(__file__).parent / "node"

@@ -8,7 +8,7 @@ from test_replay_junit import RUN
 from botproxy import store
 from botproxy.errors import BotproxyError, OutputError
 from botproxy.interop import export_session
-from botproxy.junit import write_junit
+from botproxy.present.junit import write_junit
 
 
 @pytest.fixture

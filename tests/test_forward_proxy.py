@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import trustme
 
-from botproxy.channel import ConnectorChannel
+from botproxy.standins.connector import ConnectorChannel
 
 INBOUND_JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzZXJ2aWNldXJsIjoiaHR0cHM6Ly9pbmJvdW5kIn0.aW5ib3VuZC1zaWduYXR1cmU"
 OUTBOUND_TOKEN = "outbound-aad-token-0123456789"

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botproxy import protocol as p
 from botproxy.cli import cli
+from botproxy.wire import protocol as p
 
 EXAMPLES = int(os.environ.get("BOTPROXY_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

@@ -12,7 +12,7 @@ from botproxy import store
 from botproxy.cli import cli
 from botproxy.demo import record_demo
 from botproxy.interop import import_files
-from botproxy.service_url import ServiceUrlKeys
+from botproxy.wire.service_url import ServiceUrlKeys
 
 
 def unsigned_key(url: str) -> str:

@@ -13,11 +13,11 @@ from botbuilder.core import TranscriptLogger, TranscriptLoggerMiddleware
 from botbuilder.schema import Activity
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
 from botproxy.demo import _converse
 from botproxy.interop import import_files
-from botproxy.replay import replay_session
+from botproxy.replay.driver import replay_session
 from botproxy.sample_bot import start_bot
+from botproxy.standins.connector import ConnectorChannel
 
 QUIET = 150
 

@@ -199,8 +199,8 @@ async def test_round_trip_recorded_export_import_same_activities_turns_findings(
 async def test_record_export_import_replay_against_the_same_build_is_all_same(tmp_path, sample_bot):
     # Issue 11 (8): export adds roles, an invokeResponse record carried no conversation; (9) an
     # import's unknown statuses are not failed calls.
-    from botproxy.replay import replay_session
-    from botproxy.report import session_view
+    from botproxy.present.report import session_view
+    from botproxy.replay.driver import replay_session
 
     db_path = str(tmp_path / "rt.db")
     await record_demo(db_path, "demo", confdir=str(tmp_path / "mitm"))

@@ -67,7 +67,7 @@ async def test_mitmdump_records_both_legs_into_the_named_session(tmp_path, conne
 async def test_mitmdump_forward_listener_asks_for_the_confdir_s_credential(tmp_path, connector, sample_bot, free_port):
     import aiohttp
 
-    from botproxy.service_url import ServiceUrlKeys
+    from botproxy.wire.service_url import ServiceUrlKeys
 
     port, forward = free_port(), free_port()
     confdir = tmp_path / "mitm"

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from botproxy.directline import DirectLineChannel
+from botproxy.standins.directline import DirectLineChannel
 
 BOTPROXY = [sys.executable, "-m", "botproxy"]
 # Only letters, digits and `-`: what a report escapes or a URL encodes could hide a leak from the search.

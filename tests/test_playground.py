@@ -34,7 +34,7 @@ from botproxy import store
 from botproxy.checks import check_session
 from botproxy.interop import import_files
 from botproxy.interop import playground as pg
-from botproxy.replay import replay_session
+from botproxy.replay.driver import replay_session
 from botproxy.sample_bot import SampleBotServer
 
 CLI = NODE_DIR / "node_modules" / "@microsoft" / "m365agentsplayground" / "cli.js"

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from botproxy.errors import ListenError
-from botproxy.proxy import check_free
+from botproxy.record.mitm.proxy import check_free
 
 
 def leave_time_wait() -> int:

@@ -1,6 +1,6 @@
 import pytest
 
-from botproxy import protocol as p
+from botproxy.wire import protocol as p
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ import pytest
 from conftest import pick_free_port
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
-from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.session import LiveSession
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
+from botproxy.standins.connector import ConnectorChannel
 
 pytest_plugins = ["pytester"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # several pytest processes per test
@@ -129,7 +129,7 @@ def test_without_its_options_the_plugin_collects_nothing_and_imports_nothing_hea
 
         def test_light(request):
             assert request.config.pluginmanager.has_plugin("botproxy")  # the pytest11 entry point
-            heavy = [m for m in ("mitmproxy", "botproxy.replay", "botproxy.store", "sqlite_utils", "aiohttp")
+            heavy = [m for m in ("mitmproxy", "botproxy.replay.driver", "botproxy.store", "sqlite_utils", "aiohttp")
                      if m in sys.modules]
             assert heavy == []
     """)
@@ -217,7 +217,7 @@ def test_bad_input_is_one_line(project, bot1, free_port):
 def test_the_recorder_fixture_records_a_conversation_that_then_replays(pytester, bot1, bot2):
     pytester.makepyfile(test_own=f"""
         import pytest
-        from botproxy.channel import ConnectorChannel
+        from botproxy.standins.connector import ConnectorChannel
 
         @pytest.mark.asyncio
         async def test_weather(botproxy_recorder):
@@ -255,7 +255,7 @@ def test_the_recorder_fixture_records_a_conversation_that_then_replays(pytester,
 
 def test_replay_of_chosen_conversations_only(corpus, bot1, tmp_path):
     from botproxy.errors import UsageError
-    from botproxy.replay import replay_session
+    from botproxy.replay.driver import replay_session
 
     db = tmp_path / "copy.db"
     db.write_bytes(corpus.read_bytes())

@@ -122,7 +122,7 @@ async def test_two_builds_side_by_side_record_into_separate_sessions(recorders, 
 
 async def test_a_bot_that_cannot_be_reached_is_said_on_the_console_as_it_happens(recorders, connector, free_port):
     # Issue 11 (12): a recording of nothing but 502s warns while it runs, once per outage.
-    from botproxy.console import Console
+    from botproxy.present.console import Console
 
     loop = asyncio.get_running_loop()
     lines: list[str] = []

@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner
 
 from botproxy import store
-from botproxy.capture import Capture
 from botproxy.checks import CheckConfig
 from botproxy.cli import cli
-from botproxy.console import Console, recorder_observers
-from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.worker import WorkerSession
+from botproxy.present.console import Console, recorder_observers
+from botproxy.record.mitm.capture import Capture
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.worker import WorkerSession
 
 
 async def turns(connector, endpoint, conversation, texts):
@@ -329,8 +329,8 @@ async def test_a_hook_of_ours_failing_is_one_line_and_the_exchange_is_kept(recor
 def test_traffic_after_the_session_closed_is_said_not_lost_silently(tmp_path, caplog):
     # mitmproxy that does not stop within its 10 s still hands on events after the session closed: they
     # went into a queue nothing read any more, uncounted.
-    from botproxy.recording import RequestSeen
-    from botproxy.session import LiveSession
+    from botproxy.record.recorder import RequestSeen
+    from botproxy.record.session import LiveSession
 
     live = LiveSession(str(tmp_path / "late.db"), name="late")
     live.start()

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from botproxy.capture import Capture
-from botproxy.console import Console
-from botproxy.recording import SessionRecorder
+from botproxy.present.console import Console
+from botproxy.record.mitm.capture import Capture
+from botproxy.record.recorder import SessionRecorder
 
 SECRETS = {
     "inbound_bearer": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGFubmVsIn0.c2VjcmV0LWluYm91bmQtc2ln",

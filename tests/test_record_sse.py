@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from bots.sse_bot import SseBot
 
-from botproxy import protocol as p
 from botproxy import store
 from botproxy.checks import check_session
-from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.record.recorder import RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.wire import protocol as p
 
 CONV = "conv-sse"
 
@@ -125,7 +125,7 @@ async def record_stream_session(recorders, connector, bot_url: str) -> None:
 async def test_stream_turns_replayed(recorders, connector, sse_bot):
     """Replay sends the activities with `deliveryMode: stream` again and reads the bot's SSE answer:
     the same build is `same` turn by turn, a build with another final text `changed`."""
-    from botproxy.replay import replay_session
+    from botproxy.replay.driver import replay_session
 
     await record_stream_session(recorders, connector, sse_bot.url)
     result = await replay_session(recorders.db_path, "test", sse_bot.url, quiet_ms=50)

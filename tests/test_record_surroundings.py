@@ -156,7 +156,7 @@ def test_a_read_only_confdir_is_one_line_before_any_traffic(nobody_dir):
 @pytest.mark.slow
 def test_a_confdir_holding_the_ca_may_be_read_only(nobody_dir):
     """mitmproxy only reads an existing CA: a read-only confdir with one is fine (the check is not too eager)."""
-    from botproxy.proxy import check_confdir
+    from botproxy.record.mitm.proxy import check_confdir
 
     confdir = nobody_dir / "ca"
     confdir.mkdir()

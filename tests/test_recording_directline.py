@@ -6,8 +6,8 @@ import json
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from botproxy.capture import Capture
-from botproxy.recording import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
+from botproxy.record.mitm.capture import Capture
+from botproxy.record.recorder import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
 
 DL = "https://directline.botframework.com"
 TOKEN = "dl-token-abcdef123456"
@@ -206,7 +206,7 @@ def test_websocket_messages_are_handed_on():
 
 
 def test_the_console_prints_stream_frames_as_they_arrive():
-    from botproxy.console import Console
+    from botproxy.present.console import Console
 
     lines = []
     rec = SessionRecorder(1, observers=[Console(echo=lines.append)])

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from botproxy.recording import FailureSeen, RequestSeen, ResponseSeen, SessionRecorder
-from botproxy.redact import REDACTED, RedactingFormatter, Redactor, is_secret_name
+from botproxy.record.recorder import FailureSeen, RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.wire.redact import REDACTED, RedactingFormatter, Redactor, is_secret_name
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzZXJ2aWNldXJsIjoiaHR0cHM6Ly94In0.c2lnbmF0dXJlLXZhbHVl"
 
@@ -187,7 +187,7 @@ def test_log_lines_and_tracebacks_are_scrubbed():
         raise ValueError("bad key in /_botproxy/svc/x/v3/conversations?token=tb-query-token-1")
     except ValueError:
         exc_info = sys.exc_info()
-    record_ = logging.LogRecord("botproxy.capture", logging.ERROR, __file__, 1, "hook failed for %s: %r",
+    record_ = logging.LogRecord("botproxy.record.mitm.capture", logging.ERROR, __file__, 1, "hook failed for %s: %r",
                                 ("http://127.0.0.1/x?sig=log-sig-2&watermark=1", "boom"), exc_info)
     redactor = Redactor()
     redactor.learn("learned-secret-3")

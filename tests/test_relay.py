@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from botproxy.capture import REFUSED_CODE
-from botproxy.proxy import ProxyConfig
-from botproxy.service_url import ServiceUrlKeys
+from botproxy.record.mitm.capture import REFUSED_CODE
+from botproxy.record.mitm.proxy import ProxyConfig
+from botproxy.wire.service_url import ServiceUrlKeys
 
 
 class Canary:

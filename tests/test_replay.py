@@ -18,8 +18,8 @@ from aiohttp import web
 
 from botproxy import store
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
-from botproxy.replay import replay_session
-from botproxy.replay_results import iter_turn_rows
+from botproxy.replay.driver import replay_session
+from botproxy.replay.results import iter_turn_rows
 from botproxy.sample_bot import make_app
 
 QUIET = 50  # ms; the quiet window is a product feature, kept short here
@@ -256,7 +256,7 @@ async def test_a_bot_that_goes_away_after_the_check_makes_errors_not_a_crash(dem
     async def reachable(url):  # it was there when the run started...
         return None
 
-    monkeypatch.setattr("botproxy.replay._reachable", reachable)
+    monkeypatch.setattr("botproxy.replay.driver._reachable", reachable)
     result = await replay_session(demo_db, "demo", f"http://127.0.0.1:{free_port()}/api/messages", quiet_ms=QUIET)
     assert {t.status for t in result.turns} == {"error"} and result.summary["regressed"] == 10
     assert all(t.error.endswith("connection refused") for t in result.turns)

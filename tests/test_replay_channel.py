@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from botproxy.channel import ConnectorChannel
+from botproxy.standins.connector import ConnectorChannel
 
 
 async def post(channel: ConnectorChannel, path: str, body: dict | None = None, method: str = "POST"):

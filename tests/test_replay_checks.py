@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
-from botproxy.replay import load_plan, replay_session
+from botproxy.replay.driver import load_plan, replay_session
+from botproxy.standins.connector import ConnectorChannel
 
 pytest.importorskip("botproxy.checks")
 

@@ -10,10 +10,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from botproxy import replay as replay_mod
 from botproxy.cli import cli
-from botproxy.config import load_replay_config
 from botproxy.errors import UsageError
+from botproxy.replay import driver as replay_mod
+from botproxy.settings import load_replay_config
 
 
 async def run_cli(*args: str):
@@ -135,7 +135,7 @@ def test_config_tables_and_their_mistakes(tmp_path):
 
 
 async def test_report_is_written_by_the_report_module(demo_db, sample_bot, tmp_path):
-    pytest.importorskip("botproxy.report")
+    pytest.importorskip("botproxy.present.report")
     report = tmp_path / "run.html"
     result = await run_cli("replay", "demo", "--db", demo_db, "--bot", sample_bot.url, "--report", str(report))
     assert result.exit_code == 0

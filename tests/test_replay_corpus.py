@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from botproxy import store
 from botproxy.cli import cli
 from botproxy.interop import export_session, import_files
-from botproxy.replay import replay_session
+from botproxy.replay.driver import replay_session
 
 QUIET = 50  # ms
 
@@ -193,7 +193,7 @@ async def test_identical_builds_replay_same_and_one_edit_changes_exactly_its_tur
 
 async def test_a_send_from_a_notify_endpoint_during_an_open_turn_is_proactive(recorders, connector):
     # Issue 11 (3): show, the report and replay agree it is proactive.
-    from botproxy.report import session_view
+    from botproxy.present.report import session_view
 
     bot = await corpus.start("notify")
     try:
@@ -250,7 +250,7 @@ async def test_a_thread_started_in_a_turn_is_compared_in_that_turn(recorders, co
     shown = (await asyncio.to_thread(CliRunner().invoke, cli, ["show", "thread", "--db", recorders.db_path])).output
     assert shown.count("→ conversation ") == 2
     # The session report puts them in that turn too, and counts no conversation of its own for them.
-    from botproxy.report import session_view
+    from botproxy.present.report import session_view
 
     view = session_view(recorders.db(), store.resolve_session(recorders.db(), "thread"))
     [conversation] = view["conversations"]

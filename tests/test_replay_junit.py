@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from botproxy.junit import case_name, write_junit
+from botproxy.present.junit import case_name, write_junit
 
 
 def turn(index, status, *, regressed=False, error=None, differences=(), noise=(), findings=(), text="hi"):

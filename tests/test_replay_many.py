@@ -22,12 +22,12 @@ from click.testing import CliRunner
 from conftest import pick_free_port
 
 from botproxy import store
-from botproxy.channel import ConnectorChannel
 from botproxy.cli import cli
-from botproxy.corpus import shard_of
-from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
+from botproxy.replay.corpus import shard_of
 from botproxy.sample_bot import start_bot
-from botproxy.session import LiveSession
+from botproxy.standins.connector import ConnectorChannel
 
 CORPUS = {
     "greeting": {"g-1": ["hi there", "hello"], "g-2": ["echo me"]},
@@ -237,7 +237,7 @@ async def test_start_runs_the_build_and_stops_it(corpus_db, tmp_path):
 
 
 async def _answers(url: str) -> bool:
-    from botproxy.launch import _answers as answers
+    from botproxy.replay.launch import _answers as answers
 
     return await asyncio.to_thread(answers, url)
 
@@ -448,8 +448,8 @@ async def test_a_delayed_proactive_send_stays_in_its_turn(demo_db):
 
 
 async def test_replay_corpus_gives_each_conversation_its_verdict(corpus_db, bot2):
-    from botproxy.corpus import replay_corpus
-    from botproxy.replay import Build
+    from botproxy.replay.corpus import replay_corpus
+    from botproxy.replay.driver import Build
 
     wanted = [("helpdesk", "h-1"), ("helpdesk", "h-2"), ("cards", "c-2")]
     ticks: list[tuple[int, int]] = []
@@ -549,7 +549,7 @@ async def test_ctrl_c_or_sigterm_stops_the_started_build(corpus_db, tmp_path, si
 
 SIGTERM_IN_A_TASK = """
 import asyncio, os, signal
-from botproxy.launch import started
+from botproxy.replay.launch import started
 
 async def other():
     os.kill(os.getpid(), signal.SIGTERM)

@@ -13,9 +13,11 @@ from checkkit import record_session
 from conftest import pick_free_port
 from test_report import Page
 
-from botproxy import diff, report, store
-from botproxy.channel import ConnectorChannel
-from botproxy.replay import replay_session
+from botproxy import store
+from botproxy.present import report
+from botproxy.replay import diff
+from botproxy.replay.driver import replay_session
+from botproxy.standins.connector import ConnectorChannel
 
 QUIET = 300  # ms; a stream's chunks are ~1 s apart on Teams, but the turn ends with the bot's HTTP answer
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from botproxy import report, store
+from botproxy import store
 from botproxy.cli import cli
 from botproxy.errors import OutputError, StoreError
+from botproxy.present import report
 
 ROOT = Path(__file__).parent.parent
 XSS_TEXT = "<script>window.__xss=1</script>"
@@ -305,7 +306,7 @@ async def test_a_recorded_direct_line_conversation_shows_each_client_view_beside
     import aiohttp
     from test_checks_directline import SECRET, dl_recorder
 
-    from botproxy.directline import DirectLineChannel
+    from botproxy.standins.directline import DirectLineChannel
 
     channel = DirectLineChannel(sample_bot.url, secret=SECRET)
     await channel.start()
@@ -476,7 +477,7 @@ def test_a_replay_report_shows_proactive_activities_and_refuses_unknown_runs(tmp
 
 
 async def test_a_real_replay_of_build_1_against_build_2(demo_db, tmp_path):
-    from botproxy.replay import replay_session
+    from botproxy.replay.driver import replay_session
     from botproxy.sample_bot import start_bot
 
     bot2 = await start_bot(build=2)
@@ -541,9 +542,11 @@ async def test_report_command_checks_an_unchecked_session_with_the_project_s_che
 
 def test_every_template_is_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["botproxy"]
-    templates = [p.relative_to(ROOT / "botproxy").as_posix() for p in (ROOT / "botproxy" / "templates").rglob("*")
+    folder = ROOT / "botproxy" / "present" / "templates"
+    templates = [p.relative_to(ROOT / "botproxy").as_posix() for p in folder.rglob("*")
                  if p.is_file() and "__pycache__" not in p.parts]
-    assert {"templates/base.html.j2", "templates/report.css", "templates/report.js"} <= set(templates)
+    expected = {f"present/templates/{name}" for name in ("base.html.j2", "report.css", "report.js")}
+    assert expected <= set(templates)
     for name in templates:
         shipped = [p for p in patterns if fnmatch.fnmatch(name, p) and name.count("/") == p.count("/")]
         assert shipped, f"{name} is not package data (pyproject.toml [tool.setuptools.package-data])"

@@ -17,7 +17,8 @@ import pytest
 from browser import Browser, Page
 from test_report import XSS_IMG, XSS_TEXT, add_run, add_session, bot, compact, new_db, user
 
-from botproxy import report, store
+from botproxy import store
+from botproxy.present import report
 
 pytestmark = pytest.mark.slow
 
@@ -312,7 +313,7 @@ async def test_the_waterfall_draws_each_exchange_where_and_as_long_as_it_happene
 
 
 async def test_a_real_replay_report_opens_with_its_regressed_turns_and_marks_the_exact_change(demo_db, tmp_path):
-    from botproxy.replay import replay_session
+    from botproxy.replay.driver import replay_session
     from botproxy.sample_bot import start_bot
 
     bot2 = await start_bot(build=2)

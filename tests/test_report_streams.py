@@ -12,7 +12,8 @@ from test_checks_streaming import Streamer, teams_turn
 from test_report import XSS_TEXT, Page, self_contained
 from test_report_browser import nothing_ran, open_report, screenshot
 
-from botproxy import report, store
+from botproxy import store
+from botproxy.present import report
 
 CARD = {"contentType": "application/vnd.microsoft.card.hero", "content": {"title": "Fox facts"}}
 

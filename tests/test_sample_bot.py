@@ -13,14 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from botproxy.channel import ConnectorCall, ConnectorChannel
-from botproxy.sample_bot import (
-    ERROR_TEXT,
-    HELP_TEXT,
-    HELP_TEXT_BUILD_2,
-    SampleBot,
-    SampleBotServer,
-)
+from botproxy.sample_bot import ERROR_TEXT, HELP_TEXT, HELP_TEXT_BUILD_2, SampleBot, SampleBotServer
+from botproxy.standins.connector import ConnectorCall, ConnectorChannel
 
 CONV = "conv1"
 

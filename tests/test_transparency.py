@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from bots.link_bot import BIG, LinkBotServer, start_link_bot, url_forms
 
-from botproxy.channel import ConnectorChannel
+from botproxy.standins.connector import ConnectorChannel
 
 # serviceUrl shapes: the Emulator's (no trailing slash), a plain one, Teams' regional prefix, GCC's.
 VARIANTS = {"emulator-no-slash": ("", False), "slash": ("", True), "teams-amer": ("amer", True),

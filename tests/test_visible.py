@@ -11,10 +11,10 @@ from browser import Browser
 from click.testing import CliRunner
 from test_report import add_run, add_session, bot, compact, new_db, user
 
-from botproxy import report
 from botproxy.cli import cli
-from botproxy.console import Console
-from botproxy.visible import BIDI_CONTROLS, visible
+from botproxy.present import report
+from botproxy.present.console import Console
+from botproxy.present.visible import BIDI_CONTROLS, visible
 
 CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 NAME = "invoice-\u202eexe.txt"  # shows as invoice-txt.exe when drawn raw

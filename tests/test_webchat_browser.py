@@ -27,10 +27,10 @@ from test_directline_channel import NODE_DIR, SECRET, node_or_skip
 
 from botproxy import store
 from botproxy.checks import check_session
-from botproxy.directline import DirectLineChannel
-from botproxy.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
-from botproxy.session import LiveSession
+from botproxy.standins.directline import DirectLineChannel
 
 USER = {"id": "dl_webchat-user", "name": "Ada"}
 TRANSCRIPT = "document.body.innerText"

@@ -10,9 +10,9 @@ import pytest
 
 from botproxy import store
 from botproxy.checks import CheckConfig
-from botproxy.console import recorder_observers
-from botproxy.proxy import ProxyConfig, RecordingProxy
-from botproxy.worker import WorkerSession
+from botproxy.present.console import recorder_observers
+from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.worker import WorkerSession
 
 
 async def start_proxy(tmp_path, bot_url, name="w"):

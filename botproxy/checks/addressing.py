@@ -11,18 +11,9 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from .. import protocol as p
+from ..wire import protocol as p
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
-from .state import (
-    DELETED,
-    INBOUND,
-    REFERENCED,
-    SENT,
-    Conversation,
-    channel_data_tenant,
-    norm_url,
-    request_base,
-)
+from .state import DELETED, INBOUND, REFERENCED, SENT, Conversation, channel_data_tenant, norm_url, request_base
 
 if TYPE_CHECKING:
     from .engine import Engine

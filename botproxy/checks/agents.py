@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .. import streams as s
+from ..wire import streams as s
 from .rules import ERROR, WARNING, Rule, rule_maker
 from .streaming import AGENTIC_ROLES
 

@@ -7,7 +7,7 @@ pyproject.toml.
     severity = { "BP-O01" = "error" }        severity = { "BP-O01" = "error" }
 
 The nearest directory (from `start_dir` upwards) holding botproxy.toml, or a pyproject.toml with a
-`[tool.botproxy]` table, decides; when it holds both, botproxy.toml wins (`botproxy.config.find_table`).
+`[tool.botproxy]` table, decides; when it holds both, botproxy.toml wins (`botproxy.settings.find_table`).
 A severity set here applies to every finding of the rule, whatever severity the rule gave it.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import find_table
 from ..errors import UsageError
+from ..settings import find_table
 from .registry import RULES
 from .rules import SEVERITIES
 
@@ -57,7 +57,7 @@ def _spelled(code: str) -> list[str]:
 
 def load_config(start_dir: str | Path = ".") -> CheckConfig:
     """The check configuration for a project: the nearest botproxy.toml or pyproject.toml upwards
-    (found the same way as every other botproxy table, `botproxy.config.find_table`)."""
+    (found the same way as every other botproxy table, `botproxy.settings.find_table`)."""
     table, source = find_table("checks", start_dir)
     return _from_table(table, source)
 

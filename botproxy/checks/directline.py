@@ -28,8 +28,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .. import protocol as p
 from ..model import Direction
+from ..wire import protocol as p
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import MAX_DANGLING, Conversation
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import protocol as p
 from ..model import Direction
+from ..wire import protocol as p
 from . import addressing, agents, directline, ordering, streaming
 from .config import CheckConfig
 from .registry import RULES

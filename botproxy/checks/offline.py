@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import protocol as p
+from ..wire import protocol as p
 from .config import CheckConfig
 from .engine import Engine
 from .rules import Finding

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from .. import protocol as p
-from ..streams import stream_part
+from ..wire import protocol as p
+from ..wire.streams import stream_part
 from .addressing import foreign_edit  # an update that no send returned turns out foreign: BP-A21
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import CLOSED, INBOUND, MAX_DANGLING, Conversation

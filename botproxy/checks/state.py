@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..service_url import decode_service_url
+from ..wire.service_url import decode_service_url
 
 if TYPE_CHECKING:
     from .directline import DirectLineState

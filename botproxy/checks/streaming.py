@@ -1,5 +1,5 @@
 """Stream rules (issue 12): is a streamed reply (typing activities with a `streaminfo` entity, then a final
-message; `botproxy.streams`) one the channel can show?
+message; `botproxy.wire.streams`) one the channel can show?
 
 Streams are grouped per conversation by `streamId`. The first request of a stream carries none on Teams:
 the id the channel returns for it (the recorder keeps connector-returned ids) becomes the stream's id.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .. import streams as s
+from ..wire import streams as s
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ from typing import Any
 
 from .. import store
 from ..errors import StoreError, UsageError
-from ..recording import RequestSeen, ResponseSeen, Row, SessionRecorder, WebSocketSeen
-from ..redact import Redactor
-from ..session import session_row, utc_now
+from ..record.recorder import RequestSeen, ResponseSeen, Row, SessionRecorder, WebSocketSeen
+from ..record.session import session_row, utc_now
+from ..wire.redact import Redactor
 from . import flows, har, playground, traffic, transcript
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
@@ -175,6 +175,6 @@ def write_session(
         raise StoreError(f"cannot write to {db_path}: {exc}") from exc
     finally:
         db.conn.close()
-    from ..session import summarize
+    from ..record.session import summarize
 
     return summarize(session_id, name, db_path, recorder, checks)

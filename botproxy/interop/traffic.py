@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import protocol as p
-from ..recording import RequestSeen, ResponseSeen, WebSocketSeen
-from ..service_url import SVC_PREFIX, decode_service_url, restore
+from ..record.recorder import RequestSeen, ResponseSeen, WebSocketSeen
+from ..wire import protocol as p
+from ..wire.service_url import SVC_PREFIX, decode_service_url, restore
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
 

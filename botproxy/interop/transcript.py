@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import UsageError
-from ..recording import RequestSeen, ResponseSeen
+from ..record.recorder import RequestSeen, ResponseSeen
 
 PLACEHOLDER_SERVICE_URL = "https://transcript.invalid/"
 BOT_URL = "http://bot.transcript.invalid/api/messages"

@@ -32,13 +32,15 @@ import sqlite_utils
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import __version__, store, streams, waterfall
-from .checks.registry import RULES
+from .. import __version__, store
+from ..checks.registry import RULES
+from ..errors import OutputError, StoreError
+from ..model import SEVERITIES
+from ..replay.diff import ABSENT, noise_label
+from ..turns import turn_label, turn_numbers
+from ..wire import streams
+from . import waterfall
 from .console import activity_excerpt, excerpt
-from .diff import ABSENT, noise_label
-from .errors import OutputError, StoreError
-from .model import SEVERITIES
-from .turns import turn_label, turn_numbers
 from .visible import visible
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ CARD_ITEMS_LIMIT = 60  # elements of one card shown
 @functools.cache
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("botproxy", "templates"),
+        loader=PackageLoader("botproxy.present", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -539,7 +541,7 @@ def session_findings(db: sqlite_utils.Database, session_id: int,
     if rows:
         return rows, "stored"
     try:
-        from .checks import check_session
+        from ..checks import check_session
 
         return [finding_view(f.to_dict()) for f in check_session(db, session_id, check_config)], "checked"
     except Exception:  # a report without findings is still a transcript; say so instead of failing
@@ -688,7 +690,7 @@ def _turn(seq: int, *, number: int | None = None, conversation_id: Any = None, r
 
 def _draw_time(db: sqlite_utils.Database, session_id: int, conversations: dict[Any, dict[str, Any]], large: bool,
                activities: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Each turn's waterfall (`botproxy.waterfall`), its findings pointed at their exchange's bar; in a large
+    """Each turn's waterfall (`botproxy.present.waterfall`), its findings pointed at their exchange's bar; in a large
     session only for the turns that need attention. Streams are made one bubble here too (their chunks'
     exchanges are still drawn one by one). Returns the bars drawn, by exchange seq."""
     exchanges = waterfall.session_exchanges(db, session_id)
@@ -796,9 +798,9 @@ def render_session(db: sqlite_utils.Database, session: dict[str, Any], out_path:
 
 # -- a replay run ----------------------------------------------------------------------------------
 #
-# Rows as botproxy.replay stores them: `recorded`/`replayed` are lists of compact activities (seq, route,
+# Rows as botproxy.replay.driver stores them: `recorded`/`replayed` are lists of compact activities (seq, route,
 # type, text, status, proactive, body; the inbound activity is not among them), `differences` are
-# botproxy.diff's (kind, path relative to the activity, recorded_index, replayed_index), `noise` the
+# botproxy.replay.diff's (kind, path relative to the activity, recorded_index, replayed_index), `noise` the
 # differences the baseline discounted, `new_findings` check findings (with a `noise` flag) at candidate seqs.
 
 _LEADING_INDEX = re.compile(r"""^\s*(?:root)?\s*(?:\[(\d+)\]|[./]?(\d+)(?=[./\[]|$))""")

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .diff import describe
-from .errors import OutputError
-from .turns import turn_label
+from ..errors import OutputError
+from ..replay.diff import describe
+from ..turns import turn_label
 
 
 def case_name(turn: Mapping[str, Any], limit: int = 80) -> str:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import protocol as p
-from .model import Direction, Leg
-from .redact import Redactor
-from .turns import TurnLinker
+from ..model import Direction, Leg
+from ..turns import TurnLinker
+from ..wire import protocol as p
+from ..wire.redact import Redactor
 
 log = logging.getLogger(__name__)
 

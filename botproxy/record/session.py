@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import __version__
-from .model import utc_now
-from .recording import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
-from .redact import Redactor, scrub, scrub_own_log_records
-from .store import RowWriter, Writer
+from .. import __version__
+from ..model import utc_now
+from ..store import RowWriter, Writer
+from ..wire.redact import Redactor, scrub, scrub_own_log_records
+from .recorder import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 
 if TYPE_CHECKING:
-    from .checks import Engine, LiveChecks
+    from ..checks import Engine, LiveChecks
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LiveSession:
         session_id = self.writer.start()
         observers = self.observers
         if self.engine is not None:
-            from .checks import LiveChecks  # the checks read what recording produces, never the reverse
+            from ..checks import LiveChecks  # the checks read what recording produces, never the reverse
 
             self.checks = LiveChecks(self.engine, session_id)
             observers = [self.checks, *observers]
@@ -135,7 +135,7 @@ def write_problems(rows: RowWriter) -> list[str]:
 def close_session(db_path: str, summary: dict[str, Any], carried: int) -> dict[str, Any]:
     """Count what the database really holds of the session, close its row with the exchanges the proxy
     carried but could not store, and return the summary saying so. Never raises: the summary stands."""
-    from . import store
+    from .. import store
 
     summary.setdefault("problems", [])
     try:

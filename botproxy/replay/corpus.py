@@ -18,10 +18,11 @@ from typing import Any
 
 import sqlite_utils
 
-from . import diff, store
-from .errors import SessionNotFound, UsageError
-from .model import utc_now
-from .replay import (
+from .. import store
+from ..errors import SessionNotFound, UsageError
+from ..model import utc_now
+from . import diff
+from .driver import (
     DEFAULT_CAP_MS,
     DEFAULT_CONCURRENCY,
     DEFAULT_QUIET_MS,
@@ -38,7 +39,7 @@ from .replay import (
     load_plan,
     replay_plan,
 )
-from .replay_results import ReplayResult, _dumps, _named, fail_run, start_run
+from .results import ReplayResult, _dumps, _named, fail_run, start_run
 
 CORPUS_SOURCES = ("record", "import")  # what a corpus is made of (a replay's own sessions are results)
 _COUNTED = ("turns", "conversations", "same", "changed", "error", "incomplete", "regressed", "differences", "noise",

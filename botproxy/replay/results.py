@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from ..model import utc_now
+from ..wire.redact import scrub
 from . import diff
-from .model import utc_now
-from .redact import scrub
 
 if TYPE_CHECKING:
-    from .replay import PhaseResult, Plan, PlannedTurn, TurnOutcome
+    from .driver import PhaseResult, Plan, PlannedTurn, TurnOutcome
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def _all_findings(
 ) -> tuple[dict[str, list[Any]], dict[str, list[Any]], dict[str, list[Any]]]:
     if engine_factory is None:
         return {}, {}, {}
-    from .checks import check_session, stored_findings
+    from ..checks import check_session, stored_findings
 
     def planned(seq: int | None) -> str | None:
         turn = plan.seq_turn.get(seq) if seq is not None else None
@@ -326,7 +326,7 @@ def _summary(results: list[TurnResult], proactive: list[dict[str, Any]], checks:
 
 
 def _session_json(session: dict[str, Any]) -> dict[str, Any]:
-    from .store import session_summary
+    from ..store import session_summary
 
     return session_summary(session)
 

@@ -3,7 +3,7 @@
 A Direct Line client (botframework-directlinejs, Web Chat, a test script, the chat page at ``/``) starts a
 conversation here, posts activities, and reads the conversation by polling GET or over the WebSocket
 stream. The channel posts each activity to the bot and takes the bot's replies on its Bot Connector face
-(``/v3/conversations/...``), which a mounted :class:`~botproxy.channel.ConnectorChannel` serves. It
+(``/v3/conversations/...``), which a mounted :class:`~botproxy.standins.connector.ConnectorChannel` serves. It
 follows the Direct Line 3.0 swagger prose (docs/protocol.md 1.2):
 
 - ids are ``{conversationId}|{n:07d}``: one sequence for the user's and the bot's activities, so the id a
@@ -24,7 +24,7 @@ conversation and the user they were issued for) and are not refused when they ex
 (random unless given) opens every conversation, a token only its own. Uploads become a message activity whose
 attachments point back at this channel.
 
-At ``/`` the channel serves a chat page of its own (botproxy/static/chat.html), which gets a token for
+At ``/`` the channel serves a chat page of its own (botproxy/standins/static/chat.html), which gets a token for
 its conversation from ``POST /botproxy/token``; the secret never reaches the page.
 """
 
@@ -49,9 +49,9 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from . import protocol as p
-from .channel import ConnectorChannel
-from .model import utc_now
+from ..model import utc_now
+from ..wire import protocol as p
+from .connector import ConnectorChannel
 
 logger = logging.getLogger(__name__)
 
@@ -533,7 +533,7 @@ class DirectLineChannel:
     async def _chat_page(self, request: web.Request) -> web.Response:
         self.served["page"] += 1
         if self._page is None:
-            html = resources.files("botproxy").joinpath("static/chat.html").read_bytes()
+            html = resources.files("botproxy.standins").joinpath("static/chat.html").read_bytes()
             hashes = " ".join(
                 "'sha256-" + base64.b64encode(hashlib.sha256(m.encode()).digest()).decode() + "'"
                 for m in _SCRIPT.findall(html.decode())

@@ -49,13 +49,14 @@ import aiohttp
 import sqlite_utils
 from aiohttp import web
 
-from . import __version__, diff, store
-from .channel import ConnectorCall, ConnectorChannel
-from .errors import UpstreamError, UsageError
-from .recording import RequestSeen, ResponseSeen, creation_hints
-from .redact import scrub
-from .replay_results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
-from .session import LiveSession
+from .. import __version__, store
+from ..errors import UpstreamError, UsageError
+from ..record.recorder import RequestSeen, ResponseSeen, creation_hints
+from ..record.session import LiveSession
+from ..standins.connector import ConnectorCall, ConnectorChannel
+from ..wire.redact import scrub
+from . import diff
+from .results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
 
 log = logging.getLogger(__name__)
 
@@ -727,7 +728,7 @@ def _engine_factory(enabled: bool, config: Any) -> Callable[[], Any] | None:
     """A maker of check engines, or None when checks are off."""
     if not enabled:
         return None
-    from .checks import Engine
+    from ..checks import Engine
 
     return lambda: Engine(config)
 

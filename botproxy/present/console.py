@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .store import command_hint
+from ..store import command_hint
 from .visible import visible
 
 if TYPE_CHECKING:
-    from .checks import CheckConfig, LiveChecks
-    from .recording import Observer
+    from ..checks import CheckConfig, LiveChecks
+    from ..record.recorder import Observer
 
 # Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
 ARROWS = {"to_bot": "→", "from_bot": "←", "from_client": "⇢", "to_client": "⇠"}
@@ -70,7 +70,7 @@ class Console:
     def echo(self, line: str) -> None:
         """One line out; text the output cannot encode (a lone surrogate, a byte that was not UTF-8, a
         terminal that is not UTF-8) is printed escaped rather than lost with its exchange; no bidi control
-        reorders it (botproxy/visible.py)."""
+        reorders it (botproxy/present/visible.py)."""
         line = visible(line)
         try:
             self._echo(line)
@@ -210,7 +210,7 @@ def recorder_observers(
     """A recorder's observers: the live checks (none without a config), then the console (it prints the
     findings the checks put on an activity). For `worker.WorkerSession(observers=partial(recorder_observers,
     ...))`: the child process calls it with its session id."""
-    from .checks import Engine, LiveChecks  # here: the console alone (`botproxy show`) needs no engine
+    from ..checks import Engine, LiveChecks  # here: the console alone (`botproxy show`) needs no engine
 
     checks = LiveChecks(Engine(check_config), session_id) if check_config is not None else None
     observers: list[Observer] = [checks] if checks is not None else []

@@ -8,9 +8,9 @@ from typing import Any, TextIO
 
 import sqlite_utils
 
-from . import store
+from .. import store
+from ..turns import turn_label, turn_numbers
 from .console import ARROWS, activity_excerpt
-from .turns import turn_label, turn_numbers
 
 
 def write_json(db: sqlite_utils.Database, session: dict[str, Any], out: TextIO) -> None:

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from typing import IO
 from urllib.parse import urlsplit
 
-from .errors import UpstreamError
-from .redact import scrub
+from ..errors import UpstreamError
+from ..wire.redact import scrub
 
 DEFAULT_START_TIMEOUT = 60.0
 STOP_GRACE_S = 5.0

@@ -17,14 +17,14 @@ from mitmproxy.exceptions import OptionsError
 from mitmproxy.proxy.mode_specs import ProxyMode
 
 from . import store
-from .capture import Capture
 from .checks import Engine, load_config
-from .console import Console
 from .errors import BotproxyError
-from .proxy import is_loopback, quiet_shutdown_noise
-from .proxy_auth import ForwardProxyAuth
-from .service_url import ServiceUrlKeys
-from .session import LiveSession
+from .present.console import Console
+from .record.mitm.capture import Capture
+from .record.mitm.proxy import is_loopback, quiet_shutdown_noise
+from .record.mitm.proxy_auth import ForwardProxyAuth
+from .record.session import LiveSession
+from .wire.service_url import ServiceUrlKeys
 
 log = logging.getLogger(__name__)
 

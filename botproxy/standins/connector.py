@@ -38,7 +38,7 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 
-from .model import utc_now
+from ..model import utc_now
 
 logger = logging.getLogger(__name__)
 

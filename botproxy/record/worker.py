@@ -27,11 +27,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError
-from .recording import Observer, RequestSeen
+from ..errors import StoreError
+from .recorder import Observer, RequestSeen
 
 if TYPE_CHECKING:
-    from .checks import LiveChecks
+    from ..checks import LiveChecks
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class WorkerSession:
         self._dead = False
 
     def start(self) -> int:
-        from . import store
+        from .. import store
         from .session import session_row
 
         # A database that is not ours, locked or unwritable is said here, before a process is started.
@@ -158,8 +158,8 @@ class WorkerSession:
         return close_session(self.db_path, summary, self.carried)
 
     def _summary_without_child(self) -> dict[str, Any]:
-        from . import store
-        from .recording import SessionRecorder
+        from .. import store
+        from .recorder import SessionRecorder
         from .session import summarize
 
         code = self._process.exitcode
@@ -232,10 +232,10 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
     # Text the terminal cannot encode (a lone surrogate, a byte that was not UTF-8) is printed escaped.
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    from . import store
-    from .errors import BotproxyError
-    from .recording import SessionRecorder
-    from .redact import Redactor, redacted_logging
+    from .. import store
+    from ..errors import BotproxyError
+    from ..wire.redact import Redactor, redacted_logging
+    from .recorder import SessionRecorder
 
     # One redactor for the recording and the log lines: a secret the traffic taught is scrubbed from both.
     redactor = Redactor()

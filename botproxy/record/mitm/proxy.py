@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 from mitmproxy import addons, options
 from mitmproxy.master import Master
 
-from . import store
+from ... import store
+from ...errors import ListenError, UsageError
+from ...wire.service_url import ServiceUrlKeys
+from ..session import RecordingSession
 from .capture import Capture
-from .errors import ListenError, UsageError
 from .proxy_auth import ForwardProxyAuth
-from .service_url import ServiceUrlKeys
-from .session import RecordingSession
 
 log = logging.getLogger(__name__)
 

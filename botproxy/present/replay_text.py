@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .diff import describe
-from .turns import turn_label
+from ..replay.diff import describe
+from ..turns import turn_label
 
 
 def turn_lines(turn: Mapping[str, Any], indent: str = "  ") -> list[str]:

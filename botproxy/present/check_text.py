@@ -12,12 +12,12 @@ from typing import Any
 import sqlite_utils
 
 from .. import store
-from ..console import activity_excerpt
+from ..checks.config import CheckConfig
+from ..checks.offline import check_session, store_findings
+from ..checks.registry import RULES
+from ..checks.rules import SEVERITIES, Finding
 from ..turns import turn_label
-from .config import CheckConfig
-from .offline import check_session, store_findings
-from .registry import RULES
-from .rules import SEVERITIES, Finding
+from .console import activity_excerpt
 
 RANK = {severity: rank for rank, severity in enumerate(reversed(SEVERITIES))}  # info 0, warning 1, error 2
 

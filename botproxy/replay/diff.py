@@ -47,8 +47,8 @@ from deepdiff import DeepDiff
 from deepdiff.helper import notpresent
 from deepdiff.path import parse_path
 
-from . import streams
-from .errors import UsageError
+from ..errors import UsageError
+from ..wire import streams
 
 CHANGED, MISSING, EXTRA, REORDERED = "changed", "missing", "extra", "reordered"
 KINDS = (CHANGED, MISSING, EXTRA, REORDERED)
@@ -514,7 +514,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def collapse_streams(acts: Sequence[Mapping[str, Any]], views: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A turn's views with each stream (`botproxy.streams`) made one view, where the stream began: how many
+    """A turn's views with each stream (`botproxy.wire.streams`) made one view, where the stream began: how many
     chunks a build sends is timing, so a stream is compared by its final activity and its structure.
 
     The stream's view is its final's (or, with no final, its last chunk's) with the streaminfo entity

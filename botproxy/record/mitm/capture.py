@@ -22,8 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mitmproxy import ctx, http
 
-from .recording import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
-from .service_url import (
+from ...wire.service_url import (
     SVC_PREFIX,
     ServiceUrlKeys,
     has_rewritten,
@@ -33,6 +32,7 @@ from .service_url import (
     rewrite_inbound,
     svc_url,
 )
+from ..recorder import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import sqlite_utils
 
-from . import store
+from .. import store
+from ..errors import UsageError
 from .corpus import corpus_summary
-from .errors import UsageError
-from .replay_results import _dumps
+from .results import _dumps
 
 _SESSION_TABLES = ("exchanges", "activities", "errors", "findings")
 

@@ -17,9 +17,10 @@ from typing import Any
 import sqlite_utils
 from markupsafe import Markup
 
-from . import __version__, report, store
-from .corpus import corpus_run_json
-from .errors import StoreError
+from .. import __version__, store
+from ..errors import StoreError
+from ..replay.corpus import corpus_run_json
+from . import report
 
 _MAIN = re.compile(r"<main>(.*)</main>", re.S)
 # Attributes of our own markup only: a value from the traffic is escaped (`"` is &#34;), never matched.

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 

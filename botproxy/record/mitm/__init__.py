@@ -1,0 +1,2 @@
+"""Embedding mitmproxy: the capture addon, the listeners, proxy authentication. The only part of the
+recorder that imports mitmproxy."""
