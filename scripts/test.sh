@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install botproxy with its test extras and run the whole suite (ruff, mypy, pytest), once per
+# Install botproxy with its test extras and run the whole suite (ruff, mypy, lint-imports, pytest), once per
 # Python line we support: 3.11 (mitmproxy 11.0.x) and, where an interpreter exists, 3.12 (mitmproxy 12.x).
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
@@ -30,6 +30,7 @@ for v in ${versions[@]}; do
   "$venv/bin/python" -c "import mitmproxy.version as m, sys; print('   mitmproxy', m.VERSION, 'on', sys.version.split()[0])"
   "$venv/bin/ruff" check $(ls -d botproxy tests bench addons 2>/dev/null)
   "$venv/bin/mypy" botproxy
+  "$venv/bin/lint-imports"
   "$venv/bin/python" -m pytest "$@"
   ran=$((ran + 1))
 done
