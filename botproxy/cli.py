@@ -55,6 +55,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # `botproxy ... | head`: the reader has all it wanted. Quiet, as a Unix tool is (Python's
+            # advice: point stdout at devnull so the flush at exit does not fail again).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except BotproxyError as exc:
             raise CannotRun(str(exc)) from exc
         except sqlite3.Error as exc:
@@ -696,6 +701,24 @@ def _replay_report(db_path: str, run_id: int, path: str) -> None:
     click.echo(f"report: {written}", err=True)
 
 
+def _run_number(db_path: str, given: str) -> int:
+    """--run N or latest (the newest run that is not part of a corpus run)."""
+    if given.isdigit() and int(given) >= 1:
+        return int(given)
+    if given != "latest":
+        raise UsageError(f"--run takes a run number or latest, not {given!r}")
+    from . import store
+
+    db = store.open_db(db_path)
+    try:
+        row = db.execute("select max(id) from replay_runs where parent_id is null").fetchone()
+    finally:
+        db.conn.close()
+    if not row or row[0] is None:
+        raise UsageError(f"{db_path} holds no replay run yet: run botproxy replay first")
+    return int(row[0])
+
+
 def render_run(db_path: str, run_id: int, path: str) -> Path:
     """The HTML report of a stored run: one session's (report.render_replay) or a corpus run's."""
     from . import store
@@ -780,13 +803,13 @@ def _corpus_lines(data: dict[str, Any]) -> list[str]:
 @click.option(
     "--run",
     "run_id",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Render stored replay run N again (the report `replay --report` writes), without replaying.",
+    metavar="N|latest",
+    help="Render stored replay run N again (the report `replay --report` writes), without replaying; latest: "
+    "the newest run (after `botproxy merge`, the merged one).",
 )
 @db_option
 @friendly_errors
-def report(session: str | None, out_path: str | None, run_id: int | None, db_path: str) -> None:
+def report(session: str | None, out_path: str | None, run_id: str | None, db_path: str) -> None:
     """Write a session's HTML report: its transcript, turn by turn, with the findings of the checks.
 
     SESSION is a name, an id, or `latest` (the default). With --run N, the report of replay run N instead.
@@ -801,7 +824,8 @@ def report(session: str | None, out_path: str | None, run_id: int | None, db_pat
     if run_id is not None:
         if session is not None:
             raise UsageError("give a SESSION or --run N, not both")
-        click.echo(str(render_run(db_path, run_id, out_path or str(default_report_path(f"replay-{run_id}")))))
+        number = _run_number(db_path, run_id)
+        click.echo(str(render_run(db_path, number, out_path or str(default_report_path(f"replay-{number}")))))
         return
     db = store.open_db(db_path)
     row = store.resolve_session(db, session or "latest")
@@ -810,7 +834,7 @@ def report(session: str | None, out_path: str | None, run_id: int | None, db_pat
 
 
 @cli.command(
-    epilog=example("botproxy merge merged.db shard-1.db shard-2.db", "botproxy report --run 1 --db merged.db")
+    epilog=example("botproxy merge merged.db shard-1.db shard-2.db", "botproxy report --run latest --db merged.db")
 )
 @click.argument("out", metavar="OUT.db")
 @click.argument("inputs", nargs=-1, required=True, metavar="DB...")

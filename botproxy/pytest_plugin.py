@@ -97,7 +97,7 @@ def _settings(config: pytest.Config) -> Settings:
     try:
         table, source = find_table("pytest", start)
     except BotproxyError as exc:
-        raise pytest.UsageError(f"botproxy: {exc}") from None
+        raise pytest.UsageError("botproxy: " + str(exc).replace("pass --db", "pass --botproxy-db")) from None
     table = table or {}
     unknown = sorted(set(table) - set(CONFIG_KEYS))
     if unknown:
@@ -138,7 +138,7 @@ def _replay_ignore(start: Path) -> tuple[str, ...]:
     try:
         return load_replay_config(start).ignore
     except BotproxyError as exc:
-        raise pytest.UsageError(f"botproxy: {exc}") from None
+        raise pytest.UsageError("botproxy: " + str(exc).replace("pass --db", "pass --botproxy-db")) from None
 
 
 def _check_sessions(settings: Settings) -> None:
@@ -150,7 +150,7 @@ def _check_sessions(settings: Settings) -> None:
     try:
         sessions = _sessions(settings)
     except BotproxyError as exc:
-        raise pytest.UsageError(f"botproxy: {exc}") from None
+        raise pytest.UsageError("botproxy: " + str(exc).replace("pass --db", "pass --botproxy-db")) from None
     if not sessions:
         raise pytest.UsageError(f"botproxy: {settings.db} holds no recorded or imported session to replay")
 

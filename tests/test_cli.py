@@ -151,3 +151,15 @@ def test_readme_rule_table_is_generated_from_the_code():
     text = README.read_text()
     table = text.split("<!-- rules:start -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
     assert table == rules_markdown(), "regenerate the README rule table from botproxy.checks.rules_markdown()"
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_gets_no_error_line():
+    # `botproxy rules | head -1` printed "botproxy: error: Broken pipe" on stderr.
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "botproxy", "rules"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before botproxy writes
+    _, err = proc.communicate(timeout=60)
+    assert err == b"" and proc.returncode == 1, err

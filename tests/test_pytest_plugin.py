@@ -201,6 +201,10 @@ def test_bad_input_is_one_line(project, bot1, free_port):
     unknown = _run(project, "--botproxy-db", "corpus.db", "--botproxy-bot", bot1.url, "--botproxy-session", "nope")
     assert unknown.ret == pytest.ExitCode.USAGE_ERROR
     unknown.stderr.fnmatch_lines(["ERROR: botproxy: no session 'nope' in *corpus.db; recent sessions: corpus*"])
+    (project.path / "junk.db").write_bytes(b"not a database" * 100)
+    junk = _run(project, "--botproxy-db", "junk.db", "--botproxy-bot", bot1.url)
+    assert junk.ret == pytest.ExitCode.USAGE_ERROR  # the option to change is pytest's, not the CLI's --db
+    junk.stderr.fnmatch_lines(["ERROR: botproxy: *junk.db is damaged or not a botproxy database*pass --botproxy-db *"])
     no_bot = _run(project, "--botproxy-db", "corpus.db")
     assert no_bot.ret == pytest.ExitCode.USAGE_ERROR
     no_bot.stderr.fnmatch_lines(["ERROR: botproxy: --botproxy-db needs --botproxy-bot URL*"])

@@ -372,7 +372,8 @@ async def test_two_shards_merged_equal_one_unsharded_run(recorded_corpus, bot2, 
     assert stored_turn_results(str(merged), 1) == stored_turn_results(str(paths["whole"]), whole_id)
 
     report = tmp_path / "merged.html"
-    result = await run_cli("report", "--run", "1", "--db", str(merged), "--out", str(report))
+    # latest: the newest run that is no corpus run's part (the merged run; its session runs come after it).
+    result = await run_cli("report", "--run", "latest", "--db", str(merged), "--out", str(report))
     assert result.exit_code == 0, result.output
     html = report.read_text()
     assert "<dt>shard</dt><dd>1/2,2/2</dd>" in html and html.count('class="corpus-session"') == len(
