@@ -10,6 +10,7 @@ listeners ask for the credential derived from it, as `botproxy record`'s do.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from mitmproxy import ctx, http
@@ -85,10 +86,7 @@ class MitmdumpRecorder(Capture):
         if name is not None:
             # A reloaded script (or a second run) asks for the session the first one made: recording must
             # go on rather than stop at "already exists" while the traffic flows.
-            try:
-                free = store.free_session_name(ctx.options.botproxy_db, name)
-            except BotproxyError:
-                free = name  # LiveSession.start says what is wrong with the database
+            free = _free_session_name(ctx.options.botproxy_db, name)
             if free != name:
                 log.warning("botproxy: session %r exists in %s; recording into %r", name, ctx.options.botproxy_db, free)
                 name = free
@@ -149,3 +147,17 @@ class MitmdumpRecorder(Capture):
                 log.warning("botproxy: %s", problem)
             self.live = None
             self.submit = None
+
+
+def _free_session_name(db_path: str, name: str) -> str:
+    """`name`, or the next free `name-N` when the database already has it."""
+    if not os.path.exists(db_path):
+        return name
+    try:
+        db = store.open_db(db_path)
+    except BotproxyError:
+        return name  # LiveSession.start says what is wrong with the database
+    try:
+        return store.free_session_name(db, name)
+    finally:
+        db.conn.close()

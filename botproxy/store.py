@@ -791,15 +791,9 @@ def create_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
     return int(db.table("sessions").insert(row).last_pk or 0)
 
 
-def free_session_name(path: str | os.PathLike[str], name: str) -> str:
+def free_session_name(db: sqlite_utils.Database, name: str) -> str:
     """`name`, or the first of `name-2`, `name-3`, ... that no session of the database has yet."""
-    if not os.path.exists(path):
-        return name
-    db = open_db(path)
-    try:
-        taken = {row["name"] for row in db.query("select name from sessions where name like ?", [f"{name}%"])}
-    finally:
-        db.conn.close()
+    taken = {row["name"] for row in db.query("select name from sessions where name like ?", [f"{name}%"])}
     return next(candidate for n in itertools.count(1) if (candidate := name if n == 1 else f"{name}-{n}") not in taken)
 
 

@@ -78,7 +78,7 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
             sessions[row["id"]] = known
             counts["sessions_known"] += 1
         else:
-            sessions[row["id"]] = _copy_session(out, src, dict(row), _free_name(out, row["name"]))
+            sessions[row["id"]] = _copy_session(out, src, dict(row), store.free_session_name(out, row["name"]))
             counts["sessions"] += 1
     runs: dict[int, int] = {}
     new_runs: list[tuple[dict[str, Any], int]] = []
@@ -119,7 +119,7 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
             if old not in sessions:
                 replay = dict(src.table("sessions").get(old))
                 name = replay["name"].replace(f"-replay-{row['id']}-", f"-replay-{new_id}-", 1)
-                sessions[old] = _copy_session(out, src, replay, _free_name(out, name))
+                sessions[old] = _copy_session(out, src, replay, store.free_session_name(out, name))
                 counts["sessions"] += 1
             update[role] = sessions[old]
         if update:
@@ -129,7 +129,7 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
         out.table("replay_turns").insert_all(turns, batch_size=500)
     for row in src.query("select * from sessions where source = 'replay' order by id"):
         if row["id"] not in sessions:  # a replay session no run names (its run failed): kept, renamed if need be
-            sessions[row["id"]] = _copy_session(out, src, dict(row), _free_name(out, row["name"]))
+            sessions[row["id"]] = _copy_session(out, src, dict(row), store.free_session_name(out, row["name"]))
             counts["sessions"] += 1
     return counts
 
@@ -163,14 +163,6 @@ def _shard_sibling(out: sqlite_utils.Database, row: dict[str, Any]) -> int | Non
         if row["shard"] not in (other["shard"] or "").split(","):
             return int(other["id"])
     return None
-
-
-def _free_name(out: sqlite_utils.Database, name: str) -> str:
-    candidate, number = name, 1
-    while list(out.query("select 1 from sessions where name = ?", [candidate])):
-        number += 1
-        candidate = f"{name}-{number}"
-    return candidate
 
 
 def _copy_session(out: sqlite_utils.Database, src: sqlite_utils.Database, row: dict[str, Any], name: str) -> int:

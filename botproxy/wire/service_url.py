@@ -43,17 +43,23 @@ MAX_REWRITE_BYTES = 4 * 1024 * 1024
 
 # A JSON string, or a bracket: enough to tell how deep a position is.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-# A rewritten base as a bot writes it: any host, our prefix, a key (signed or an older unsigned one),
-# and its slash if it kept it.
-_REWRITTEN = re.compile(
-    rb"https?://[^\s\"'<>/\\]+" + re.escape(SVC_PREFIX.encode()) + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)(/?)"
-)
+
+
+def _rewritten(slash: bytes) -> re.Pattern[bytes]:
+    """A rewritten base as a bot writes it, with `slash` for "/": any host, our prefix, a key (signed or an
+    older unsigned one), and its slash if it kept it."""
+    prefix = SVC_PREFIX.encode().replace(b"/", slash)
+    return re.compile(
+        rb"https?:" + re.escape(slash * 2) + rb"[^\s\"'<>/\\]+" + re.escape(prefix)
+        + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)((?:" + re.escape(slash) + rb")?)"
+    )
+
+
+_REWRITTEN = _rewritten(b"/")
 # The same as JSON writers that escape "/" write it ("http:\/\/host\/_botproxy\/svc\/KEY\/", as PHP's
 # json_encode does by default): restored in the same style.
 _ESCAPED_PREFIX = SVC_PREFIX.replace("/", "\\/").encode()
-_REWRITTEN_ESCAPED = re.compile(
-    rb"https?:\\/\\/[^\s\"'<>/\\]+" + re.escape(_ESCAPED_PREFIX) + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)((?:\\/)?)"
-)
+_REWRITTEN_ESCAPED = _rewritten(b"\\/")
 # Bytes that continue a URL path segment: after "<ours>/" they mean the bot built a longer URL on it.
 _PATH_CHAR = re.compile(rb"[A-Za-z0-9_~%-]")
 
