@@ -68,8 +68,9 @@ async def test_botproxy_har_is_har_1_2_and_reimports_the_same_session(tmp_path):
     assert result.exit_code == 0 and json.loads(result.stdout)["log"]["entries"]
 
 
-@pytest.mark.parametrize("encode_service_url", [ServiceUrlKeys.ephemeral().mint, unsigned_key],
-                         ids=["signed-by-another-confdir", "unsigned"])
+@pytest.mark.parametrize(
+    "encode_service_url", [ServiceUrlKeys.ephemeral().mint, unsigned_key], ids=["signed-by-another-confdir", "unsigned"]
+)
 @pytest.mark.slow
 async def test_foreign_har_listeners_inferred_and_rewritten_service_urls_mapped_back(tmp_path, encode_service_url):
     """Without `_botproxy`, the listener comes from path and body; a capture taken of traffic botproxy was
@@ -113,3 +114,80 @@ async def test_mitmproxy_hardump_of_both_legs_imports_as_botproxy_recorded_it(tm
     assert result.exit_code == 0, result.output
     assert summary(captures.db_path, "from-hardump") == live
     assert finding_codes(captures.db_path, "from-hardump")[0] == finding_codes(captures.db_path, "live")[0]
+
+
+def _mitmproxy_flow(method, url, body, answer, start, end, connect_s):
+    """One exchange as mitmproxy holds it: the server connection opened (and its connect timed) while
+    the request was already in, as mitmproxy does."""
+    from mitmproxy import http
+    from mitmproxy.test import tflow
+
+    flow = tflow.tflow(resp=True)
+    flow.request = http.Request.make(method, url, json.dumps(body), {"content-type": "application/json"})
+    flow.response = http.Response.make(200, json.dumps(answer), {"content-type": "application/json"})
+    flow.request.timestamp_start, flow.request.timestamp_end = start, start + 0.001
+    flow.response.timestamp_start, flow.response.timestamp_end = end - 0.001, end
+    flow.server_conn = tflow.tserver_conn()
+    flow.server_conn.timestamp_start = start + 0.0005
+    flow.server_conn.timestamp_tcp_setup = start + 0.0005 + connect_s
+    flow.server_conn.timestamp_tls_setup = None
+    return flow
+
+
+def test_mitmproxy_hardump_timings_do_not_stretch_an_exchange_past_its_end(tmp_path):
+    """mitmproxy's HAR `time` counts a new connection's connect inside `wait` and again on its own: an
+    update sent 10 ms after its reply returned would sort before that reply's answer (a false BP-O07)."""
+    from mitmproxy.addons.savehar import SaveHar
+
+    service = "https://smba.example/amer/"
+    conversation = {"id": "c1"}
+    user, bot = {"id": "u1", "name": "user"}, {"id": "b1", "name": "bot"}
+    inbound = {
+        "type": "message",
+        "id": "in1",
+        "serviceUrl": service,
+        "channelId": "msteams",
+        "text": "hi",
+        "conversation": conversation,
+        "from": user,
+        "recipient": bot,
+    }
+    reply = {
+        "type": "message",
+        "text": "working",
+        "replyToId": "in1",
+        "conversation": conversation,
+        "from": bot,
+        "recipient": user,
+    }
+    t = 1_780_000_000.0
+    flows = [
+        _mitmproxy_flow("POST", "http://127.0.0.1:3978/api/messages", inbound, {}, t, t + 0.200, 0.0),
+        _mitmproxy_flow(
+            "POST", f"{service}v3/conversations/c1/activities/in1", reply, {"id": "r1"}, t + 0.010, t + 0.020, 0.080
+        ),
+        _mitmproxy_flow(
+            "PUT",
+            f"{service}v3/conversations/c1/activities/r1",
+            {**reply, "id": "r1", "text": "done"},
+            {"id": "r1"},
+            t + 0.030,
+            t + 0.040,
+            0.0,
+        ),
+    ]
+    document = SaveHar().make_har(flows)
+    assert document["log"]["creator"]["name"] == "mitmproxy"
+    assert document["log"]["entries"][1]["time"] > 30  # the connect counted twice: 10 ms + 80 ms
+    har = tmp_path / "hardump.har"
+    har.write_text(json.dumps(document))
+    db_path = str(tmp_path / "h.db")
+    result = CliRunner().invoke(cli, ["import", str(har), "--session", "dump", "--db", db_path])
+    assert result.exit_code == 0, result.output
+    assert [(a[0], a[3], a[5], a[6]) for a in summary(db_path, "dump")] == [
+        ("to_bot", "bot_messages", "in1", 200),
+        ("from_bot", "reply_to_activity", "r1", 200),
+        ("from_bot", "update_activity", "r1", 200),
+    ]
+    found, stored = finding_codes(db_path, "dump")
+    assert "BP-O07" not in found and "BP-O07" not in stored

@@ -170,17 +170,19 @@ def read(data: Any, prefix: str) -> list[Captured]:
     """The entries of a parsed HAR document as captured exchanges; NotAHar for an unusable entry."""
     if not is_har(data):
         raise NotAHar("no `log.entries` array")
+    creator = data["log"].get("creator")
+    from_mitmproxy = isinstance(creator, dict) and creator.get("name") == "mitmproxy"
     records = []
     for n, entry in enumerate(data["log"]["entries"], 1):
         try:
-            records.append(_record(entry, f"{prefix}{n}"))
+            records.append(_record(entry, f"{prefix}{n}", from_mitmproxy))
         # A part of another shape than HAR's (a list where an object belongs) is an unusable entry too.
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise NotAHar(f"entry {n} is not a usable HAR entry ({type(exc).__name__}: {exc})") from None
     return records
 
 
-def _record(entry: dict[str, Any], flow_id: str) -> Captured:
+def _record(entry: dict[str, Any], flow_id: str, from_mitmproxy: bool = False) -> Captured:
     request, response = entry["request"], entry.get("response") or {}
     started = dt.datetime.fromisoformat(str(entry["startedDateTime"]).replace("Z", "+00:00")).timestamp()
     ours = entry.get("_botproxy") if isinstance(entry.get("_botproxy"), dict) else None
@@ -195,7 +197,7 @@ def _record(entry: dict[str, Any], flow_id: str) -> Captured:
         url=str(request["url"]),
         request_headers=_pairs(request.get("headers")),
         request_content=_content(post) if "text" in post else None,
-        ended=started + float(entry.get("time") or 0.0) / 1000 if answered else None,
+        ended=started + _elapsed_ms(entry, from_mitmproxy) / 1000 if answered else None,
         status=status or None,
         response_headers=_pairs(response.get("headers")),
         response_content=_content(response.get("content") or {}),
@@ -217,6 +219,20 @@ def _record(entry: dict[str, Any], flow_id: str) -> Captured:
             (float(message["time"]), message.get("type") == "send", content, int(event) if event is not None else None)
         )
     return record
+
+
+def _elapsed_ms(entry: dict[str, Any], from_mitmproxy: bool) -> float:
+    """From the request's start to the response's end.
+
+    HAR's `time` is the sum of the timings, which a browser measures one after another. mitmproxy opens
+    the server connection while it already holds the request, so its `connect` and `ssl` lie inside
+    `send`/`wait`, and its `time` counts them twice: an exchange would end that much later than it did,
+    and a call the bot made after it returned would seem to start before (a false BP-O07). For its HARs
+    `send + wait + receive` is exactly response end minus request start."""
+    timings = entry.get("timings")
+    if from_mitmproxy and isinstance(timings, dict):
+        return sum(max(float(timings.get(part) or 0.0), 0.0) for part in ("send", "wait", "receive"))
+    return float(entry.get("time") or 0.0)
 
 
 def _pairs(headers: Any) -> list[tuple[str, str]]:
