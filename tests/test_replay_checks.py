@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from botproxy import store
-from botproxy.replay.driver import load_plan, replay_session
+from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import load_plan
 from botproxy.standins.connector import ConnectorChannel
 
 pytest.importorskip("botproxy.checks")

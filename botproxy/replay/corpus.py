@@ -27,18 +27,15 @@ from .driver import (
     DEFAULT_CONCURRENCY,
     DEFAULT_QUIET_MS,
     DEFAULT_TIMEOUT_S,
-    Build,
-    Plan,
     Progress,
     Ticker,
     _engine_factory,
     _options_json,
     _reachable,
     _validate,
-    keep_conversations,
-    load_plan,
     replay_plan,
 )
+from .plan import Build, Plan, keep_conversations, load_plan
 from .results import ReplayResult, _dumps, _named, fail_run, start_run
 
 CORPUS_SOURCES = ("record", "import")  # what a corpus is made of (a replay's own sessions are results)

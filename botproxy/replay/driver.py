@@ -1,9 +1,7 @@
 """Replay a recorded session into a bot (a new build) and report, turn by turn, what it does differently.
 
-1. **Plan.** The recorded session's inbound activities (channel → bot), by conversation, each with the
-   activities of its turn (the recorder's turn model: `turn_seq`) and the proactive activities that
-   followed it. An inbound activity whose body is missing, or whose exchange failed (the bot was never
-   reached, or answered 5xx), is *incomplete*: reported with a reason, never guessed at.
+1. **Plan.** What the recorded session replays, turn by turn (`plan.load_plan`; incomplete turns are
+   reported with a reason, never guessed at).
 2. **Drive.** For each build (the baseline first, when there is one, then the candidate), a fresh
    `ConnectorChannel` plays the Bot Connector: every inbound activity is sent as recorded (ids, from,
    recipient, conversation, text, value, ...) except `serviceUrl`, which names the channel, and a
@@ -29,7 +27,7 @@
 4. **Compare.** Per turn, `diff.diff_turn` of the recorded and replayed activities; with a baseline,
    what differs between the recording and the baseline is noise for that turn (`diff.noise_paths`).
    Check findings (`botproxy.checks`) that the candidate has in a turn and the recording had not are
-   regressions too, unless the baseline has them as well. (replay_results.py)
+   regressions too, unless the baseline has them as well. (results.py)
 5. **Store.** `replay_runs` and `replay_turns` rows; `ReplayResult.to_json()` is `botproxy replay --json`.
 """
 
@@ -41,7 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -56,7 +54,21 @@ from ..record.session import LiveSession
 from ..standins.connector import ConnectorCall, ConnectorChannel
 from ..wire.redact import scrub
 from . import diff
-from .results import BASELINE, CANDIDATE, ReplayResult, compare, fail_run, start_run, store_run
+from .plan import (
+    BASELINE,
+    CANDIDATE,
+    CREATE,
+    ISSUING_ROUTES,
+    Build,
+    PhaseResult,
+    Plan,
+    PlannedTurn,
+    ReplayedTurn,
+    TurnOutcome,
+    keep_conversations,
+    load_plan,
+)
+from .results import ReplayResult, compare, fail_run, start_run, store_run
 
 log = logging.getLogger(__name__)
 
@@ -65,206 +77,12 @@ DEFAULT_QUIET_MS = 200.0
 DEFAULT_CAP_MS = 2000.0
 DEFAULT_TIMEOUT_S = 30.0
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
-_SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
-_CREATE = "create_conversation"
-_ISSUING_ROUTES = _SEND_ROUTES | {_CREATE}  # calls the connector answers with an id of its own
-_MEMBER_ROUTES = frozenset({"get_members", "get_paged_members", "get_member"})
 _JSON = "application/json; charset=utf-8"
 
 Progress = Callable[[int, int], None]
 
 
-# -- the plan: what was recorded ---------------------------------------------------------------------
-
-
-@dataclass
-class PlannedTurn:
-    key: str  # "<conversation number>.<index>": the TURN_HEADER value
-    conversation_id: str
-    index: int  # 1-based within its conversation
-    inbound: dict[str, Any]  # the recorded inbound activity (store.activity_record shape)
-    replies: list[dict[str, Any]] = field(default_factory=list)  # its turn's activities, in seq order
-    proactive: list[dict[str, Any]] = field(default_factory=list)  # proactive activities that followed it
-    incomplete: str | None = None  # why the recording cannot be compared, if it cannot
-    send: bool = True  # False: the bot never saw it in the recording either
-    late: bool = False  # the recording shows the bot talking after its answer: wait for quiet after it
-    late_calls: int = 0  # how many connector calls the recording shows after the answer (replies, proactive)
-    # How the recording's connector answered this turn's calls, per route in call order: (status, body).
-    answers: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        return self.inbound.get("text") or self.inbound.get("name") or self.inbound.get("type") or ""
-
-
-@dataclass
-class Plan:
-    session: dict[str, Any]
-    conversations: dict[str, list[PlannedTurn]]
-    proactive_before: dict[str, list[dict[str, Any]]]  # proactive activities before a conversation's first turn
-    members: dict[str, list[dict[str, Any]]]  # rosters the recording's connector returned
-    bot: dict[str, Any] | None
-    service_urls: set[str]
-    inbound_ids: dict[str, set[str]]
-    assigned_ids: dict[str, set[str]]  # ids the recording's connector assigned, per conversation
-    seq_turn: dict[int, PlannedTurn]  # recorded activity seq -> the turn it belongs to
-    numbers: dict[str, int] = field(default_factory=dict)  # conversation -> its number in the plan
-
-    @property
-    def all_assigned(self) -> set[str]:
-        """Every id the recording's connector issued (sends, created conversations and their first activity)."""
-        return {i for ids in self.assigned_ids.values() for i in ids}
-
-    @property
-    def turns(self) -> list[PlannedTurn]:
-        return [t for turns in self.conversations.values() for t in turns]
-
-
-def load_plan(db: sqlite_utils.Database, session: dict[str, Any]) -> Plan:
-    """The replay plan of a stored session (see the module docstring)."""
-    sid = session["id"]
-    inbound_exchanges = {
-        row["seq"]: row
-        for row in db.query("select seq, error, closed from exchanges where session_id = ? and leg = 'inbound'", [sid])
-    }
-    sql = "select seq, status, response_body from exchanges where session_id = ? and leg = 'outbound'"
-    outbound_answers = {row["seq"]: (row["status"], row["response_body"]) for row in db.query(sql, [sid])}
-    plan = Plan(session, {}, {}, _recorded_members(db, sid), None, set(), {}, {}, {})
-    last_turn: dict[str, PlannedTurn] = {}
-    by_inbound: dict[int, PlannedTurn] = {}
-    answered_at: dict[int, int | None] = {}  # inbound seq -> event number of the bot's answer
-    for activity in store.iter_activities(db, sid):
-        conversation = activity["conversation_id"]
-        if activity["service_url"]:
-            plan.service_urls.add(activity["service_url"])
-        if activity["direction"] == "to_bot" and activity["route"] == "bot_messages":
-            exchange = inbound_exchanges.get(activity["exchange_seq"]) or {}
-            turn = _planned_turn(plan, activity, exchange.get("error"))
-            answered_at[activity["seq"]] = exchange.get("closed")
-            by_inbound[activity["seq"]] = turn
-            last_turn[turn.conversation_id] = turn
-            plan.seq_turn[activity["seq"]] = turn
-            if activity["activity_id"]:
-                plan.inbound_ids.setdefault(turn.conversation_id, set()).add(activity["activity_id"])
-            if plan.bot is None and isinstance((activity["body"] or {}).get("recipient"), dict):
-                plan.bot = dict(activity["body"]["recipient"])
-            continue
-        if activity["direction"] != "from_bot":
-            continue  # the Direct Line client leg is not replayed
-        if activity["activity_id"] and activity["route"] in _ISSUING_ROUTES and conversation:
-            plan.assigned_ids.setdefault(conversation, set()).add(activity["activity_id"])
-        if activity["route"] == _CREATE and conversation:
-            plan.assigned_ids.setdefault(conversation, set()).add(conversation)
-        owner = by_inbound.get(activity["turn_seq"]) if activity["turn_seq"] is not None else None
-        if owner is not None and activity["source"] == "request" and activity["exchange_seq"] in outbound_answers:
-            status, body = outbound_answers[activity["exchange_seq"]]
-            owner.answers.setdefault(activity["route"], []).append((status, _json_or_none(body)))
-        if owner is not None:
-            owner.replies.append(activity)
-            plan.seq_turn[activity["seq"]] = owner
-            answered = answered_at.get(owner.inbound["seq"])
-            if answered is not None and activity["source"] == "request" and (activity["event"] or 0) > answered:
-                owner.late = True
-                owner.late_calls += conversation == owner.conversation_id
-        elif activity["turn_seq"] is None and conversation in last_turn:
-            last_turn[conversation].proactive.append(activity)
-            last_turn[conversation].late = True
-            last_turn[conversation].late_calls += activity["source"] == "request"
-            plan.seq_turn[activity["seq"]] = last_turn[conversation]
-        elif activity["turn_seq"] is None:
-            plan.proactive_before.setdefault(conversation or "", []).append(activity)
-    return plan
-
-
-def keep_conversations(plan: Plan, wanted: Collection[str]) -> None:
-    """Narrow `plan` to the conversations `wanted` (UsageError for one the recording does not have)."""
-    unknown = sorted(set(wanted) - set(plan.conversations))
-    if unknown:
-        raise UsageError(f"session {plan.session['name']!r} has no conversation {unknown[0]!r} "
-                         "(list them with botproxy show)")
-    plan.conversations = {c: turns for c, turns in plan.conversations.items() if c in wanted}
-    plan.proactive_before = {c: acts for c, acts in plan.proactive_before.items() if c in wanted}
-    plan.seq_turn = {seq: turn for seq, turn in plan.seq_turn.items() if turn.conversation_id in wanted}
-
-
-def _json_or_none(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
-
-
-def _planned_turn(plan: Plan, activity: dict[str, Any], failure: str | None) -> PlannedTurn:
-    conversation = activity["conversation_id"] or ""
-    if conversation not in plan.conversations:
-        plan.numbers[conversation] = len(plan.conversations) + 1
-    turns = plan.conversations.setdefault(conversation, [])
-    turn = PlannedTurn(f"{plan.numbers[conversation]}.{len(turns) + 1}", conversation, len(turns) + 1, activity)
-    turns.append(turn)
-    body = activity["body"]
-    status = activity["status"]
-    if not isinstance(body, dict) or not body.get("type"):
-        turn.incomplete, turn.send = "incomplete recording: the inbound body is missing or not an activity", False
-    elif not conversation:
-        turn.incomplete, turn.send = "incomplete recording: the inbound activity names no conversation", False
-    elif failure:
-        turn.incomplete = f"incomplete recording: the bot was not reached ({failure})"
-        turn.send = False
-    elif status is not None and status >= 500:
-        # The bot saw it (so it is sent again, to keep the conversation's state), but failed on it.
-        turn.incomplete = f"incomplete recording: the bot answered HTTP {status}, so there is nothing to compare"
-    return turn
-
-
-def _recorded_members(db: sqlite_utils.Database, sid: int) -> dict[str, list[dict[str, Any]]]:
-    """The rosters the recording's connector returned to the bot (members routes), per conversation."""
-    members: dict[str, list[dict[str, Any]]] = {}
-    sql = (
-        "select conversation_id, route, response_body from exchanges where session_id = ? and status < 300"
-        f" and route in ({', '.join('?' * len(_MEMBER_ROUTES))}) order by seq"
-    )
-    for row in db.query(sql, [sid, *sorted(_MEMBER_ROUTES)]):
-        try:
-            body = json.loads(row["response_body"] or "null")
-        except ValueError:
-            continue
-        found = body.get("members") if isinstance(body, dict) and "members" in body else body
-        found = [found] if isinstance(found, dict) else found
-        if row["conversation_id"] and isinstance(found, list):
-            members.setdefault(row["conversation_id"], []).extend(m for m in found if isinstance(m, dict))
-    return members
-
-
 # -- driving one build -------------------------------------------------------------------------------
-
-
-@dataclass
-class TurnOutcome:
-    status: int | None = None  # the bot's HTTP status for the inbound POST
-    error: str | None = None
-    duration_ms: float | None = None
-
-
-@dataclass
-class ReplayedTurn:
-    inbound: dict[str, Any]
-    replies: list[dict[str, Any]] = field(default_factory=list)
-    proactive: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class PhaseResult:
-    role: str
-    bot_url: str
-    session_id: int
-    session_name: str
-    service_url: str
-    outcomes: dict[str, TurnOutcome]
-    id_maps: dict[str, dict[str, str]]  # conversation -> recorded connector id -> this replay's
-    assigned: set[str]  # ids this replay's channel assigned
-    turns: dict[str, ReplayedTurn] = field(default_factory=dict)  # turn key -> what the bot did
-    seq_key: dict[int, str] = field(default_factory=dict)  # replay session seq -> turn key
-    unattached: list[dict[str, Any]] = field(default_factory=list)  # activities outside every planned turn
 
 
 class _Feed:
@@ -344,7 +162,7 @@ class _Driver:
         k-th call of that route): a failure the same way (the bot's reaction to it is what is compared),
         a success with the recorded status (the stand-in fills in the body). None: no counterpart."""
         turn = self.current.get(call.conversation_id or "") if call.conversation_id else None
-        if turn is None and call.route == _CREATE:
+        if turn is None and call.route == CREATE:
             turn = self._creator(call)
         if turn is None:
             return None
@@ -368,7 +186,7 @@ class _Driver:
 
     def _on_call(self, call: ConnectorCall, response: web.Response) -> None:
         """A conversation the bot creates continues the turn it was created in."""
-        if call.route == _CREATE and call.status < 300 and isinstance(call.response, dict):
+        if call.route == CREATE and call.status < 300 and isinstance(call.response, dict):
             turn = self._creator(call)
             created = call.response.get("id")
             if turn is not None and isinstance(created, str):
@@ -447,13 +265,13 @@ class _Driver:
         mine = {c for c, t in self.current.items() if t is turn}  # its conversation, and those it created
         sent = [
             c for c in itertools.islice(self.channel.calls, mark, None)
-            if c.route in _ISSUING_ROUTES and c.status < 300 and isinstance(c.response, dict)
-            and isinstance(c.body, dict) and (c.conversation_id in mine if c.route != _CREATE
+            if c.route in ISSUING_ROUTES and c.status < 300 and isinstance(c.response, dict)
+            and isinstance(c.body, dict) and (c.conversation_id in mine if c.route != CREATE
                                               else c.response.get("id") in mine)
         ]
         recorded = [
             a for a in turn.replies + turn.proactive
-            if a["route"] in _ISSUING_ROUTES and a["activity_id"] and a["source"] == "request"
+            if a["route"] in ISSUING_ROUTES and a["activity_id"] and a["source"] == "request"
         ]
         if not sent or not recorded:
             return
@@ -465,7 +283,7 @@ class _Driver:
             pairs = [(i, j) for _, i, j in diff.align(rec_views, rep_views) if i is not None and j is not None]
         for i, j in pairs:
             call, activity = sent[j], recorded[i]
-            if call.route == _CREATE:
+            if call.route == CREATE:
                 ids[activity["conversation_id"]] = call.response["id"]
                 if isinstance(call.response.get("activityId"), str):
                     ids[activity["activity_id"]] = call.response["activityId"]
@@ -476,14 +294,14 @@ class _Driver:
         """Every id this replay's channel issued: send ids, created conversations and their first activity."""
         found: set[str] = set()
         for c in self.channel.calls:
-            if c.route in _ISSUING_ROUTES and isinstance(c.response, dict):
+            if c.route in ISSUING_ROUTES and isinstance(c.response, dict):
                 found |= {v for k in ("id", "activityId") if isinstance(v := c.response.get(k), str)}
         return found
 
 
 def _sent_activity(call: ConnectorCall) -> dict[str, Any]:
     """The activity a call carried: a send's body, a CreateConversation's `activity`."""
-    if call.route == _CREATE:
+    if call.route == CREATE:
         activity = call.body.get("activity")
         return activity if isinstance(activity, dict) else {}
     return dict(call.body)
@@ -595,20 +413,10 @@ async def replay_session(
         raise UsageError(f"session {session['name']!r} has no inbound activities to replay")
     for url in filter(None, (baseline_url, candidate_url)):
         await _reachable(url)
-    return await replay_plan(db_path, db, plan, Build(candidate_url, label), _baseline(baseline_url, baseline_label),
+    return await replay_plan(db_path, db, plan, Build(candidate_url, label),
+                             Build(baseline_url, baseline_label) if baseline_url else None,
                              rules, options, _engine_factory(checks, check_config), Ticker(progress))
 
-
-@dataclass
-class Build:
-    """A build the replay drives: its messaging endpoint, and the name it goes by (`--label`)."""
-
-    url: str
-    label: str | None = None
-
-
-def _baseline(url: str | None, label: str | None) -> Build | None:
-    return Build(url, label) if url else None
 
 
 class Ticker:

@@ -1,6 +1,6 @@
 """Replay results: each replayed turn compared with its recording, the run's verdict, and their storage.
 
-`compare()` takes what `replay.py` gathered (the plan from the recording, and each build's turns read
+`compare()` takes what `driver.py` gathered (the plan from the recording, and each build's turns read
 back from its replay session) and decides, turn by turn: the differences (`diff.diff_turn`, with the
 noise the baseline taught for that turn), the new check findings, and the status (`same`, `changed`,
 `error`) and whether it counts as a regression. The run and its turns are stored in `replay_runs` and
@@ -16,21 +16,18 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlite_utils
 
 from ..model import utc_now
 from ..wire.redact import scrub
 from . import diff
-
-if TYPE_CHECKING:
-    from .driver import PhaseResult, Plan, PlannedTurn, TurnOutcome
+from .plan import BASELINE, CANDIDATE, PhaseResult, Plan, PlannedTurn, TurnOutcome
 
 log = logging.getLogger(__name__)
 
 SAME, CHANGED, ERROR = "same", "changed", "error"
-CANDIDATE, BASELINE = "candidate", "baseline"
 
 
 # -- comparing ---------------------------------------------------------------------------------------
