@@ -4,7 +4,15 @@ its replies over real loopback HTTP, and the rows that land in a real SQLite fil
 import asyncio
 import json
 
-from botproxy.sample_bot import start_bot
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from botbuilder.core import ActivityHandler, BotAdapter, MessageFactory, TurnContext
+from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import ConversationParameters
+from botframework.connector.aio import ConnectorClient
+
+from botproxy.sample_bot import AnonymousConfig, SampleCloudAdapter, start_bot
 
 CONV = "conv-e2e"
 
@@ -141,3 +149,40 @@ async def test_a_bot_that_cannot_be_reached_is_said_on_the_console_as_it_happens
     await recorders.stop(proxy)
     warnings = [line for line in lines if line.startswith("warning: the bot did not answer")]
     assert len(warnings) == 1 and "Is the bot running" in warnings[0]
+
+
+class CreatesAndContinuesBot(ActivityHandler):
+    """Starts a conversation and goes on in it at the serviceUrl the answer names, as botbuilder-js's and
+    .NET's BotFrameworkAdapter.createConversation do (`request.serviceUrl = response.serviceUrl`)."""
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        client = turn_context.turn_state[BotAdapter.BOT_CONNECTOR_CLIENT_KEY]
+        activity = turn_context.activity
+        created = await client.conversations.create_conversation(
+            ConversationParameters(bot=activity.recipient, members=[activity.from_property], is_group=False)
+        )
+        there = ConnectorClient(client.config.credentials, base_url=created.service_url)
+        await there.conversations.send_to_conversation(created.id, MessageFactory.text("hello in the new one"))
+        await turn_context.send_activity("started one")
+
+
+@pytest.mark.slow
+async def test_a_created_conversations_service_url_brings_its_calls_through_the_recorder(recorders, connector):
+    """The CreateConversation answer names the new conversation's serviceUrl; the bot gets ours for it (the
+    recording keeps the connector's), so what it sends there is recorded too, and reaches the connector."""
+    adapter = SampleCloudAdapter(ConfigurationBotFrameworkAuthentication(AnonymousConfig()))
+    app = web.Application()
+    bot = CreatesAndContinuesBot()
+    app.router.add_post("/api/messages", lambda request: adapter.process(request, bot))
+    async with TestServer(app, host="127.0.0.1") as server:
+        proxy = await recorders.start(str(server.make_url("/api/messages")))
+        status, _ = await connector.send(proxy.endpoint, connector.activity(text="start", conversation_id=CONV))
+        assert status == 201
+        await recorders.stop(proxy)
+    acts = recorders.activities()
+    [sent] = [a for a in acts if a["text"] == "hello in the new one"]
+    assert sent["route"] == "send_to_conversation" and sent["service_url"] == connector.service_url
+    [created] = [e for e in recorders.exchanges() if e["route"] == "create_conversation"]
+    assert json.loads(created["response_body"])["serviceUrl"] == connector.service_url  # as the connector sent it
+    [call] = [c for c in connector.calls if c.body and c.body.get("text") == "hello in the new one"]
+    assert call.route == "send_to_conversation" and call.conversation_id != CONV

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mitmproxy import ctx, http
 
+from ...wire.protocol import CREATE_CONVERSATION, classify_connector
 from ...wire.service_url import (
     SVC_PREFIX,
     ServiceUrlKeys,
@@ -123,6 +124,8 @@ class Capture:
             # The recording keeps what the service sent, before the streamUrl is pointed at us.
             if self._listener(flow) == "directline" and b"streamUrl" in (resp.content or b""):
                 self._rewrite_stream_url(flow)
+            elif flow.metadata.get("botproxy_listener") == "svc" and self.rewrite:
+                self._rewrite_created_service_url(flow)
         except Exception as exc:
             self._failed(flow, "response", exc, seen or _bare_response(flow))
         else:
@@ -238,6 +241,26 @@ class Capture:
             return False
         req.content = edited
         return True
+
+    def _rewrite_created_service_url(self, flow: http.HTTPFlow) -> None:
+        """Point the serviceUrl of a CreateConversation answer at us, as an inbound activity's is.
+
+        botbuilder-js's and .NET's BotFrameworkAdapter go on in the new conversation at the serviceUrl the
+        answer names (`request.serviceUrl = response.serviceUrl`): left as it is, every call the bot makes
+        there would go straight to the connector, past the recorder. Only that value changes."""
+        req, resp = flow.request, flow.response
+        assert resp is not None
+        if req.method != "POST" or not 200 <= resp.status_code < 300 or b"serviceUrl" not in (resp.content or b""):
+            return
+        if classify_connector(req.method, req.path.partition("?")[0]).name != CREATE_CONVERSATION:
+            return
+        if not is_json_type(resp.headers.get("content-type", "")):
+            return
+        content = _decoded(resp)
+        authority = _authority(*flow.client_conn.sockname[:2])
+        edited = content and rewrite_inbound(content, lambda original: svc_url(authority, self.keys.mint(original)))
+        if edited:
+            resp.content = edited
 
     def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
         """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's
