@@ -11,6 +11,7 @@ from botproxy import store
 from botproxy.checks import check_session
 from botproxy.cli import cli
 from botproxy.demo import record_demo
+from botproxy.errors import StoreError
 from botproxy.interop import export_session, import_files
 from botproxy.interop.transcript import PLACEHOLDER_SERVICE_URL
 
@@ -147,8 +148,9 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
     def broken(db, rows):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store, "insert_rows", broken)
-    with pytest.raises(RuntimeError):
+    # Every row fails (as a row SQLite cannot take would): the import keeps none of them, not even the session.
+    monkeypatch.setattr(store.writing, "insert_rows", broken)
+    with pytest.raises(StoreError, match="could not be stored; nothing was imported"):
         import_files(str(db_path), [path], "second")
     assert _counts(db_path) == counts
 

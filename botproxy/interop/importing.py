@@ -142,35 +142,26 @@ def write_session(
 
     db = store.open_db(db_path, create=True)
     try:
-        if db["sessions"].count_where("name = ?", [name]):
-            raise StoreError(
-                f"a session named {name!r} already exists in {store.db_path(db)}; choose another --session"
-            )
         row = session_row(name, {**fields, "source": "import"})
         with db.conn:  # one transaction: the session row, every exchange, activity and finding
-            columns = ", ".join(f"[{c}]" for c in row)
-            cursor = db.conn.execute(
-                f"insert into sessions ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
-            )
-            session_id = int(cursor.lastrowid or 0)
+            session_id = store.insert_session(db, row)
             checks = LiveChecks(Engine(), session_id)
             recorder = SessionRecorder(session_id, Redactor(), [checks])
             rows: list[Row] = []
             for event in events:
                 rows += recorder.handle(event)
             rows += recorder.finish()
-            grouped: dict[str, list[dict[str, Any]]] = {}
             for table, item in rows:
                 if table == "activities" and item["direction"] == "to_bot" and item["exchange_seq"] in unknown_status:
                     item["status"] = None
-                if table in store.ODD_TEXT_TABLES:  # text SQLite cannot take is kept escaped, as recording does
-                    item = store.storable(item) or item
-                grouped.setdefault(table, []).append(item)
-            store.insert_rows(db, grouped)
-            db.conn.execute(
-                "update sessions set ended_at = ?, error_count = ? where id = ?",
-                [utc_now(), recorder.errors, session_id],
-            )
+            # Text SQLite cannot take is escaped first, as `store_rows` would do row by row: a batch this large
+            # must not go row by row for one odd row. Then stored as recording stores rows; all or nothing.
+            odd = store.ODD_TEXT_TABLES
+            escaped = ((t, store.storable(r) or r if t in odd else r) for t, r in rows)
+            stored = store.store_rows(db, store.grouped(escaped))
+            if stored.lost:
+                raise StoreError(f"cannot import into {db_path}: {store.lost_text(stored.lost)}; nothing was imported")
+            store.set_session_fields(db, session_id, {"ended_at": utc_now(), "error_count": recorder.errors})
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot write to {db_path}: {exc}") from exc
     finally:

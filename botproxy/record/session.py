@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__
 from ..model import utc_now
-from ..store import RowWriter, Writer
+from ..store import RowWriter, Writer, set_session_fields
 from ..wire.redact import Redactor, scrub, scrub_own_log_records
 from .recorder import FailureSeen, Observer, RequestSeen, ResponseSeen, SessionRecorder
 
@@ -158,8 +158,8 @@ def finish_session(db: Any, session_id: int, ended: str, errors: int, not_stored
     """Close the session row; when even that cannot be written (a full disk), say so and go on."""
     try:
         with db.conn:
-            db["sessions"].update(
-                session_id, {"ended_at": ended, "error_count": errors, "exchanges_not_stored": not_stored}
+            set_session_fields(
+                db, session_id, {"ended_at": ended, "error_count": errors, "exchanges_not_stored": not_stored}
             )
     except sqlite3.Error as exc:
         log.error("botproxy: could not close session %d in the database: %s", session_id, exc)

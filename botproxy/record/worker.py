@@ -261,7 +261,7 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
         except EOFError:  # the parent died: keep what we have
             batch = None
         jobs = [recorder.finish] if batch is None else [lambda ev=ev: recorder.handle(ev) for ev in batch]
-        rows.write(_run(jobs))
+        rows.write(store.run_jobs(jobs))
         with contextlib.suppress(OSError, ValueError):  # a terminal gone must not end the recording
             sys.stdout.flush()
         if batch is None:
@@ -277,16 +277,3 @@ def child_main(spec: WorkerSpec, events: Connection, control: Connection) -> Non
         control.send(("summary", summary))
     except OSError:
         pass
-
-
-def _run(jobs: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for job in jobs:
-        try:
-            produced = job()
-        except Exception:  # SessionRecorder.handle never raises; this is the last line of defence
-            log.exception("botproxy: a recording job failed")
-            continue
-        for table, row in produced:
-            rows.setdefault(table, []).append(row)
-    return rows

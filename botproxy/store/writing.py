@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ from .opening import open_db
 log = logging.getLogger(__package__)
 
 Rows = dict[str, list[dict[str, Any]]]  # table -> rows, in order
+Row = tuple[str, dict[str, Any]]  # (table, row), as the recorder makes them
+Job = Callable[[], list[Row]]  # makes rows (a recorder handling an event)
 
 BUSY_TIMEOUT_MS = 1000  # the recorder's: past it, rows wait in memory rather than stall the recorder
 RETRY_DELAY = 0.5  # seconds between attempts while writes fail
@@ -92,6 +94,92 @@ def _rows_size(rows: Rows) -> int:
     )
 
 
+def grouped(pairs: Iterable[Row], rows: Rows | None = None) -> Rows:
+    """(table, row) pairs grouped by table (into `rows` when given), each table's rows in their order."""
+    rows = {} if rows is None else rows
+    for table, row in pairs:
+        rows.setdefault(table, []).append(row)
+    return rows
+
+
+def run_jobs(jobs: Iterable[Job], rows: Rows | None = None) -> Rows:
+    """Run the jobs in order and group the rows they make (`grouped`)."""
+    rows = {} if rows is None else rows
+    for job in jobs:
+        try:
+            made = job()
+        except Exception:  # one bad job must not cost the rows of the others in its batch
+            log.exception("botproxy: a recording job failed")
+            continue
+        grouped(made, rows)
+    return rows
+
+
+@dataclass
+class Stored:
+    """What `store_rows` did with a batch."""
+
+    written: int
+    escaped: int  # rows stored with odd text escaped (`storable`)
+    lost: Counter[str]  # rows that could not be stored, by table
+
+
+def store_rows(db: sqlite_utils.Database, rows: Rows) -> Stored:
+    """Insert a batch inside the caller's transaction, so that no row is dropped uncounted.
+
+    All at once first (`insert_rows`, in a savepoint); when a row spoils that (text SQLite cannot encode, a
+    value it cannot bind), row by row, each in its own savepoint: stored escaped (`storable`) or, if it
+    still fails, counted in `lost` and named in one log line. A failure of the storage (`is_transient`) is
+    raised: the whole batch waits."""
+    conn = db.conn
+    lost: Counter[str] = Counter()
+    escaped = 0
+    try:
+        conn.execute("SAVEPOINT batch")
+        insert_rows(db, rows)
+        conn.execute("RELEASE batch")
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+        escaped = _row_by_row(db, rows, lost)
+    return Stored(sum(len(items) for items in rows.values()) - sum(lost.values()), escaped, lost)
+
+
+def _row_by_row(db: sqlite_utils.Database, rows: Rows, lost: Counter[str]) -> int:
+    """Each row in its own savepoint, so a bad one costs only itself; returns how many were escaped."""
+    conn, escaped = db.conn, 0
+    for table, items in rows.items():
+        for row in items:
+            conn.execute("SAVEPOINT one")
+            try:
+                try:
+                    insert_rows(db, {table: [row]})
+                except UnicodeEncodeError:
+                    fixed = storable(row)
+                    if fixed is None:
+                        raise
+                    conn.execute("ROLLBACK TO one")
+                    insert_rows(db, {table: [fixed]})
+                    escaped += 1
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                conn.execute("ROLLBACK TO one")
+                lost[table] += 1
+                log.error("botproxy: could not store a row of %s (%r); the rest of its batch is stored", table, exc)
+            conn.execute("RELEASE one")
+    return escaped
+
+
+def lost_text(lost: Counter[str]) -> str:
+    return (
+        f"{lost['exchanges']} exchanges and {sum(lost.values()) - lost['exchanges']} other"
+        " records could not be stored"
+    )
+
+
 class RowWriter:
     """Writes batches of rows, one transaction per attempt, so that nothing is dropped uncounted.
 
@@ -146,13 +234,13 @@ class RowWriter:
             for table, items in batch.items():
                 rows.setdefault(table, []).extend(items)
         try:
-            written, escaped, lost = self._transaction(rows)
-        except Exception as exc:  # is_transient: _transaction isolates everything else
+            stored = self._transaction(rows)
+        except Exception as exc:  # is_transient: store_rows isolates everything else
             self._failed(exc)
             return False
-        self.written += written
-        self.escaped += escaped
-        self.lost.update(lost)
+        self.written += stored.written
+        self.escaped += stored.escaped
+        self.lost.update(stored.lost)
         if self.failing is not None:
             log.warning(
                 "botproxy: writing to %s again; %d exchanges that waited are stored",
@@ -175,60 +263,21 @@ class RowWriter:
             log.error("botproxy: gave up writing to %s (%s); %s", db_path(self.db), self.failing, self.lost_text())
 
     def lost_text(self) -> str:
-        return (
-            f"{self.lost['exchanges']} exchanges and {sum(self.lost.values()) - self.lost['exchanges']} other"
-            " records could not be stored"
-        )
+        return lost_text(self.lost)
 
     # -- inside -----------------------------------------------------------------------------
 
-    def _transaction(self, rows: Rows) -> tuple[int, int, Counter[str]]:
+    def _transaction(self, rows: Rows) -> Stored:
         conn = self.db.conn
-        lost: Counter[str] = Counter()
-        escaped = 0
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: a held lock fails here, after the busy timeout
         try:
-            try:
-                conn.execute("SAVEPOINT batch")
-                insert_rows(self.db, rows)
-                conn.execute("RELEASE batch")
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                conn.execute("ROLLBACK TO batch")
-                conn.execute("RELEASE batch")
-                escaped = self._row_by_row(rows, lost)
+            stored = store_rows(self.db, rows)
             conn.commit()
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.rollback()
             raise
-        return sum(len(items) for items in rows.values()) - sum(lost.values()), escaped, lost
-
-    def _row_by_row(self, rows: Rows, lost: Counter[str]) -> int:
-        """Each row in its own savepoint, so a bad one costs only itself; returns how many were escaped."""
-        conn, escaped = self.db.conn, 0
-        for table, items in rows.items():
-            for row in items:
-                conn.execute("SAVEPOINT one")
-                try:
-                    try:
-                        insert_rows(self.db, {table: [row]})
-                    except UnicodeEncodeError:
-                        fixed = storable(row)
-                        if fixed is None:
-                            raise
-                        conn.execute("ROLLBACK TO one")
-                        insert_rows(self.db, {table: [fixed]})
-                        escaped += 1
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    conn.execute("ROLLBACK TO one")
-                    lost[table] += 1
-                    log.error("botproxy: could not store a row of %s (%r); the rest of its batch is stored", table, exc)
-                conn.execute("RELEASE one")
-        return escaped
+        return stored
 
     def _failed(self, exc: BaseException) -> None:
         reason = str(exc)
@@ -314,7 +363,7 @@ class Writer:
         self._queued += 1
         self._queue.put((table, row))
 
-    def submit(self, job: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+    def submit(self, job: Job) -> None:
         """Run `job()` on the writer thread, in order with everything put before it; store the rows it returns."""
         self._queued += 1
         self._queue.put((_JOB, job))
@@ -390,8 +439,7 @@ class Writer:
         rows: Rows = {}
         for table, item in batch:
             if table is _JOB:
-                for job_table, row in self._run_job(item):
-                    rows.setdefault(job_table, []).append(row)
+                run_jobs([item], rows)
             elif table is None:
                 writer.write(rows)
                 rows = {}
@@ -405,20 +453,27 @@ class Writer:
             self._handled += 1
         writer.write(rows)
 
-    @staticmethod
-    def _run_job(job: Callable[[], list[tuple[str, dict[str, Any]]]]) -> list[tuple[str, dict[str, Any]]]:
-        try:
-            return job()
-        except Exception:  # one bad job must not cost the rows of the others in its batch
-            log.exception("botproxy: a recording job failed")
-            return []
-
 
 def create_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
-    """Insert a new session row; its name must be new in this database."""
+    """Insert a new session row, in a transaction of its own; its name must be new in this database."""
+    with db.conn:
+        return insert_session(db, row)
+
+
+def insert_session(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
+    """Insert a new session row inside the caller's transaction (an import writes a session and all its rows
+    in one); its name must be new in this database. Plain SQL: sqlite-utils' `insert` commits on its own."""
     if db["sessions"].count_where("name = ?", [row["name"]]):
         raise StoreError(f"a session named {row['name']!r} already exists in {db_path(db)}; choose another --session")
-    return int(db.table("sessions").insert(row).last_pk or 0)
+    columns = ", ".join(f"[{c}]" for c in row)
+    sql = f"INSERT INTO [sessions] ({columns}) VALUES ({', '.join('?' * len(row))})"
+    return int(db.conn.execute(sql, list(row.values())).lastrowid or 0)
+
+
+def set_session_fields(db: sqlite_utils.Database, session_id: int, fields: dict[str, Any]) -> None:
+    """Set columns of a session row inside the caller's transaction (sqlite-utils' `update` commits on its own)."""
+    assignments = ", ".join(f"[{c}] = ?" for c in fields)
+    db.conn.execute(f"UPDATE [sessions] SET {assignments} WHERE id = ?", [*fields.values(), session_id])
 
 
 def update_session(path: str | os.PathLike[str], session_id: int, fields: dict[str, Any]) -> None:
@@ -426,11 +481,19 @@ def update_session(path: str | os.PathLike[str], session_id: int, fields: dict[s
     db = open_db(path)
     try:
         with db.conn:
-            db.table("sessions").update(session_id, fields)
+            set_session_fields(db, session_id, fields)
     except sqlite3.Error as exc:
         raise StoreError(describe_sqlite_error(path, exc)) from exc
     finally:
         db.conn.close()
+
+
+def replace_findings(db: sqlite_utils.Database, session_id: int, rows: Iterable[dict[str, Any]],
+                     batch_size: int = 1000) -> None:
+    """Replace a session's findings with `rows` (streamed in batches), in one transaction."""
+    with db.conn:
+        db.execute("delete from findings where session_id = ?", [session_id])
+        db.table("findings").insert_all(rows, batch_size=batch_size)
 
 
 def insert_rows(db: sqlite_utils.Database, rows: dict[str, list[dict[str, Any]]]) -> int:
