@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 
-from botproxy.record.mitm.capture import REFUSED_CODE
+from botproxy.record.mitm.capture import CLIMBING_CODE, REFUSED_CODE
 from botproxy.record.mitm.proxy import ProxyConfig
 from botproxy.wire.service_url import ServiceUrlKeys
 
@@ -132,3 +133,27 @@ def test_binding_beyond_loopback_says_what_is_exposed_in_one_line():
         "warning: listening beyond this machine: my-host.example:5055: channels reach the bot "
         "http://127.0.0.1:3978/api/messages, and the bot's replies go through the serviceUrls botproxy signed "
         "(anyone who can reach it can use it)")
+
+
+@pytest.mark.slow
+async def test_a_signed_key_relays_only_under_its_service_url(recorders, canary, sample_bot):
+    """A key signs one serviceUrl; a path with dot segments after it (plain, percent-encoded, between
+    backslashes) would reach the rest of that host, so it is refused, recorded, and forwarded nowhere."""
+    proxy = await recorders.start(sample_bot.url)
+    key = proxy.keys.mint(canary.url + "amer/")
+    base = f"http://127.0.0.1:{proxy.listen[1]}/_botproxy/svc/{key}/"
+    climbing = ["../internal/admin", "v3/%2e%2e/%2E%2E/internal/admin", "v3/..%2f..%2finternal/admin",
+                "v3\\..\\..\\internal\\admin", "./v3/conversations/c/activities"]
+    async with aiohttp.ClientSession() as http:
+        for path in climbing:
+            async with http.get(yarl.URL(base + path, encoded=True)) as resp:  # encoded: sent as written
+                assert resp.status == 403, path
+                assert (await resp.json())["error"]["code"] == CLIMBING_CODE
+        async with http.get(yarl.URL(base + "v3/conversations/c%2F..%2Fd/members", encoded=True)) as resp:
+            assert resp.status == 403  # an id that decodes to a climb is refused too
+        async with http.get(base + "v3/conversations/a..b/members") as resp:
+            assert resp.status == 200  # dots inside a segment are an id like any other
+    await recorders.stop(proxy)
+    assert canary.requests == ["/amer/v3/conversations/a..b/members"]
+    refused = [x for x in recorders.exchanges() if x["status"] == 403]
+    assert len(refused) == len(climbing) + 1 and all("nothing was forwarded" in x["error"] for x in refused)

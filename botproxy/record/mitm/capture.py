@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mitmproxy import ctx, http
 
@@ -41,6 +42,11 @@ REFUSED_CODE = "BotproxyUnknownServiceUrlKey"
 REFUSED_MESSAGE = (
     "botproxy relays /_botproxy/svc/ calls only with keys it minted itself (signed with its confdir's "
     "secret); this key is forged, altered, unsigned or from another confdir, so nothing was forwarded"
+)
+CLIMBING_CODE = "BotproxyPathOutsideServiceUrl"
+CLIMBING_MESSAGE = (
+    "botproxy relays /_botproxy/svc/<key>/ calls only to paths under the serviceUrl the key stands for; "
+    "this path has a '.' or '..' segment, which would reach past it, so nothing was forwarded"
 )
 
 
@@ -197,15 +203,16 @@ class Capture:
 
     def _reroute(self, flow: http.HTTPFlow) -> str | None:
         """Send a call the bot made to a rewritten serviceUrl on to the original connector, or refuse it
-        (answered here, nothing forwarded) when its key was not minted with our secret: no open relay."""
+        (answered here, nothing forwarded) when its key was not minted with our secret, or its path would
+        climb out of the serviceUrl the key stands for: no open relay."""
         req = flow.request
         key, _, rest = req.path[len(SVC_PREFIX) :].partition("/")
         original = self.keys.verify(key)
         if original is None:
-            body = {"error": {"code": REFUSED_CODE, "message": REFUSED_MESSAGE}}
-            headers = {"content-type": "application/json; charset=utf-8"}
-            flow.response = http.Response.make(403, json.dumps(body), headers)
-            flow.metadata["botproxy_refused"] = REFUSED_MESSAGE
+            _refuse(flow, REFUSED_CODE, REFUSED_MESSAGE)
+            return None
+        if _climbs(rest):
+            _refuse(flow, CLIMBING_CODE, CLIMBING_MESSAGE)
             return None
         req.url = original.rstrip("/") + "/" + rest  # as msrest joins a base and a path
         # ... and the path again as text: mitmproxy's url setter (urllib's urlparse) drops an empty `;`
@@ -319,6 +326,20 @@ class Capture:
                     self._submit(event)
                 except Exception:  # the recorder itself is gone; the log line above is all we can do
                     pass
+
+
+def _refuse(flow: http.HTTPFlow, code: str, message: str) -> None:
+    """Answer a relay call here, in the Connector's ErrorResponse shape, and forward nothing."""
+    body = {"error": {"code": code, "message": message}}
+    flow.response = http.Response.make(403, json.dumps(body), {"content-type": "application/json; charset=utf-8"})
+    flow.metadata["botproxy_refused"] = message
+
+
+def _climbs(path: str) -> bool:
+    """Whether a path has a dot segment (percent-encoded too, and between backslashes, which some servers
+    take for slashes): a server that resolves it would serve a path outside the serviceUrl a key was
+    signed for. No Connector route has one."""
+    return any(segment in (".", "..") for segment in re.split(r"[/\\]", unquote(path.partition("?")[0])))
 
 
 def _bare_request(flow: http.HTTPFlow) -> RequestSeen | None:
