@@ -711,12 +711,12 @@ def _run_number(db_path: str, given: str) -> int:
 
     db = store.open_db(db_path)
     try:
-        row = db.execute("select max(id) from replay_runs where parent_id is null").fetchone()
+        run_id = store.latest_run_id(db)
     finally:
         db.conn.close()
-    if not row or row[0] is None:
+    if run_id is None:
         raise UsageError(f"{db_path} holds no replay run yet: run botproxy replay first")
-    return int(row[0])
+    return run_id
 
 
 def render_run(db_path: str, run_id: int, path: str) -> Path:

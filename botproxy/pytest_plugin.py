@@ -177,10 +177,7 @@ def _conversations(settings: Settings, session_id: int) -> list[dict[str, Any]]:
     assert settings.db is not None
     db = store.open_db(settings.db)
     try:
-        sql = """select coalesce(conversation_id, '') as conversation_id, min(seq) as first_seq, count(*) as turns
-                 from activities where session_id = ? and direction = 'to_bot' and route = 'bot_messages'
-                 group by 1 order by first_seq"""
-        return [dict(r) for r in db.query(sql, [session_id])]
+        return store.inbound_conversations(db, session_id)
     finally:
         db.close()
 

@@ -12,12 +12,12 @@ exchange completed: live they are only `activity_seen`, so here too (never held 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlite_utils
 
+from .. import store
 from ..wire import protocol as p
 from .config import CheckConfig
 from .engine import Engine
@@ -61,8 +61,8 @@ def check_session(
 ) -> Iterator[Finding]:
     """The findings of a stored session, in the order the live engine produced them."""
     engine = engine if engine is not None else Engine(config)
-    activities = _activities(db, session_id)
-    exchanges = _exchanges(db, session_id)
+    activities = store.activities_in_event_order(db, session_id)
+    exchanges = store.closed_exchanges(db, session_id, _EXCHANGE_COLUMNS)
     open_exchanges: dict[int, list[dict[str, Any]]] = {}
     activity = next(activities, None)
     exchange = next(exchanges, None)
@@ -97,28 +97,6 @@ def _as_seen(activity: dict[str, Any]) -> dict[str, Any]:
     return seen
 
 
-def _activities(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
-    cursor = db.conn.execute(
-        "select * from activities where session_id = ? order by event, seq", [session_id]
-    )
-    names = [d[0] for d in cursor.description]
-    loads = json.loads
-    for values in cursor:
-        row = dict(zip(names, values, strict=True))
-        row["body"] = loads(row["body"]) if row["body"] else None
-        yield row
-
-
-def _exchanges(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
-    columns = ", ".join(_EXCHANGE_COLUMNS)
-    cursor = db.conn.execute(
-        f"select {columns} from exchanges where session_id = ? and closed is not null order by closed",
-        [session_id],
-    )
-    for values in cursor:
-        yield dict(zip(_EXCHANGE_COLUMNS, values, strict=True))
-
-
 def store_findings(
     db: sqlite_utils.Database, session_id: int, findings: Iterable[Finding], batch_size: int = 1000
 ) -> int:
@@ -131,13 +109,10 @@ def store_findings(
             count += 1
             yield finding.to_row(session_id)
 
-    with db.conn:
-        db.execute("delete from findings where session_id = ?", [session_id])
-        db.table("findings").insert_all(rows(), batch_size=batch_size)
+    store.replace_findings(db, session_id, rows(), batch_size)
     return count
 
 
 def stored_findings(db: sqlite_utils.Database, session_id: int) -> list[Finding]:
     """A session's findings as stored, in the order they were written."""
-    sql = "select * from findings where session_id = ? order by rowid"
-    return [Finding.from_row(dict(row)) for row in db.query(sql, [session_id])]
+    return [Finding.from_row(row) for row in store.iter_findings(db, session_id)]

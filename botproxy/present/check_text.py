@@ -11,11 +11,11 @@ from typing import Any
 
 import sqlite_utils
 
-from .. import store
 from ..checks.config import CheckConfig
 from ..checks.offline import check_session, store_findings
 from ..checks.registry import RULES
 from ..checks.rules import SEVERITIES, Finding
+from ..store import activities_by_seq as activities_by_seq  # where cli and the tests find it
 from ..turns import turn_label
 from .console import activity_excerpt
 
@@ -30,17 +30,6 @@ def run_checks(db: sqlite_utils.Database, session: dict[str, Any], config: Check
 
 def at_or_above(findings: list[Finding], level: str) -> list[Finding]:
     return [f for f in findings if RANK[f.severity] >= RANK[level]]
-
-
-def activities_by_seq(db: sqlite_utils.Database, session_id: int, seqs: set[int]) -> dict[int, dict[str, Any]]:
-    found: dict[int, dict[str, Any]] = {}
-    ordered = sorted(seqs)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
-        sql = f"select * from activities where session_id = ? and seq in ({','.join('?' * len(chunk))})"
-        for row in db.query(sql, [session_id, *chunk]):
-            found[row["seq"]] = store.activity_record(row)
-    return found
 
 
 def finding_json(finding: Finding, activity: dict[str, Any] | None) -> dict[str, Any]:

@@ -29,13 +29,12 @@ _LINK = re.compile(r'(\shref="#)([^"]*)(")')
 
 
 def corpus_view(db: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
-    rows = list(db.query("select * from replay_runs where id = ?", [run_id]))
-    if not rows:
+    run = store.replay_run(db, run_id)
+    if run is None:
         raise StoreError(f"no replay run {run_id} in {store.db_path(db)} (botproxy replay prints the run's number)")
-    run = dict(rows[0])
     summary = json.loads(run.get("summary") or "{}")
-    children = [dict(r) for r in db.query("select * from replay_runs where parent_id = ? order by id", [run_id])]
-    names = {r["id"]: r["name"] for r in db.query("select id, name from sessions")}
+    children = store.child_runs(db, run_id)
+    names = store.session_names(db)
     sessions, regressed = [], []
     for number, child in enumerate(children, 1):
         anchor = f"s{number}"

@@ -15,13 +15,14 @@ from typing import Any
 
 import sqlite_utils
 
-COLUMNS = "seq, started_at, ended_at, leg, route, method, status, error, conversation_id"
+from .. import store
+
+COLUMNS = ("seq", "started_at", "ended_at", "leg", "route", "method", "status", "error", "conversation_id")
 
 
 def session_exchanges(db: sqlite_utils.Database, session_id: int) -> dict[int, dict[str, Any]]:
     """The timing columns of a session's exchanges, by seq (no bodies: a large session stays cheap)."""
-    sql = f"select {COLUMNS} from exchanges where session_id = ? order by seq"
-    return {row["seq"]: dict(row) for row in db.query(sql, [session_id])}
+    return {row["seq"]: row for row in store.iter_exchanges(db, session_id, columns=COLUMNS)}
 
 
 def unowned_calls(exchanges: Mapping[int, dict[str, Any]], owned: set[int],

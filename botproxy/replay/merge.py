@@ -72,8 +72,8 @@ def merge(out_path: str, inputs: list[str]) -> MergeReport:
 def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: set[int]) -> dict[str, int]:
     counts = {"sessions": 0, "sessions_known": 0, "runs": 0, "runs_known": 0}
     sessions: dict[int, int] = {}  # src session id -> OUT's
-    for row in src.query("select * from sessions where coalesce(source, 'record') != 'replay' order by id"):
-        known = _same_session(out, row)
+    for row in store.recorded_sessions(src):
+        known = store.same_session_id(out, row["name"], row["source"] or "record", row["started_at"])
         if known is not None:
             sessions[row["id"]] = known
             counts["sessions_known"] += 1
@@ -82,7 +82,7 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
             counts["sessions"] += 1
     runs: dict[int, int] = {}
     new_runs: list[tuple[dict[str, Any], int]] = []
-    for row in map(dict, src.query("select * from replay_runs order by id")):
+    for row in store.iter_runs(src):
         same = _same_run(out, row)
         if same is not None:
             runs[row["id"]] = same["id"]
@@ -124,42 +124,30 @@ def _merge_one(out: sqlite_utils.Database, src: sqlite_utils.Database, touched: 
             update[role] = sessions[old]
         if update:
             out.table("replay_runs").update(new_id, update)
-        turns = [{**dict(t), "run_id": new_id} for t in src.query("select * from replay_turns where run_id = ?",
-                                                                   [row["id"]])]
+        turns = [{**t, "run_id": new_id} for t in store.rows_where(src, "replay_turns", "run_id", row["id"])]
         out.table("replay_turns").insert_all(turns, batch_size=500)
-    for row in src.query("select * from sessions where source = 'replay' order by id"):
+    for row in store.replay_sessions(src):
         if row["id"] not in sessions:  # a replay session no run names (its run failed): kept, renamed if need be
             sessions[row["id"]] = _copy_session(out, src, dict(row), store.free_session_name(out, row["name"]))
             counts["sessions"] += 1
     return counts
 
 
-def _same_session(out: sqlite_utils.Database, row: Any) -> int | None:
-    source = row["source"] or "record"
-    sql = "select id from sessions where name = ? and coalesce(source, 'record') = ? and started_at is ?"
-    found = list(out.query(sql, [row["name"], source, row["started_at"]]))
-    return int(found[0]["id"]) if found else None
-
-
 def _same_run(out: sqlite_utils.Database, row: dict[str, Any]) -> dict[str, Any] | None:
     """The run of OUT this one is a copy of: the same uid (or, for a run from before uids, the same start,
     builds and status)."""
     if row.get("uid"):
-        found = [r for r in out.query("select * from replay_runs where instr(uid, ?) > 0", [row["uid"]])
-                 if row["uid"] in r["uid"].split(",")]
+        found = store.runs_with_uid(out, row["uid"])
     else:
-        found = list(out.query(
-            "select * from replay_runs where uid is null and started_at = ? and candidate_url is ? and status is ?",
-            [row["started_at"], row["candidate_url"], row["status"]]))
-    return dict(found[0]) if found else None
+        found = store.runs_without_uid(out, row["started_at"], row["candidate_url"], row["status"])
+    return found[0] if found else None
 
 
 def _shard_sibling(out: sqlite_utils.Database, row: dict[str, Any]) -> int | None:
     """OUT's corpus run of the same sharded run, when this is another share of it."""
     if row["session_id"] is not None or not row.get("shard_group") or not row.get("shard"):
         return None
-    for other in out.query("select id, shard from replay_runs where session_id is null and shard_group = ?",
-                           [row["shard_group"]]):
+    for other in store.corpus_runs_of_group(out, row["shard_group"]):
         if row["shard"] not in (other["shard"] or "").split(","):
             return int(other["id"])
     return None
@@ -169,7 +157,7 @@ def _copy_session(out: sqlite_utils.Database, src: sqlite_utils.Database, row: d
     old = row.pop("id")
     new = int(out.table("sessions").insert({**row, "name": name}).last_pk or 0)
     for table in _SESSION_TABLES:
-        rows = ({**dict(r), "session_id": new} for r in src.query(f"select * from {table} where session_id = ?", [old]))
+        rows = ({**r, "session_id": new} for r in store.rows_where(src, table, "session_id", old))
         out.table(table).insert_all(rows, batch_size=500)
     return new
 
@@ -177,7 +165,7 @@ def _copy_session(out: sqlite_utils.Database, src: sqlite_utils.Database, row: d
 def _recount(out: sqlite_utils.Database, run_id: int) -> dict[str, Any]:
     """A corpus run's status, summary and shares, from the session runs it now has."""
     row = dict(out.table("replay_runs").get(run_id))
-    children = [dict(r) for r in out.query("select * from replay_runs where parent_id = ?", [run_id])]
+    children = store.child_runs(out, run_id)
     shards = sorted({s for c in children for s in (c.get("shard") or "").split(",") if s} |
                     {s for s in (row.get("shard") or "").split(",") if s}, key=_shard_key)
     stored = json.loads(row.get("summary") or "{}")

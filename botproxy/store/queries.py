@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlite_utils
@@ -132,12 +132,138 @@ def turn_numbers(db: sqlite_utils.Database, session_id: int) -> dict[int, int]:
     return turns.turn_numbers(dict(r) for r in db.query(sql + " order by seq", [session_id]))
 
 
-def iter_exchanges(db: sqlite_utils.Database, session_id: int, order: str = "seq") -> Iterator[dict[str, Any]]:
+def iter_exchanges(
+    db: sqlite_utils.Database, session_id: int, order: str = "seq", columns: Sequence[str] = ("*",)
+) -> Iterator[dict[str, Any]]:
+    """A session's exchanges (all their columns, or `columns`) in `order`, streamed."""
     assert order in ("seq", "closed")
-    yield from db.query(f"select * from exchanges where session_id = ? order by {order}", [session_id])
+    sql = f"select {', '.join(columns)} from exchanges where session_id = ? order by {order}"
+    yield from db.query(sql, [session_id])
 
 
 def free_session_name(db: sqlite_utils.Database, name: str) -> str:
     """`name`, or the first of `name-2`, `name-3`, ... that no session of the database has yet."""
     taken = {row["name"] for row in db.query("select name from sessions where name like ?", [f"{name}%"])}
     return next(candidate for n in itertools.count(1) if (candidate := name if n == 1 else f"{name}-{n}") not in taken)
+
+
+def recorded_sessions(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
+    """The recorded and imported sessions (not a replay's own), oldest first."""
+    sql = "select * from sessions where coalesce(source, 'record') != 'replay' order by id"
+    return (dict(r) for r in db.query(sql))
+
+
+def replay_sessions(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
+    """The sessions replays recorded of their own traffic, oldest first."""
+    return (dict(r) for r in db.query("select * from sessions where source = 'replay' order by id"))
+
+
+def session_names(db: sqlite_utils.Database) -> dict[int, str]:
+    """Session id -> name, for every session."""
+    return {r["id"]: r["name"] for r in db.query("select id, name from sessions")}
+
+
+def same_session_id(db: sqlite_utils.Database, name: str, source: str, started_at: str | None) -> int | None:
+    """The id of the session with this name, source and start time (a copy of one is that session)."""
+    sql = "select id from sessions where name = ? and coalesce(source, 'record') = ? and started_at is ?"
+    found = list(db.query(sql, [name, source, started_at]))
+    return int(found[0]["id"]) if found else None
+
+
+def rows_where(db: sqlite_utils.Database, table: str, column: str, value: Any) -> Iterator[dict[str, Any]]:
+    """Every row of `table` whose `column` is `value`, in the order SQLite finds them (for copying rows)."""
+    return (dict(r) for r in db.query(f"select * from [{table}] where [{column}] = ?", [value]))
+
+
+def activities_by_seq(db: sqlite_utils.Database, session_id: int, seqs: set[int]) -> dict[int, dict[str, Any]]:
+    """Some activities of a session (`activity_record`s), by seq."""
+    found: dict[int, dict[str, Any]] = {}
+    ordered = sorted(seqs)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        sql = f"select * from activities where session_id = ? and seq in ({','.join('?' * len(chunk))})"
+        for row in db.query(sql, [session_id, *chunk]):
+            found[row["seq"]] = activity_record(row)
+    return found
+
+
+def activities_in_event_order(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
+    """A session's stored rows of `activities` in the order the recorder saw them (event, then seq), body
+    decoded; a plain cursor, no sqlite-utils row per row (the offline checks read every activity)."""
+    cursor = db.conn.execute("select * from activities where session_id = ? order by event, seq", [session_id])
+    names = [d[0] for d in cursor.description]
+    loads = json.loads
+    for values in cursor:
+        row = dict(zip(names, values, strict=True))
+        row["body"] = loads(row["body"]) if row["body"] else None
+        yield row
+
+
+def closed_exchanges(db: sqlite_utils.Database, session_id: int, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Some columns of a session's answered exchanges, in the order they were answered (closed)."""
+    cursor = db.conn.execute(
+        f"select {', '.join(columns)} from exchanges where session_id = ? and closed is not null order by closed",
+        [session_id],
+    )
+    for values in cursor:
+        yield dict(zip(columns, values, strict=True))
+
+
+def iter_findings(db: sqlite_utils.Database, session_id: int) -> Iterator[dict[str, Any]]:
+    """A session's stored findings, in the order they were written."""
+    sql = "select * from findings where session_id = ? order by rowid"
+    return (dict(row) for row in db.query(sql, [session_id]))
+
+
+def inbound_conversations(db: sqlite_utils.Database, session_id: int) -> list[dict[str, Any]]:
+    """A session's conversations with an inbound message (`conversation_id`, `first_seq`, `turns`), in order
+    of the first one, without reading a body."""
+    sql = """select coalesce(conversation_id, '') as conversation_id, min(seq) as first_seq, count(*) as turns
+             from activities where session_id = ? and direction = 'to_bot' and route = 'bot_messages'
+             group by 1 order by first_seq"""
+    return [dict(r) for r in db.query(sql, [session_id])]
+
+
+# -- replay runs -----------------------------------------------------------------------------------
+
+
+def iter_runs(db: sqlite_utils.Database) -> Iterator[dict[str, Any]]:
+    """Every replay run, oldest first."""
+    return (dict(r) for r in db.query("select * from replay_runs order by id"))
+
+
+def replay_run(db: sqlite_utils.Database, run_id: int) -> dict[str, Any] | None:
+    """A replay run's row, or None."""
+    rows = list(db.query("select * from replay_runs where id = ?", [run_id]))
+    return dict(rows[0]) if rows else None
+
+
+def child_runs(db: sqlite_utils.Database, run_id: int) -> list[dict[str, Any]]:
+    """The session runs of a corpus run, in order."""
+    return [dict(r) for r in db.query("select * from replay_runs where parent_id = ? order by id", [run_id])]
+
+
+def latest_run_id(db: sqlite_utils.Database) -> int | None:
+    """The newest run that is not part of a corpus run (a session's or a corpus run's own), or None."""
+    row = db.execute("select max(id) from replay_runs where parent_id is null").fetchone()
+    return None if not row or row[0] is None else int(row[0])
+
+
+def runs_with_uid(db: sqlite_utils.Database, uid: str) -> list[dict[str, Any]]:
+    """The runs whose `uid` (a comma list once shards are merged) holds `uid`."""
+    rows = db.query("select * from replay_runs where instr(uid, ?) > 0", [uid])
+    return [dict(r) for r in rows if uid in r["uid"].split(",")]
+
+
+def runs_without_uid(
+    db: sqlite_utils.Database, started_at: str | None, candidate_url: str | None, status: str | None
+) -> list[dict[str, Any]]:
+    """Runs from before uids with this start, candidate and status."""
+    sql = "select * from replay_runs where uid is null and started_at = ? and candidate_url is ? and status is ?"
+    return [dict(r) for r in db.query(sql, [started_at, candidate_url, status])]
+
+
+def corpus_runs_of_group(db: sqlite_utils.Database, shard_group: str) -> list[dict[str, Any]]:
+    """`id` and `shard` of the corpus runs of one sharded run (`shard_group`)."""
+    sql = "select id, shard from replay_runs where session_id is null and shard_group = ?"
+    return [dict(r) for r in db.query(sql, [shard_group])]
