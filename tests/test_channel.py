@@ -26,6 +26,7 @@ from botframework.connector.models import ErrorResponseException
 from yarl import URL
 
 from botproxy.standins.connector import ROUTE_NAMES, ConnectorCall, ConnectorChannel
+from botproxy.wire import protocol as p
 
 TEAMS_CONVERSATION = "19:x@thread.skype;messageid=123"
 
@@ -626,3 +627,23 @@ async def test_sdk_create_conversation_wire_body(connector: ConnectorChannel, sd
     body = connector.calls[0].body
     assert body["isGroup"] is True and body["tenantID"] == "t1" and body["members"] == [{"id": "u1"}]
     assert "activity" not in body
+
+
+@pytest.mark.parametrize("spec", [*p.CONNECTOR_ROUTES], ids=lambda spec: spec.name)
+async def test_the_stand_in_and_the_recorder_read_every_route_alike(
+    connector: ConnectorChannel, spec: p.RouteSpec
+) -> None:
+    """One table: what the recorder calls a request is what the stand-in answers it as, on every route,
+    under a serviceUrl path prefix and with a percent-encoded Teams id."""
+    path = "/amer" + re.sub(r"\{\w+\}", quote(TEAMS_CONVERSATION, safe=""), spec.template)
+    route = p.classify_connector(spec.method or "GET", path)
+    assert route.name == spec.name and route.prefix == "/amer"
+    async with aiohttp.ClientSession() as session:
+        url = URL(connector.service_url.rstrip("/") + path, encoded=True)
+        async with session.request(spec.method or "GET", url, json={"type": "message"}) as resp:
+            await resp.read()
+    [call] = connector.calls
+    assert call.route == spec.name
+    assert call.params == dict.fromkeys(re.findall(r"\{(\w+)\}", spec.template), TEAMS_CONVERSATION)
+    if "{cid}" in spec.template:
+        assert call.conversation_id == route.conversation_id == TEAMS_CONVERSATION

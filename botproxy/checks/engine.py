@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 TO_BOT, FROM_BOT = Direction.TO_BOT, Direction.FROM_BOT
 _CLIENT_LEG = frozenset({directline.FROM_CLIENT, directline.TO_CLIENT})
 EXPECTED_REPLIES = addressing.EXPECTED_REPLIES
-_EDIT_ROUTES = frozenset({p.UPDATE_ACTIVITY, p.DELETE_ACTIVITY})
 # Connector calls about a conversation that carry no activity: their base URL is still checked (BP-A11).
 _CONVERSATION_ROUTES = frozenset(
     {
@@ -156,7 +155,7 @@ class Engine:
                 self._buffered_reply(a, body)
         elif route in p.SEND_ROUTES:
             self._send(a, body)
-        elif route in _EDIT_ROUTES:
+        elif route in p.EDIT_ROUTES:
             self._edit(a, body)
         elif route == p.CREATE_CONVERSATION:
             channel = a["channel_id"] or self.state.service_channels.get(norm_url(a["service_url"]) or "")

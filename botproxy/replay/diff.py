@@ -48,6 +48,7 @@ from deepdiff.helper import notpresent
 from deepdiff.path import parse_path
 
 from ..errors import UsageError
+from ..wire import protocol as p
 from ..wire import streams
 
 CHANGED, MISSING, EXTRA, REORDERED = "changed", "missing", "extra", "reordered"
@@ -72,8 +73,6 @@ IGNORED = "<ignored>"  # stands in for an ignored list item, so the items after 
 
 _EXACT_PATH = re.compile(r"root(\[(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|-?\d+)\])*")
 _ATTACHMENT_URL = re.compile(re.escape(SERVICE_URL) + r"/?v3/attachments/[^/\"?]+")
-_SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
-_EDIT_ROUTES = frozenset({"update_activity", "delete_activity"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +245,7 @@ def comparable(
     route = activity.get("route")
     if route:
         view["@route"] = route
-    if route in _EDIT_ROUTES:
+    if route in p.EDIT_ROUTES:
         target = activity.get("url_activity_id") or activity.get("activity_id")
         view["@target"] = canon_id(target) if canon_id is not None and isinstance(target, str) else target
     return view
@@ -289,7 +288,7 @@ def signature(view: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _weak(view: Mapping[str, Any]) -> tuple[Any, ...]:
     route = view.get("@route")
-    return ("send" if route in _SEND_ROUTES else route, view.get("type"))
+    return ("send" if route in p.SEND_ROUTES else route, view.get("type"))
 
 
 def summary(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -451,7 +450,7 @@ def _is_noise(key: str, paths: set[str]) -> bool:
     for candidate in {key, anywhere}:
         if candidate in paths:
             return True
-        if any(candidate.startswith(p + "[") for p in paths if p.startswith(("root", "["))):
+        if any(candidate.startswith(known + "[") for known in paths if known.startswith(("root", "["))):
             return True
     return False
 

@@ -5,7 +5,8 @@ the channel side that posts inbound activities to the bot. It speaks the wire fo
 Connector swagger (``botframework-channel.json``): the same routes, status codes, ``ResourceResponse``
 and ``ErrorResponse`` shapes, and ``X-Correlating-OperationId`` on every answer.
 
-Routes match by suffix after any path prefix, because a real ``serviceUrl`` may carry one
+Routes are ``wire/protocol.py``'s table, the one the recorder classifies by, matched by suffix after
+any path prefix, because a real ``serviceUrl`` may carry one
 (``https://smba.trafficmanager.net/amer/``), and path ids are URL-decoded, because msrest
 percent-encodes them (Teams ids such as ``19:x@thread.skype;messageid=123``).
 
@@ -26,19 +27,18 @@ import binascii
 import itertools
 import json
 import logging
-import re
 import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
 
 from ..model import utc_now
+from ..wire.protocol import CONNECTOR_ROUTES, RouteSpec, match_connector
 
 logger = logging.getLogger(__name__)
 
@@ -79,56 +79,7 @@ class ChannelConversation:
         return activity_id in self.sent and activity_id not in self.deleted
 
 
-@dataclass
-class _Route:
-    method: str
-    pattern: re.Pattern[str]
-    name: str
-    needs_body: bool
-
-
-def _route(method: str, suffix: str, name: str, needs_body: bool = False) -> _Route:
-    # "{cid}" becomes one raw path segment; anchoring at the end only is what allows any prefix.
-    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", suffix) + "$"
-    return _Route(method, re.compile(regex), name, needs_body)
-
-
-_CONV = "/v3/conversations/{cid}"
-# Order matters: ".../activities/history" must be tried before ".../activities/{aid}".
-ROUTES: tuple[_Route, ...] = (
-    _route("POST", "/v3/conversations", "create_conversation", needs_body=True),
-    _route("GET", "/v3/conversations", "get_conversations"),
-    _route("POST", _CONV + "/activities", "send_to_conversation", needs_body=True),
-    _route("POST", _CONV + "/activities/history", "send_history", needs_body=True),
-    _route("POST", _CONV + "/activities/{aid}", "reply_to_activity", needs_body=True),
-    _route("PUT", _CONV + "/activities/{aid}", "update_activity", needs_body=True),
-    _route("DELETE", _CONV + "/activities/{aid}", "delete_activity"),
-    _route("GET", _CONV + "/activities/{aid}/members", "get_activity_members"),
-    _route("GET", _CONV + "/members", "get_members"),
-    _route("GET", _CONV + "/members/{mid}", "get_member"),
-    _route("DELETE", _CONV + "/members/{mid}", "delete_member"),
-    _route("GET", _CONV + "/pagedmembers", "get_paged_members"),
-    _route("POST", _CONV + "/attachments", "upload_attachment", needs_body=True),
-    _route("GET", "/v3/attachments/{att}", "get_attachment_info"),
-    _route("GET", "/v3/attachments/{att}/views/{view}", "get_attachment"),
-    _route("GET", "/v3/teams/{team}", "teams_get_team"),
-    _route("GET", "/v3/teams/{team}/conversations", "teams_get_channels"),
-    _route("GET", "/v1/meetings/{meeting}", "teams_get_meeting"),
-    _route("GET", "/v1/meetings/{meeting}/participants/{pid}", "teams_get_participant"),
-    _route("POST", "/v1/meetings/{meeting}/notification", "teams_meeting_notification", needs_body=True),
-)
-ROUTE_NAMES = frozenset(r.name for r in ROUTES)
-
-
-def match_route(method: str, raw_path: str) -> tuple[_Route | None, dict[str, str]]:
-    """Find the route for a request; path ids come back URL-decoded."""
-    for route in ROUTES:
-        if route.method != method:
-            continue
-        m = route.pattern.search(raw_path)
-        if m:
-            return route, {k: unquote(v) for k, v in m.groupdict().items()}
-    return None, {}
+ROUTE_NAMES = frozenset(spec.name for spec in CONNECTOR_ROUTES)
 
 
 @dataclass
@@ -406,7 +357,7 @@ class ConnectorChannel:
     async def _dispatch(self, request: web.Request) -> web.Response:
         at = time.time()
         raw = await request.read()
-        route, params = match_route(request.method, request.rel_url.raw_path)
+        route, params = match_connector(request.method, request.rel_url.raw_path)
         call = ConnectorCall(
             method=request.method,
             path=request.rel_url.raw_path,
@@ -437,7 +388,7 @@ class ConnectorChannel:
             self._changed.notify_all()
         return response
 
-    def _answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
+    def _answer(self, call: ConnectorCall, route: RouteSpec | None) -> _Answer:
         # Whatever goes wrong in here, the client gets an ErrorResponse, never a traceback.
         try:
             failure = self._take_failure(call.route)
@@ -454,7 +405,7 @@ class ConnectorChannel:
             logger.exception("connector channel failed on %s %s", call.method, call.path)
             return error(500, "ServiceError", "The connector stand-in failed; see the test log")
 
-    def _route_answer(self, call: ConnectorCall, route: _Route | None) -> _Answer:
+    def _route_answer(self, call: ConnectorCall, route: RouteSpec | None) -> _Answer:
         if route is None:
             return error(404, "NotFound", f"No route for {call.method} {call.path}")
         if route.name in self.unsupported:

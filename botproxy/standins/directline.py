@@ -148,18 +148,24 @@ class DirectLineChannel:
 
     async def start(self) -> None:
         app = web.Application(middlewares=[_cors], client_max_size=UPLOAD_LIMIT)
-        dl = "/v3/directline"
-        conv = dl + "/conversations/{cid}"
-        app.router.add_post(dl + "/tokens/generate", self._generate_token)
-        app.router.add_post(dl + "/tokens/refresh", self._refresh_token)
-        app.router.add_post(dl + "/conversations", self._start_conversation)
-        app.router.add_get(dl + "/session/getsessionid", self._session_id)
-        app.router.add_get(conv, self._reconnect)
-        app.router.add_get(conv + "/activities", self._get_activities)
-        app.router.add_post(conv + "/activities", self._post_activity)
-        app.router.add_post(conv + "/upload", self._upload)
-        app.router.add_get(conv + "/stream", self._stream)
-        app.router.add_route("*", dl + "/{tail:.*}", self._dl_not_found)
+        handlers = {
+            p.DL_GENERATE_TOKEN: self._generate_token,
+            p.DL_REFRESH_TOKEN: self._refresh_token,
+            p.DL_START_CONVERSATION: self._start_conversation,
+            p.DL_SESSION_ID: self._session_id,
+            p.DL_RECONNECT: self._reconnect,
+            p.DL_GET_ACTIVITIES: self._get_activities,
+            p.DL_POST_ACTIVITY: self._post_activity,
+            p.DL_UPLOAD: self._upload,
+            p.DL_STREAM: self._stream,
+        }
+        # Direct Line 3.0 as the recorder knows it (wire/protocol.py's table; the {cid} templates are
+        # aiohttp's own syntax); 1.1 is not served.
+        for spec in p.DIRECTLINE_ROUTES:
+            if spec.name in handlers:
+                assert spec.method is not None
+                app.router.add_route(spec.method, spec.template, handlers[spec.name])
+        app.router.add_route("*", "/v3/directline/{tail:.*}", self._dl_not_found)
         app.router.add_get("/", self._chat_page)
         app.router.add_post("/botproxy/token", self._page_token)
         app.router.add_get("/botproxy/uploads/{uid}/{name}", self._uploaded)

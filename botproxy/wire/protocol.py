@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -72,6 +72,8 @@ UNKNOWN_CONNECTOR = "unknown_connector_route"
 # Routes whose request body is one activity the bot sends.
 SEND_ROUTES = frozenset({SEND_TO_CONVERSATION, REPLY_TO_ACTIVITY})
 ACTIVITY_BODY_ROUTES = frozenset({SEND_TO_CONVERSATION, REPLY_TO_ACTIVITY, UPDATE_ACTIVITY})
+# Routes that change or remove an activity the bot sent before.
+EDIT_ROUTES = frozenset({UPDATE_ACTIVITY, DELETE_ACTIVITY})
 
 ACTIVITY_TYPES = frozenset(
     {
@@ -116,93 +118,125 @@ class Route:
         return self.name.startswith(("dl_", "dl1_"))
 
 
-_SEG = r"([^/]+)"
-# (method or None for any, suffix regex, route name, group names). Order matters: history before reply.
-_CONNECTOR_TABLE: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]] = [
-    (m, re.compile(rx + r"/?$"), name, groups)
-    for m, rx, name, groups in [
-        ("POST", r"/v3/conversations", CREATE_CONVERSATION, ()),
-        ("GET", r"/v3/conversations", GET_CONVERSATIONS, ()),
-        ("POST", rf"/v3/conversations/{_SEG}/activities/history", SEND_HISTORY, ("c",)),
-        ("GET", rf"/v3/conversations/{_SEG}/activities/{_SEG}/members", GET_ACTIVITY_MEMBERS, ("c", "a")),
-        ("POST", rf"/v3/conversations/{_SEG}/activities", SEND_TO_CONVERSATION, ("c",)),
-        ("POST", rf"/v3/conversations/{_SEG}/activities/{_SEG}", REPLY_TO_ACTIVITY, ("c", "a")),
-        ("PUT", rf"/v3/conversations/{_SEG}/activities/{_SEG}", UPDATE_ACTIVITY, ("c", "a")),
-        ("DELETE", rf"/v3/conversations/{_SEG}/activities/{_SEG}", DELETE_ACTIVITY, ("c", "a")),
-        ("GET", rf"/v3/conversations/{_SEG}/members", GET_MEMBERS, ("c",)),
-        ("GET", rf"/v3/conversations/{_SEG}/members/{_SEG}", GET_MEMBER, ("c", "m")),
-        ("DELETE", rf"/v3/conversations/{_SEG}/members/{_SEG}", DELETE_MEMBER, ("c", "m")),
-        ("GET", rf"/v3/conversations/{_SEG}/pagedmembers", GET_PAGED_MEMBERS, ("c",)),
-        ("POST", rf"/v3/conversations/{_SEG}/attachments", UPLOAD_ATTACHMENT, ("c",)),
-        ("GET", rf"/v3/attachments/{_SEG}", GET_ATTACHMENT_INFO, ("a",)),
-        ("GET", rf"/v3/attachments/{_SEG}/views/{_SEG}", GET_ATTACHMENT, ("a", "m")),
-        ("GET", rf"/v3/teams/{_SEG}", TEAMS_GET_TEAM, ("c",)),
-        ("GET", rf"/v3/teams/{_SEG}/conversations", TEAMS_GET_CHANNELS, ("c",)),
-        ("GET", rf"/v1/meetings/{_SEG}", TEAMS_GET_MEETING, ("c",)),
-        ("GET", rf"/v1/meetings/{_SEG}/participants/{_SEG}", TEAMS_GET_PARTICIPANT, ("c", "m")),
-        ("POST", rf"/v1/meetings/{_SEG}/notification", TEAMS_MEETING_NOTIFICATION, ("c",)),
-    ]
-]
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One API operation: its method (None: any), its path template (`{name}` is one path segment),
+    its route name, and whether its body must be a JSON object. The recorder classifies by these and
+    the Connector stand-in answers by them: one table for both."""
+
+    method: str | None
+    template: str
+    name: str
+    needs_body: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "/?"
+        object.__setattr__(self, "pattern", re.compile(regex))
+
+
+# Which path parameter a Route reports as its conversation, activity and member id.
+_CONVERSATION_PARAMS = ("cid", "team", "meeting")
+_ACTIVITY_PARAMS = ("aid", "att")
+_MEMBER_PARAMS = ("mid", "view", "pid")
+_CONV = "/v3/conversations/{cid}"
+# Order matters: ".../activities/history" before ".../activities/{aid}".
+CONNECTOR_ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", "/v3/conversations", CREATE_CONVERSATION, needs_body=True),
+    RouteSpec("GET", "/v3/conversations", GET_CONVERSATIONS),
+    RouteSpec("POST", _CONV + "/activities/history", SEND_HISTORY, needs_body=True),
+    RouteSpec("GET", _CONV + "/activities/{aid}/members", GET_ACTIVITY_MEMBERS),
+    RouteSpec("POST", _CONV + "/activities", SEND_TO_CONVERSATION, needs_body=True),
+    RouteSpec("POST", _CONV + "/activities/{aid}", REPLY_TO_ACTIVITY, needs_body=True),
+    RouteSpec("PUT", _CONV + "/activities/{aid}", UPDATE_ACTIVITY, needs_body=True),
+    RouteSpec("DELETE", _CONV + "/activities/{aid}", DELETE_ACTIVITY),
+    RouteSpec("GET", _CONV + "/members", GET_MEMBERS),
+    RouteSpec("GET", _CONV + "/members/{mid}", GET_MEMBER),
+    RouteSpec("DELETE", _CONV + "/members/{mid}", DELETE_MEMBER),
+    RouteSpec("GET", _CONV + "/pagedmembers", GET_PAGED_MEMBERS),
+    RouteSpec("POST", _CONV + "/attachments", UPLOAD_ATTACHMENT, needs_body=True),
+    RouteSpec("GET", "/v3/attachments/{att}", GET_ATTACHMENT_INFO),
+    RouteSpec("GET", "/v3/attachments/{att}/views/{view}", GET_ATTACHMENT),
+    RouteSpec("GET", "/v3/teams/{team}", TEAMS_GET_TEAM),
+    RouteSpec("GET", "/v3/teams/{team}/conversations", TEAMS_GET_CHANNELS),
+    RouteSpec("GET", "/v1/meetings/{meeting}", TEAMS_GET_MEETING),
+    RouteSpec("GET", "/v1/meetings/{meeting}/participants/{pid}", TEAMS_GET_PARTICIPANT),
+    RouteSpec("POST", "/v1/meetings/{meeting}/notification", TEAMS_MEETING_NOTIFICATION, needs_body=True),
+)
 _CONNECTOR_HINT = re.compile(r"/v(3|1)/(conversations|attachments|teams|meetings)(/|$)")
 _AUTH_HINT = re.compile(r"(/oauth2/|/\.well-known/|openidconfiguration|/keys$|/discovery/|/common/)")
 
 
-def _classify(
-    table: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]],
-    hint: re.Pattern[str],
-    unknown: str,
-    method: str,
-    path: str,
-) -> Route:
-    """Match `path` by its suffix (from where `hint` matches) against a route table."""
-    method = method.upper()
+def match(
+    table: Iterable[RouteSpec], hint: re.Pattern[str], method: str, path: str
+) -> tuple[str | None, RouteSpec | None, dict[str, str]]:
+    """The path prefix before the API part (None: not this API at all), the operation of `table` the rest
+    of `path` (no query string) is, and its path parameters URL-decoded."""
     found = hint.search(path)
     if found is None:
-        return Route(OTHER)
+        return None, None, {}
+    method = method.upper()
     prefix, suffix = path[: found.start()], path[found.start() :]
-    for want_method, rx, name, groups in table:
-        if want_method and want_method != method:
+    for spec in table:
+        if spec.method and spec.method != method:
             continue
-        match = rx.fullmatch(suffix)
-        if match is not None:
-            values = dict(zip(groups, (unquote(v) for v in match.groups()), strict=True))
-            return Route(name, values.get("c"), values.get("a"), values.get("m"), prefix)
-    return Route(unknown, prefix=prefix)
+        matched = spec.pattern.fullmatch(suffix)
+        if matched is not None:
+            return prefix, spec, {k: unquote(v) for k, v in matched.groupdict().items()}
+    return prefix, None, {}
+
+
+def match_connector(method: str, path: str) -> tuple[RouteSpec | None, dict[str, str]]:
+    """The Connector operation of a request (None: none) and its path parameters."""
+    _, spec, params = match(CONNECTOR_ROUTES, _CONNECTOR_HINT, method, path)
+    return spec, params
+
+
+def _classify(table: Iterable[RouteSpec], hint: re.Pattern[str], unknown: str, method: str, path: str) -> Route:
+    """Match `path` by its suffix (from where `hint` matches) against a route table."""
+    prefix, spec, params = match(table, hint, method, path)
+    if prefix is None:
+        return Route(OTHER)
+    if spec is None:
+        return Route(unknown, prefix=prefix)
+
+    def first(names: tuple[str, ...]) -> str | None:
+        return next((params[n] for n in names if n in params), None)
+
+    return Route(spec.name, first(_CONVERSATION_PARAMS), first(_ACTIVITY_PARAMS), first(_MEMBER_PARAMS), prefix)
 
 
 def classify_connector(method: str, path: str) -> Route:
     """Classify a bot-to-connector call by its path suffix; `path` excludes the query string."""
-    return _classify(_CONNECTOR_TABLE, _CONNECTOR_HINT, UNKNOWN_CONNECTOR, method, path)
+    return _classify(CONNECTOR_ROUTES, _CONNECTOR_HINT, UNKNOWN_CONNECTOR, method, path)
 
 
-_DL_TABLE: list[tuple[str | None, re.Pattern[str], str, tuple[str, ...]]] = [
-    (m, re.compile(rx + r"/?$"), name, groups)
-    for m, rx, name, groups in [
-        ("POST", r"/v3/directline/tokens/generate", DL_GENERATE_TOKEN, ()),
-        ("POST", r"/v3/directline/tokens/refresh", DL_REFRESH_TOKEN, ()),
-        ("POST", r"/v3/directline/conversations", DL_START_CONVERSATION, ()),
-        ("GET", r"/v3/directline/session/getsessionid", DL_SESSION_ID, ()),
-        ("GET", rf"/v3/directline/conversations/{_SEG}/stream", DL_STREAM, ("c",)),
-        ("GET", rf"/v3/directline/conversations/{_SEG}/activities", DL_GET_ACTIVITIES, ("c",)),
-        ("POST", rf"/v3/directline/conversations/{_SEG}/activities", DL_POST_ACTIVITY, ("c",)),
-        ("POST", rf"/v3/directline/conversations/{_SEG}/upload", DL_UPLOAD, ("c",)),
-        ("GET", rf"/v3/directline/conversations/{_SEG}", DL_RECONNECT, ("c",)),
-        ("POST", r"/api/tokens/conversation", DL1_GENERATE_TOKEN, ()),
-        # The 1.1 swagger says GET, its prose says POST: accept both (protocol.md 1.3).
-        (None, rf"/api/tokens/{_SEG}/renew", DL1_RENEW_TOKEN, ("c",)),
-        ("GET", r"/api/tokens", DL1_GET_TOKEN, ()),
-        ("POST", r"/api/conversations", DL1_START_CONVERSATION, ()),
-        ("GET", rf"/api/conversations/{_SEG}/messages", DL1_GET_MESSAGES, ("c",)),
-        ("POST", rf"/api/conversations/{_SEG}/messages", DL1_POST_MESSAGE, ("c",)),
-        ("POST", rf"/api/conversations/{_SEG}/upload", DL1_UPLOAD, ("c",)),
-    ]
-]
+_DL_CONV = "/v3/directline/conversations/{cid}"
+DIRECTLINE_ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", "/v3/directline/tokens/generate", DL_GENERATE_TOKEN),
+    RouteSpec("POST", "/v3/directline/tokens/refresh", DL_REFRESH_TOKEN),
+    RouteSpec("POST", "/v3/directline/conversations", DL_START_CONVERSATION),
+    RouteSpec("GET", "/v3/directline/session/getsessionid", DL_SESSION_ID),
+    RouteSpec("GET", _DL_CONV + "/stream", DL_STREAM),
+    RouteSpec("GET", _DL_CONV + "/activities", DL_GET_ACTIVITIES),
+    RouteSpec("POST", _DL_CONV + "/activities", DL_POST_ACTIVITY),
+    RouteSpec("POST", _DL_CONV + "/upload", DL_UPLOAD),
+    RouteSpec("GET", _DL_CONV, DL_RECONNECT),
+    RouteSpec("POST", "/api/tokens/conversation", DL1_GENERATE_TOKEN),
+    # The 1.1 swagger says GET, its prose says POST: accept both (protocol.md 1.3).
+    RouteSpec(None, "/api/tokens/{cid}/renew", DL1_RENEW_TOKEN),
+    RouteSpec("GET", "/api/tokens", DL1_GET_TOKEN),
+    RouteSpec("POST", "/api/conversations", DL1_START_CONVERSATION),
+    RouteSpec("GET", "/api/conversations/{cid}/messages", DL1_GET_MESSAGES),
+    RouteSpec("POST", "/api/conversations/{cid}/messages", DL1_POST_MESSAGE),
+    RouteSpec("POST", "/api/conversations/{cid}/upload", DL1_UPLOAD),
+)
 _DL_HINT = re.compile(r"/(v3/directline|api/(tokens|conversations))(/|$)")
 
 
 def classify_directline(method: str, path: str) -> Route:
     """Classify a Direct Line client call (3.0 or 1.1) by its path suffix; `path` excludes the query."""
-    return _classify(_DL_TABLE, _DL_HINT, DL_UNKNOWN, method, path)
+    return _classify(DIRECTLINE_ROUTES, _DL_HINT, DL_UNKNOWN, method, path)
 
 
 def classify_outbound(method: str, host: str, path: str) -> Route:
