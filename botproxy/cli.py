@@ -24,6 +24,7 @@ import click
 from . import __version__
 from .errors import BotproxyError, OutputError, UsageError
 from .present.visible import visible
+from .settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "db_path",
         envvar="BOTPROXY_DB",
-        default="botproxy.db",
+        default=DEFAULTS.db,
         show_default=True,
         show_envvar=True,
         help="SQLite database file.",
@@ -160,7 +161,7 @@ def cli() -> None:
 
 @cli.command(
     epilog=example(
-        "# point the Emulator at http://127.0.0.1:5055/api/messages, then:",
+        f"# point the Emulator at http://{DEFAULTS.listen}/api/messages, then:",
         "botproxy record --bot http://127.0.0.1:3978/api/messages --session login-flow",
     )
 )
@@ -168,29 +169,29 @@ def cli() -> None:
 @click.option(
     "--directline",
     is_flag=False,
-    flag_value="https://directline.botframework.com",
+    flag_value=DEFAULTS.directline,
     default=None,
     metavar="[URL]",
     help="Also record Direct Line clients: put a listener in front of this Direct Line "
-    "service [URL default: https://directline.botframework.com].",
+    f"service [URL default: {DEFAULTS.directline}].",
 )
 @click.option(
     "--directline-listen",
-    default="127.0.0.1:5057",
+    default=DEFAULTS.directline_listen,
     show_default=True,
     metavar="HOST:PORT",
     help="Where Direct Line clients connect instead of the service (directlinejs/Web Chat `domain`).",
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:5055",
+    default=DEFAULTS.listen,
     show_default=True,
     metavar="HOST:PORT",
     help="Where channels post instead of the bot (reverse listener).",
 )
 @click.option(
     "--forward-listen",
-    default="127.0.0.1:5056",
+    default=DEFAULTS.forward_listen,
     show_default=True,
     metavar="HOST:PORT",
     help="Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.",
@@ -203,7 +204,7 @@ def cli() -> None:
     is_flag=True,
     help="Never rewrite serviceUrl in inbound activities (capture replies via the forward listener).",
 )
-@click.option("--confdir", default="~/.mitmproxy", show_default=True, help="mitmproxy's folder (its CA lives here).")
+@click.option("--confdir", default=DEFAULTS.confdir, show_default=True, help="mitmproxy's folder (its CA lives here).")
 @click.option(
     "--upstream-ca",
     type=click.Path(dir_okay=False),
@@ -375,8 +376,8 @@ def show(session: str, db_path: str, as_json: bool) -> None:
     epilog=example(
         "botproxy channel --bot http://127.0.0.1:3978/api/messages",
         "# recorded, both sides: the recorder in front of the bot and of this channel",
-        "botproxy record --bot http://127.0.0.1:3978/api/messages --directline http://127.0.0.1:5080",
-        "botproxy channel --bot http://127.0.0.1:5055/api/messages   # clients: http://127.0.0.1:5057",
+        f"botproxy record --bot http://127.0.0.1:3978/api/messages --directline http://{DEFAULTS.channel_listen}",
+        f"botproxy channel --bot http://{DEFAULTS.listen}/api/messages   # clients: http://{DEFAULTS.directline_listen}",
     )
 )
 @click.option(
@@ -388,7 +389,7 @@ def show(session: str, db_path: str, as_json: bool) -> None:
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:5080",
+    default=DEFAULTS.channel_listen,
     show_default=True,
     metavar="HOST:PORT",
     help="Where the channel serves Direct Line, the Bot Connector API and the chat page.",
@@ -447,8 +448,8 @@ async def _serve_channel(dl: Any) -> None:
         path = urlsplit(dl.bot_url).path or "/api/messages"
         click.echo("to record both sides, put the recorder in front of the bot and of this channel:")
         click.echo(f"  botproxy record --bot {dl.bot_url} --directline {dl.base_url}")
-        click.echo(f"  botproxy channel --bot http://127.0.0.1:5055{path}   (this channel, bot side through it)")
-        click.echo("  and clients use http://127.0.0.1:5057/v3/directline (the recorder's defaults)")
+        click.echo(f"  botproxy channel --bot http://{DEFAULTS.listen}{path}   (this channel, bot side through it)")
+        click.echo(f"  and clients use http://{DEFAULTS.directline_listen}/v3/directline (the recorder's defaults)")
         click.echo("press Ctrl-C to stop")
         sys.stdout.flush()
         await stop.wait()
@@ -531,7 +532,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     "--start-timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    default=60.0,
+    default=DEFAULTS.start_timeout_s,
     show_default=True,
     help="Seconds a started build has to answer.",
 )
@@ -551,12 +552,16 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     help="A deepdiff path (root['channelData']) or regex of fields not to compare; repeatable.",
 )
 @click.option(
-    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Conversations replayed at once."
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.concurrency,
+    show_default=True,
+    help="Conversations replayed at once.",
 )
 @click.option(
     "--quiet-ms",
     type=click.FloatRange(min=0),
-    default=200.0,
+    default=DEFAULTS.quiet_ms,
     show_default=True,
     help="A turn ends when its conversation has had no connector call for this long after the answer "
     "(waited where the recording shows the bot talking after its answer, and at the end).",
@@ -564,7 +569,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
 @click.option(
     "--cap-ms",
     type=click.FloatRange(min=0),
-    default=2000.0,
+    default=DEFAULTS.cap_ms,
     show_default=True,
     help="The longest a turn waits for that quiet, after the answer.",
 )
@@ -579,7 +584,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     "--timeout",
     "timeout_s",
     type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
+    default=DEFAULTS.timeout_s,
     show_default=True,
     help="Seconds the bot has to answer an inbound activity.",
 )

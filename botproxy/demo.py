@@ -23,6 +23,7 @@ from .record.mitm.proxy import ProxyConfig, RecordingProxy
 from .record.recorder import Observer
 from .record.session import LiveSession
 from .sample_bot import start_bot
+from .settings import DEFAULTS
 from .standins.connector import ConnectorChannel
 
 CONVERSATION = "demo-conversation"
@@ -50,7 +51,7 @@ async def run_demo(
     say: Callable[[str], None] = lambda _: None,
     recorded: Callable[[dict[str, Any]], None] = lambda _: None,
     reports_dir: str = "reports",
-    confdir: str = "~/.mitmproxy",
+    confdir: str = DEFAULTS.confdir,
 ) -> DemoResult:
     """The whole loop: record build 1, check it, replay it against build 2 with build 1 as baseline, report."""
     from . import store
@@ -100,7 +101,7 @@ async def record_demo(
     observers: Sequence[Observer] | None = None,
     build: int = 1,
     say: Callable[[str], None] = lambda _: None,
-    confdir: str = "~/.mitmproxy",
+    confdir: str = DEFAULTS.confdir,
 ) -> DemoResult:
     bot = await start_bot(build=build)
     channel = ConnectorChannel(channel_id="emulator")

@@ -25,6 +25,7 @@ from .record.mitm.capture import Capture
 from .record.mitm.proxy import is_loopback, quiet_shutdown_noise
 from .record.mitm.proxy_auth import ForwardProxyAuth
 from .record.session import LiveSession
+from .settings import DEFAULTS
 from .wire.service_url import ServiceUrlKeys
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class MitmdumpRecorder(Capture):
     def load(self, loader: Any) -> None:
         super().load(loader)
         quiet_shutdown_noise()
-        loader.add_option("botproxy_db", str, "botproxy.db", "botproxy: SQLite database to record into.")
+        loader.add_option("botproxy_db", str, DEFAULTS.db, "botproxy: SQLite database to record into.")
         loader.add_option("botproxy_session", str, "", "botproxy: session name (default rec-DATE-TIME).")
         loader.add_option("botproxy_console", bool, True, "botproxy: log one line per activity.")
         loader.add_option(

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from .errors import BotproxyError
-from .settings import find_table
+from .settings import DEFAULTS, find_table
 
 CONFIG_KEYS = ("db", "bot", "baseline", "sessions")
 MARKER = "botproxy"
@@ -357,7 +357,7 @@ def botproxy_recorder(request: pytest.FixtureRequest, tmp_path: Path,
     recorder = Recorder(
         default_bot=settings.bot if settings else None,
         default_name=_item_name(request.node.name),
-        db_path=tmp_path / "botproxy.db",
+        db_path=tmp_path / DEFAULTS.db,
         confdir=tmp_path_factory.getbasetemp() / "botproxy-mitmproxy",  # its CA is made once a run
     )
     try:

@@ -7,6 +7,10 @@
 The nearest directory (from `start_dir` upwards) holding botproxy.toml, or a pyproject.toml with a
 `[tool.botproxy]` table, decides; when it holds both, botproxy.toml wins. These are the same rules as
 the checks' `[checks]` table (botproxy/checks/config.py).
+
+`DEFAULTS` is the one home of the defaults the command line, the mitmdump addon, the pytest plugin and
+the library share (the database file, the listen addresses, mitmproxy's folder, the replay timings):
+`botproxy X --help` shows them from here.
 """
 
 from __future__ import annotations
@@ -17,6 +21,25 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Defaults:
+    db: str = "botproxy.db"
+    listen: str = "127.0.0.1:5055"  # record: where channels post instead of the bot
+    forward_listen: str = "127.0.0.1:5056"  # record: the forward proxy for the bot's outbound calls
+    directline_listen: str = "127.0.0.1:5057"  # record: where Direct Line clients connect
+    directline: str = "https://directline.botframework.com"  # record --directline without a URL
+    channel_listen: str = "127.0.0.1:5080"  # channel: the local Direct Line channel
+    confdir: str = "~/.mitmproxy"  # mitmproxy's folder: its CA and botproxy's serviceUrl key
+    concurrency: int = 4  # replay: conversations at once
+    quiet_ms: float = 200.0  # replay: a turn ends after this long without a connector call
+    cap_ms: float = 2000.0  # replay: the longest wait for that quiet
+    timeout_s: float = 30.0  # replay: the time the bot has to answer an inbound activity
+    start_timeout_s: float = 60.0  # replay --start: the time a started build has to answer
+
+
+DEFAULTS = Defaults()
 
 
 def find_table(section: str, start_dir: str | Path = ".") -> tuple[dict[str, Any] | None, str]:

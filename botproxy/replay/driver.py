@@ -51,6 +51,7 @@ from .. import __version__, store
 from ..errors import UpstreamError, UsageError
 from ..record.recorder import RequestSeen, ResponseSeen, creation_hints
 from ..record.session import LiveSession
+from ..settings import DEFAULTS
 from ..standins.connector import ConnectorCall, ConnectorChannel
 from ..wire.redact import scrub
 from . import diff
@@ -72,10 +73,10 @@ from .results import ReplayResult, compare, fail_run, start_run, store_run
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 4
-DEFAULT_QUIET_MS = 200.0
-DEFAULT_CAP_MS = 2000.0
-DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONCURRENCY = DEFAULTS.concurrency
+DEFAULT_QUIET_MS = DEFAULTS.quiet_ms
+DEFAULT_CAP_MS = DEFAULTS.cap_ms
+DEFAULT_TIMEOUT_S = DEFAULTS.timeout_s
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
 _JSON = "application/json; charset=utf-8"
 

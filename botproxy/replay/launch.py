@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from ..errors import UpstreamError
 from ..wire.redact import scrub
 
-DEFAULT_START_TIMEOUT = 60.0
 STOP_GRACE_S = 5.0
 _TAIL_LINES = 5
 

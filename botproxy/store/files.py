@@ -9,7 +9,9 @@ import sqlite3
 
 import sqlite_utils
 
-DEFAULT_DB = "botproxy.db"
+from ..settings import DEFAULTS
+
+DEFAULT_DB = DEFAULTS.db
 
 
 def db_path(db: sqlite_utils.Database) -> str:

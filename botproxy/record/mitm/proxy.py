@@ -24,18 +24,13 @@ from mitmproxy.master import Master
 
 from ... import store
 from ...errors import ListenError, UsageError
+from ...settings import DEFAULTS
 from ...wire.service_url import ServiceUrlKeys
 from ..session import RecordingSession
 from .capture import Capture
 from .proxy_auth import ForwardProxyAuth
 
 log = logging.getLogger(__name__)
-
-DEFAULT_LISTEN = "127.0.0.1:5055"
-DEFAULT_FORWARD_LISTEN = "127.0.0.1:5056"
-DEFAULT_CONFDIR = "~/.mitmproxy"
-DEFAULT_DIRECTLINE = "https://directline.botframework.com"
-DEFAULT_DIRECTLINE_LISTEN = "127.0.0.1:5057"
 
 
 def parse_hostport(value: str, what: str) -> tuple[str, int]:
@@ -62,7 +57,7 @@ def parse_directline_url(url: str) -> tuple[str, tuple[str, int]]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
-            f"--directline must be an http(s) Direct Line service URL, e.g. {DEFAULT_DIRECTLINE}, not {url!r}"
+            f"--directline must be an http(s) Direct Line service URL, e.g. {DEFAULTS.directline}, not {url!r}"
         )
     origin = _origin(parts)
     return origin, (parts.hostname, int(origin.rsplit(":", 1)[1]))
@@ -101,13 +96,13 @@ def _flag(what: str) -> str:
 @dataclass
 class ProxyConfig:
     bot_url: str | None
-    listen: str = DEFAULT_LISTEN
-    forward_listen: str | None = DEFAULT_FORWARD_LISTEN
+    listen: str = DEFAULTS.listen
+    forward_listen: str | None = DEFAULTS.forward_listen
     rewrite: bool = True
-    confdir: str = DEFAULT_CONFDIR
+    confdir: str = DEFAULTS.confdir
     upstream_ca: str | None = None  # trust this CA for upstream TLS (a test connector, a corporate proxy)
     directline: str | None = None  # a Direct Line service to put a listener in front of
-    directline_listen: str = DEFAULT_DIRECTLINE_LISTEN
+    directline_listen: str = DEFAULTS.directline_listen
 
     def validate(self) -> None:
         if not self.bot_url and not self.directline:
