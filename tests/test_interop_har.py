@@ -191,3 +191,32 @@ def test_mitmproxy_hardump_timings_do_not_stretch_an_exchange_past_its_end(tmp_p
     ]
     found, stored = finding_codes(db_path, "dump")
     assert "BP-O07" not in found and "BP-O07" not in stored
+
+
+@pytest.mark.parametrize(
+    ("text", "raw"),
+    [("\udcff\udcfe", b"\xff\xfe"), ("half \ud83d", "half \ud83d".encode("utf-8", "surrogatepass"))],
+    ids=["bytes-a-python-writer-escaped", "half-an-emoji"],
+)
+def test_a_har_body_text_utf8_cannot_hold_is_stored_raw_and_flagged(tmp_path, text, raw):
+    """HAR text with lone surrogates: undecodable bytes a Python writer kept (`surrogateescape`) come back
+    as those bytes, any other as its raw form; the body is recorded raw and flagged, the import goes on."""
+    entry = {
+        "startedDateTime": "2024-01-01T10:00:00+00:00",
+        "time": 5,
+        "request": {
+            "method": "POST",
+            "url": "https://connector.example/v3/conversations/c1/activities",
+            "headers": [{"name": "Content-Type", "value": "application/json"}],
+            "postData": {"mimeType": "application/json", "text": text},
+        },
+        "response": {"status": 200, "headers": [], "content": {"text": '{"id": "a1"}'}},
+    }
+    har = tmp_path / "odd.har"
+    har.write_text(json.dumps({"log": {"version": "1.2", "creator": {"name": "x"}, "entries": [entry]}}))
+    db_path = str(tmp_path / "h.db")
+    result = CliRunner().invoke(cli, ["import", str(har), "--session", "odd", "--db", db_path])
+    assert result.exit_code == 0, result.output
+    db = store.open_db(db_path)
+    [exchange] = store.iter_exchanges(db, store.resolve_session(db, "odd")["id"])
+    assert exchange["request_body_raw"] == raw and exchange["request_malformed"] == 1

@@ -224,3 +224,16 @@ async def test_record_export_import_replay_against_the_same_build_is_all_same(tm
         (t.turn.text, [d.to_dict() for d in t.differences if not d.noise], t.new_findings) for t in result.turns
         if t.status != "same"]
     assert not result.regressed
+
+
+def test_a_lone_surrogate_in_a_transcript_imports_and_is_kept(tmp_path):
+    """JSON may hold half an emoji (`\\ud83d`), UTF-8 cannot: the import said "internal error" here."""
+    path = tmp_path / "half.transcript"
+    path.write_text(json.dumps(conversation()).replace('"hi"', '"hi \\ud83d"'))
+    db_path = str(tmp_path / "t.db")
+    result = CliRunner().invoke(cli, ["import", str(path), "--session", "half", "--db", db_path])
+    assert result.exit_code == 0, result.output
+    _, activities = rows(db_path, "half")
+    assert len(activities) == 4 and activities[0]["text"] == "hi \\ud83d"  # shown escaped; the exact text in odd_text
+    [(odd,)] = store.open_db(db_path).execute("select odd_text from activities where seq = 1").fetchall()
+    assert json.loads(odd)["text"] == "hi \ud83d"

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import __version__
+from .encoding import wire_bytes
 from .traffic import Captured
 
 
@@ -213,7 +214,7 @@ def _record(entry: dict[str, Any], flow_id: str, from_mitmproxy: bool = False) -
             record.ended = None
     for message in entry.get("_webSocketMessages") or []:
         data = message.get("data")
-        content = base64.b64decode(data) if message.get("opcode") == 2 else str(data or "").encode("utf-8")
+        content = base64.b64decode(data) if message.get("opcode") == 2 else wire_bytes(str(data or ""))
         event = message.get("_event") if ours is not None else None
         record.messages.append(
             (float(message["time"]), message.get("type") == "send", content, int(event) if event is not None else None)
@@ -245,4 +246,4 @@ def _content(part: dict[str, Any]) -> bytes | None:
         return None
     if part.get("encoding") == "base64":
         return base64.b64decode(text, validate=True)
-    return str(text).encode("utf-8")
+    return wire_bytes(str(text))

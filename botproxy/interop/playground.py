@@ -24,6 +24,7 @@ import json
 import re
 from typing import Any
 
+from .encoding import json_bytes, wire_bytes
 from .traffic import Captured
 
 TO_BOT = "Microsoft 365 Agents Playground -> User Application"
@@ -124,5 +125,5 @@ def _content(body: Any, method: str) -> bytes | None:
     if body is None or body == "" or (body == {} and method in ("GET", "DELETE")):
         return None
     if isinstance(body, str):
-        return body.encode()
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return wire_bytes(body)
+    return json_bytes(body, separators=(",", ":"))

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from ..errors import UsageError
 from ..record.recorder import RequestSeen, ResponseSeen
+from .encoding import json_bytes
 
 PLACEHOLDER_SERVICE_URL = "https://transcript.invalid/"
 BOT_URL = "http://bot.transcript.invalid/api/messages"
@@ -360,7 +361,7 @@ def _without_id(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return json_bytes(body)
 
 
 class _Clock:
