@@ -75,9 +75,8 @@ def fill_up(db):
 # -- disk full ---------------------------------------------------------------------------------------------
 
 
-async def test_disk_full_to_the_end_counts_every_exchange_not_stored(recorders, connector, sample_bot, caplog,
-                                                                    monkeypatch):
-    monkeypatch.setattr(store, "CLOSE_PATIENCE", 0.5)
+async def test_disk_full_to_the_end_counts_every_exchange_not_stored(recorders, connector, sample_bot, caplog):
+    # The recorder's child process gives up after store.CLOSE_PATIENCE (10 s) of last attempts.
     proxy = await recorders.start(sample_bot.url)
     await turns(connector, proxy.endpoint, "before", ["w1", "w2", "w3"])
     proxy.session.writer.call(fill_up)  # in order: the three turns before it are written first
