@@ -2,8 +2,10 @@
 child, and the proxy keeps carrying traffic when the child dies."""
 
 import asyncio
+import logging
 import os
 import signal
+import time
 from functools import partial
 
 import pytest
@@ -11,7 +13,9 @@ import pytest
 from botproxy import store
 from botproxy.checks import CheckConfig
 from botproxy.present.console import recorder_observers
+from botproxy.record import worker
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
+from botproxy.record.recorder import RequestSeen
 from botproxy.record.worker import WorkerSession
 
 
@@ -70,3 +74,31 @@ async def test_traffic_flows_when_the_recorder_process_dies(tmp_path, connector,
                                                               "You said: after 2"]
     summary = await proxy.stop()
     assert summary["errors"] > 0  # what could not be recorded is counted
+
+
+@pytest.mark.slow
+def test_a_recorder_that_stops_reading_costs_bounded_memory_and_what_it_missed_is_counted(tmp_path, monkeypatch,
+                                                                                         caplog):
+    """A stopped child (SIGSTOP: swapped out, suspended) reads nothing; the proxy keeps at most MAX_WAITING
+    bytes for it and counts the rest as not stored instead of growing until it runs out of memory."""
+    monkeypatch.setattr(worker, "MAX_WAITING", 4 * 1024 * 1024)
+    session = WorkerSession(str(tmp_path / "w.db"), name="stopped", bot_url="http://127.0.0.1:9/api/messages")
+    session.start()
+    body = b"x" * (200 * 1024)
+    os.kill(session._process.pid, signal.SIGSTOP)
+    try:
+        with caplog.at_level(logging.WARNING, logger="botproxy.record.worker"):
+            for n in range(40):  # 8 MB for a child that takes nothing
+                session.submit(RequestSeen(f"f{n}", time.time(), "forward", "POST", f"http://127.0.0.1:9/{n}",
+                                           [("content-type", "text/plain")], body))
+                assert session._queued_bytes - session._shipped_bytes <= worker.MAX_WAITING
+    finally:
+        os.kill(session._process.pid, signal.SIGCONT)
+    summary = session.close()
+    assert session.refused_requests >= 15  # at most 1 MB in the pipe and 4 MB waiting were kept
+    assert summary["exchanges"] == 40 - session.refused_requests
+    assert summary["not_stored"] == session.refused_requests and summary["errors"] >= session.refused_requests
+    db = store.open_db(tmp_path / "w.db")
+    assert db["sessions"].get(session.session_id)["exchanges_not_stored"] == session.refused_requests
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "has not taken events" in m]) == 1  # said once, not per event

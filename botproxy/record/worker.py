@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 BATCH_INTERVAL = 0.01  # seconds between shipments: the console lags by at most this much
 START_TIMEOUT = 60.0
+# Bytes of events this process holds for a recorder that does not take them (stopped, swapping): past
+# it, events are counted and not recorded rather than kept until the proxy runs out of memory.
+MAX_WAITING = 256 * 1024 * 1024
+EVENT_OVERHEAD = 512  # bytes counted per event beside its body (headers, fields)
 
 
 # What the child builds its observers with, given the session id: (the live checks or None, every observer
@@ -77,6 +81,8 @@ class WorkerSession:
         self.session_id = 0
         self.carried = 0  # requests shipped or dropped: each is an exchange, stored or counted as not stored
         self.dropped = 0  # events that could not reach a dead child
+        self.refused = 0  # events not kept because too much already waited for the child (MAX_WAITING)
+        self.refused_requests = 0
         self.died: str | None = None  # how the child ended, when it ended before close()
         self._events: deque[Any] = deque()
         self._stop = threading.Event()
@@ -85,6 +91,11 @@ class WorkerSession:
         self._events_out: Connection | None = None
         self._control: Connection | None = None
         self._dead = False
+        # Two counters, each written by one thread only (the event loop, the sender): their difference is
+        # what waits, with no lock on the event loop.
+        self._queued_bytes = 0
+        self._shipped_bytes = 0
+        self._refusing = False
 
     def start(self) -> int:
         from .. import store
@@ -128,8 +139,30 @@ class WorkerSession:
         return self.session_id
 
     def submit(self, event: Any) -> None:
-        """Called on the event loop for every event: an append, nothing else."""
+        """Called on the event loop for every event: an append and a sum. While more than MAX_WAITING
+        bytes wait for a child that does not read, the event is counted as not recorded instead."""
+        size = _size(event)
+        if self._queued_bytes - self._shipped_bytes + size > MAX_WAITING:
+            self._refuse(event)
+            return
+        if self._refusing:
+            self._refusing = False
+            log.warning("botproxy: the recorder process takes events again; %d were not recorded", self.refused)
+        self._queued_bytes += size
         self._events.append(event)
+
+    def _refuse(self, event: Any) -> None:
+        self.refused += 1
+        if type(event) is RequestSeen:
+            self.refused_requests += 1
+        if not self._refusing:
+            self._refusing = True
+            log.error(
+                "botproxy: the recorder process has not taken events for a while (%d MB wait for it); traffic"
+                " still flows, what comes now is not recorded until it catches up (counted in the closing"
+                " summary)",
+                MAX_WAITING >> 20,
+            )
 
     def close(self) -> dict[str, Any]:
         """Ship what is left, let the child finish the session, and return the summary of what the database
@@ -154,8 +187,8 @@ class WorkerSession:
             self._process.join(5)
         if not summary:  # the child ended without one: count what the database holds
             summary = self._summary_without_child()
-        summary["errors"] += self.dropped
-        return close_session(self.db_path, summary, self.carried)
+        summary["errors"] += self.dropped + self.refused
+        return close_session(self.db_path, summary, self.carried + self.refused_requests)
 
     def _summary_without_child(self) -> dict[str, Any]:
         from .. import store
@@ -190,6 +223,12 @@ class WorkerSession:
         if not batch:
             return
         self.carried += sum(1 for event in batch if type(event) is RequestSeen)
+        try:
+            self._send(batch)
+        finally:
+            self._shipped_bytes += sum(_size(event) for event in batch)
+
+    def _send(self, batch: list[Any]) -> None:
         if self._dead:
             self.dropped += len(batch)
             return
@@ -204,6 +243,11 @@ class WorkerSession:
                 " (counted in the closing summary)",
                 exc,
             )
+
+
+def _size(event: Any) -> int:
+    content = getattr(event, "content", None)
+    return EVENT_OVERHEAD + (len(content) if content else 0)
 
 
 def _widen(pipe: Connection) -> None:
