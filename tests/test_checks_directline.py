@@ -26,7 +26,7 @@ from checkkit import DirectLineWire, Scenarios, store_rows
 from test_checks_offline import TracingEngine, replay
 
 from botproxy import store
-from botproxy.checks import RULES, Engine, Finding, check_session, directline, stored_findings
+from botproxy.checks import RULES, Engine, Finding, check_session, directline, state, stored_findings
 from botproxy.present.check_text import activities_by_seq, text_lines
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
@@ -423,8 +423,8 @@ def test_direct_line_state_is_bounded_and_holds_no_bodies():
         w.dl_frame(stream, [w.delivered("dlc", n, "x" * 100, replyToId=f"elsewhere-{n}")], str(n + 1))
     conv = w.engine.state.conversations["dlc"]
     assert conv.dl is not None
-    assert len(conv.dl.dangling) <= 256 and len(conv.dl.marks) <= directline.MAX_MARKS
-    assert all(len(path.recent) <= directline.MAX_RECENT for path in conv.dl.streams.values())
+    assert len(conv.dl.dangling) <= 256 and len(conv.dl.marks) <= state.MAX_MARKS
+    assert all(len(path.recent) <= state.MAX_RECENT for path in conv.dl.streams.values())
     assert len(w.engine.state.dl_ids) == 2000
 
 

@@ -2,7 +2,8 @@
 
 The same `Engine` runs live inside the recorder (`LiveChecks`) and over a stored session
 (`check_session`), and gives the same findings both ways. Rules are data (`RULES`, one `Rule` per code,
-protocol.md section 3); their checks live with their family: `addressing`, `ordering`, `directline`.
+protocol.md section 3); each is declared, explained and fired by its family: `addressing`, `ordering`,
+`directline`, `streaming`, `agents`.
 """
 
 from .config import CheckConfig, load_config

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..wire import protocol as p
+from .base import CheckContext
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import DELETED, INBOUND, REFERENCED, SENT, Conversation, channel_data_tenant, norm_url, request_base
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
-FAMILY = "addressing"
-
-
-_rule = rule_maker(FAMILY)
+_rule = rule_maker(__name__)
 
 
 RULES: tuple[Rule, ...] = (
@@ -435,6 +430,18 @@ _UTC_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 _ACCOUNTS = ("from", "recipient", "conversation")
 _GROUP_FIELDS = ("isGroup", "conversationType")
 EXPECTED_REPLIES = "expected_replies"
+# Connector calls about a conversation that carry no activity: their base URL is still checked (BP-A11).
+CONVERSATION_ROUTES = frozenset(
+    {
+        p.GET_MEMBERS,
+        p.GET_MEMBER,
+        p.DELETE_MEMBER,
+        p.GET_PAGED_MEMBERS,
+        p.GET_ACTIVITY_MEMBERS,
+        p.UPLOAD_ATTACHMENT,
+    }
+)
+_GET_CONVERSATIONS_CHANNELS = frozenset({"directline", "webchat"})
 
 
 def is_sdk_continuation_id(reply_to_id: str, channel_id: str | None) -> bool:
@@ -448,13 +455,13 @@ def is_sdk_continuation_id(reply_to_id: str, channel_id: str | None) -> bool:
 # -- activity checks --------------------------------------------------------------------------------
 
 
-def check_path(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
+def check_path(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
     """A01, A02, A03, A11: the URL (and base URL) of a send, reply, update or delete."""
     route = a["route"]
     if route != p.DELETE_ACTIVITY:
         body_conversation = p.conversation_id(body)
         if body_conversation is not None and body_conversation != a["url_conversation_id"]:
-            eng.emit(
+            ctx.emit(
                 "BP-A01",
                 a,
                 conv.id,
@@ -463,7 +470,7 @@ def check_path(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
                 {"url_conversation_id": a["url_conversation_id"], "body_conversation_id": body_conversation},
             )
     if route == p.REPLY_TO_ACTIVITY and a["reply_to_id"] != a["url_activity_id"]:
-        eng.emit(
+        ctx.emit(
             "BP-A02",
             a,
             conv.id,
@@ -472,7 +479,7 @@ def check_path(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
             {"url_activity_id": a["url_activity_id"], "reply_to_id": a["reply_to_id"]},
         )
     elif route == p.SEND_TO_CONVERSATION and a["reply_to_id"]:
-        eng.emit(
+        ctx.emit(
             "BP-A03",
             a,
             conv.id,
@@ -484,7 +491,7 @@ def check_path(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
     if base and expected and base != expected:
         turn = conv.open_turns.get(a["turn_seq"]) if a["turn_seq"] is not None else None
         if turn is None or turn[0] != base:
-            eng.emit(
+            ctx.emit(
                 "BP-A11",
                 a,
                 conv.id,
@@ -494,16 +501,16 @@ def check_path(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
 
 
 def check_fields(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None, channel_id: str | None
+    ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None, channel_id: str | None
 ) -> None:
     """The body of an outbound activity: type, parties, channel, locale and style."""
     route = a["route"]
     cid = conv.id if conv is not None else a["conversation_id"]
     kind = a["type"]
     if kind is None:
-        eng.emit("BP-A18", a, cid, "the activity has no type", {})
+        ctx.emit("BP-A18", a, cid, "the activity has no type", {})
     elif kind not in p.ACTIVITY_TYPES:
-        eng.emit(
+        ctx.emit(
             "BP-A18",
             a,
             cid,
@@ -512,25 +519,27 @@ def check_fields(
             alt=True,
         )
     if kind == "suggestion" and not a["recipient_id"]:
-        eng.emit("BP-A09", a, cid, "a suggestion without recipient.id cannot be shown to anyone", {})
+        ctx.emit("BP-A09", a, cid, "a suggestion without recipient.id cannot be shown to anyone", {})
     # Update bodies are revisions; Teams documents them without conversation or from, so only the
     # activities a bot creates need them.
     creates = route != p.UPDATE_ACTIVITY
     if creates and route != p.CREATE_CONVERSATION and p.conversation_id(body) is None:
-        eng.emit("BP-A10", a, cid, "the body has no conversation.id", {})
+        ctx.emit("BP-A10", a, cid, "the body has no conversation.id", {})
     if conv is not None and conv.known:
-        _check_parties(eng, a, body, conv, creates)
+        _check_parties(ctx, a, body, conv, creates)
     if a["delivery_mode"] == "expectReplies":
         if kind == "invoke":
-            eng.emit("BP-A28", a, cid, "an invoke sent with deliveryMode expectReplies", {}, alt=True)
+            ctx.emit("BP-A28", a, cid, "an invoke sent with deliveryMode expectReplies", {}, alt=True)
         else:
-            eng.emit("BP-A28", a, cid, "the bot sent deliveryMode expectReplies to the channel", {})
-    _check_style(eng, a, body, conv, cid)
+            ctx.emit("BP-A28", a, cid, "the bot sent deliveryMode expectReplies to the channel", {})
+    _check_style(ctx, a, body, conv, cid)
     if (channel_id or a["channel_id"]) == "msteams":
-        _check_mentions(eng, a, body, cid)
+        _check_mentions(ctx, a, body, cid)
 
 
-def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, creates: bool) -> None:
+def _check_parties(
+    ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation, creates: bool
+) -> None:
     """A07, A08, A12, A13, A17 against what the inbound activities taught us."""
     cid = conv.id
     bot = conv.bot_id
@@ -538,9 +547,9 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
     if bot is not None:
         if sender is None:
             if creates:
-                eng.emit("BP-A07", a, cid, f"from.id is missing (the bot is {bot!r})", {"bot_id": bot}, alt=True)
+                ctx.emit("BP-A07", a, cid, f"from.id is missing (the bot is {bot!r})", {"bot_id": bot}, alt=True)
         elif sender != bot:
-            eng.emit(
+            ctx.emit(
                 "BP-A07",
                 a,
                 cid,
@@ -550,7 +559,7 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
     recipient = a["recipient_id"]
     if recipient is not None:
         if recipient == bot:
-            eng.emit(
+            ctx.emit(
                 "BP-A08",
                 a,
                 cid,
@@ -558,7 +567,7 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
                 {"recipient_id": recipient},
             )
         elif conv.users and recipient not in conv.users:
-            eng.emit(
+            ctx.emit(
                 "BP-A08",
                 a,
                 cid,
@@ -567,7 +576,7 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
             )
     channel = a["channel_id"]
     if channel is not None and conv.channel_id is not None and channel != conv.channel_id:
-        eng.emit(
+        ctx.emit(
             "BP-A13",
             a,
             cid,
@@ -579,7 +588,7 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
     if isinstance(body_url, str) and body_url and conv.service_url is not None:
         normal = norm_url(body_url)
         if normal != conv.service_url and (turn is None or normal != turn[0]):
-            eng.emit(
+            ctx.emit(
                 "BP-A12",
                 a,
                 cid,
@@ -590,9 +599,9 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
     if locale is not None:
         expected = turn[1] if turn is not None and turn[1] is not None else conv.locale
         if not _BCP47.fullmatch(locale):
-            eng.emit("BP-A17", a, cid, f"locale {locale!r} is not a BCP-47 language tag", {"locale": locale})
+            ctx.emit("BP-A17", a, cid, f"locale {locale!r} is not a BCP-47 language tag", {"locale": locale})
         elif expected is not None and locale.lower() != expected.lower():
-            eng.emit(
+            ctx.emit(
                 "BP-A17",
                 a,
                 cid,
@@ -602,17 +611,17 @@ def _check_parties(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: C
 
 
 def _check_style(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None, cid: str | None
+    ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None, cid: str | None
 ) -> None:
     """A14, A15, A16, A19, A20: SHOULD-NOTs the SDKs themselves break; once per conversation."""
     route = a["route"]
     if body.get("id") and (route in p.SEND_ROUTES or route == EXPECTED_REPLIES):
-        eng.emit("BP-A14", a, cid, f"the bot set id {body['id']!r} itself", {"id": body["id"]}, conv=conv)
+        ctx.emit("BP-A14", a, cid, f"the bot set id {body['id']!r} itself", {"id": body["id"]}, conv=conv)
     timestamp = body.get("timestamp")
     if timestamp is not None:
-        eng.emit("BP-A15", a, cid, "the bot set timestamp", {"timestamp": timestamp}, conv=conv)
+        ctx.emit("BP-A15", a, cid, "the bot set timestamp", {"timestamp": timestamp}, conv=conv)
         if isinstance(timestamp, str) and not (timestamp.endswith(("Z", "z")) or timestamp.endswith("+00:00")):
-            eng.emit(
+            ctx.emit(
                 "BP-A16",
                 a,
                 cid,
@@ -622,7 +631,7 @@ def _check_style(
             )
     local = body.get("localTimestamp")
     if isinstance(local, str) and not _UTC_OFFSET.search(local):
-        eng.emit(
+        ctx.emit(
             "BP-A16",
             a,
             cid,
@@ -642,13 +651,13 @@ def _check_style(
     if isinstance(conversation, dict):
         extras += [f"conversation.{k}" for k in _GROUP_FIELDS if k in conversation]
     if extras:
-        eng.emit("BP-A19", a, cid, "the bot sent " + ", ".join(extras), {"fields": extras}, conv=conv)
+        ctx.emit("BP-A19", a, cid, "the bot sent " + ", ".join(extras), {"fields": extras}, conv=conv)
     empties += [k for k, v in body.items() if v == "" or (v == [] and k in ("entities", "attachments"))]
     if empties:
-        eng.emit("BP-A20", a, cid, "empty " + ", ".join(empties), {"fields": empties}, conv=conv)
+        ctx.emit("BP-A20", a, cid, "empty " + ", ".join(empties), {"fields": empties}, conv=conv)
 
 
-def _check_mentions(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
+def _check_mentions(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
     """A27: Teams mention entities must match `<at>...</at>` in the text, both ways."""
     text = a["text"] or ""
     entities = body.get("entities")
@@ -662,7 +671,7 @@ def _check_mentions(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: s
         mention_text = mention.get("text")
         entity_texts.add(mention_text)
         if not isinstance(mention_text, str) or not mention_text or mention_text not in text:
-            eng.emit(
+            ctx.emit(
                 "BP-A27",
                 a,
                 cid,
@@ -671,23 +680,23 @@ def _check_mentions(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: s
             )
     for tag in _AT_TAG.findall(text):
         if tag not in entity_texts:
-            eng.emit("BP-A27", a, cid, f"{tag!r} in the text has no mention entity", {"mention_text": tag})
+            ctx.emit("BP-A27", a, cid, f"{tag!r} in the text has no mention entity", {"mention_text": tag})
 
 
 # -- replyToId --------------------------------------------------------------------------------------
 
 
-def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_id: str | None) -> bool:
+def check_reply_to(ctx: CheckContext, a: dict[str, Any], conv: Conversation, channel_id: str | None) -> bool:
     """A04, A05, A06 for the replyToId of a send or buffered reply; True when it names nothing known."""
     reply_to = a["reply_to_id"]
-    state = eng.state
+    state = ctx.state
     elsewhere = state.ids.elsewhere(conv, reply_to)
     if elsewhere is not None:
         other = state.by_index[elsewhere[0]]
         if other.id == a["conversation_id"]:  # body and replyToId agree, the URL does not: BP-A01 says so
             return False
         if elsewhere[1] & INBOUND:
-            eng.emit(
+            ctx.emit(
                 "BP-A06",
                 a,
                 conv.id,
@@ -695,7 +704,7 @@ def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_i
                 {"reply_to_id": reply_to, "reply_to_conversation_id": other.id},
             )
         else:
-            eng.emit(
+            ctx.emit(
                 "BP-A05",
                 a,
                 conv.id,
@@ -706,7 +715,7 @@ def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_i
     if not conv.known:  # nothing to compare with: BP-A31 already said so
         return False
     if is_sdk_continuation_id(reply_to, channel_id):
-        eng.emit(
+        ctx.emit(
             "BP-A04",
             a,
             conv.id,
@@ -716,7 +725,7 @@ def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_i
             alt=True,
         )
         return False
-    eng.emit(
+    ctx.emit(
         "BP-A04",
         a,
         conv.id,
@@ -729,14 +738,14 @@ def check_reply_to(eng: Engine, a: dict[str, Any], conv: Conversation, channel_i
 # -- update / delete ----------------------------------------------------------------------------------
 
 
-def check_edit(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> str | None:
+def check_edit(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> str | None:
     """A21, A22, A23 for an update or delete. Returns the target id when nobody has returned it *yet*:
     a send in flight may still return it (BP-O07), else it is foreign (BP-A21, see `foreign_edit`)."""
     target = a["url_activity_id"]
     if a["route"] == p.UPDATE_ACTIVITY:
         body_id = body.get("id")
         if body_id is not None and body_id != target:
-            eng.emit(
+            ctx.emit(
                 "BP-A22",
                 a,
                 conv.id,
@@ -746,13 +755,13 @@ def check_edit(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
     if not target:
         return None
     verb = "updates" if a["route"] == p.UPDATE_ACTIVITY else "deletes"
-    flags = eng.state.ids.flags(conv, target)
+    flags = ctx.state.ids.flags(conv, target)
     if flags & DELETED:
-        eng.emit("BP-A23", a, conv.id, f"{verb} {target!r}, which the bot already deleted", {"activity_id": target})
+        ctx.emit("BP-A23", a, conv.id, f"{verb} {target!r}, which the bot already deleted", {"activity_id": target})
     elif flags & (SENT | REFERENCED):
         return None
     elif flags & INBOUND:
-        eng.emit(
+        ctx.emit(
             "BP-A21",
             a,
             conv.id,
@@ -760,10 +769,10 @@ def check_edit(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
             {"activity_id": target, "owner": "inbound"},
         )
     else:
-        elsewhere = eng.state.ids.elsewhere(conv, target)
+        elsewhere = ctx.state.ids.elsewhere(conv, target)
         if elsewhere is not None:
-            other = eng.state.by_index[elsewhere[0]]
-            eng.emit(
+            other = ctx.state.by_index[elsewhere[0]]
+            ctx.emit(
                 "BP-A21",
                 a,
                 conv.id,
@@ -775,9 +784,9 @@ def check_edit(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
     return None
 
 
-def foreign_edit(eng: Engine, seq: int, conv: Conversation, target: str, route: str) -> None:
+def foreign_edit(ctx: CheckContext, seq: int, conv: Conversation, target: str, route: str) -> None:
     verb = "updates" if route == p.UPDATE_ACTIVITY else "deletes"
-    eng.emit(
+    ctx.emit(
         "BP-A21",
         seq,
         conv.id,
@@ -805,12 +814,12 @@ def _account_id(value: Any) -> str | None:
     return None
 
 
-def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
+def check_create(ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
     """A11, A24, A25, A26 for a CreateConversation, and learn the conversation it created.
 
     Decided when the exchange completes, because the ConversationParameters (tenant, bot, members) are
     only in the exchange's request body, and the new conversation id only in its response."""
-    state = eng.state
+    state = ctx.state
     params = _json_object(exchange["request_body"])
     seq = activities[0]["seq"] if activities else None
     base = request_base(exchange["url"])
@@ -831,7 +840,7 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
     where = {"exchange_seq": exchange["seq"]}
     if channel == "msteams":
         if not tenant and not channel_post:
-            eng.emit(
+            ctx.emit(
                 "BP-A24",
                 seq,
                 new_id,
@@ -841,7 +850,7 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
         for member in members if tenant else ():
             known = state.users.get(member)
             if known is not None and known[1] is not None and known[1] != tenant:
-                eng.emit(
+                ctx.emit(
                     "BP-A25",
                     seq,
                     new_id,
@@ -849,7 +858,7 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
                     {**where, "member": member, "tenant": tenant, "expected": known[1]},
                 )
     if bot is not None and state.bots and bot not in state.bots:
-        eng.emit(
+        ctx.emit(
             "BP-A26",
             seq,
             new_id,
@@ -857,10 +866,10 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
             {**where, "bot_id": bot, "bots": sorted(state.bots)},
         )
     if not members and not channel_post:
-        eng.emit("BP-A26", seq, new_id, "CreateConversation without members", where)
+        ctx.emit("BP-A26", seq, new_id, "CreateConversation without members", where)
     unseen = [m for m in members if m not in state.users]
     if unseen:
-        eng.emit(
+        ctx.emit(
             "BP-A26",
             seq,
             new_id,
@@ -871,7 +880,7 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
     for member in members:
         known = state.users.get(member)
         if base and known is not None and known[0] is not None and known[0] != base:
-            eng.emit(
+            ctx.emit(
                 "BP-A11",
                 seq,
                 new_id,
@@ -892,3 +901,79 @@ def check_create(eng: Engine, exchange: dict[str, Any], activities: list[dict[st
         created_activity = p.str_field(response, "activityId")
         if created_activity:
             state.ids.add(conv, created_activity, SENT)
+
+
+# -- calls to the Connector -----------------------------------------------------------------------
+
+
+def check_known(ctx: CheckContext, a: dict[str, Any], conv: Conversation) -> None:
+    """BP-A31: an outbound call to a conversation never seen inbound nor created."""
+    if not conv.known:
+        ctx.emit(
+            "BP-A31",
+            a,
+            conv.id,
+            f"conversation {conv.id!r} was never seen inbound nor created in this session",
+            {},
+            conv=conv,
+        )
+
+
+def unknown_operation(ctx: CheckContext, exchange: dict[str, Any], cid: str | None) -> None:
+    """BP-A30: a call to the Connector's host that is no Connector operation."""
+    ctx.emit(
+        "BP-A30",
+        None,
+        cid,
+        f"{exchange['method']} {_path(exchange['url'])} is no Connector operation",
+        {"exchange_seq": exchange["seq"], "method": exchange["method"], "status": exchange["status"]},
+    )
+
+
+def check_base(ctx: CheckContext, exchange: dict[str, Any], conv: Conversation) -> None:
+    """BP-A11 for a call about a conversation that carries no activity (members, attachments)."""
+    base = request_base(exchange["url"])
+    if (
+        base
+        and conv.service_url
+        and base != conv.service_url
+        and all(url != base for url, _ in conv.open_turns.values())
+    ):
+        ctx.emit(
+            "BP-A11",
+            None,
+            conv.id,
+            f"{exchange['route']} sent through {base} but the conversation's "
+            f"latest inbound serviceUrl is {conv.service_url}",
+            {"exchange_seq": exchange["seq"], "sent_to": base, "service_url": conv.service_url},
+        )
+
+
+def check_supported(
+    ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]], cid: str | None
+) -> None:
+    """BP-A29: an operation the channel does not support (GetConversations off Direct Line, a 405)."""
+    route = exchange["route"]
+    if route == p.GET_CONVERSATIONS:
+        channel = ctx.state.service_channels.get(request_base(exchange["url"]) or "")
+        if channel is not None and channel not in _GET_CONVERSATIONS_CHANNELS:
+            ctx.emit(
+                "BP-A29",
+                None,
+                None,
+                f"GetConversations on channel {channel!r}; only Direct Line and Web Chat support it",
+                {"exchange_seq": exchange["seq"], "channel_id": channel},
+            )
+    if exchange["status"] == 405:
+        ctx.emit(
+            "BP-A29",
+            activities[0] if activities else None,
+            cid,
+            f"the channel answered 405: it does not support {route}",
+            {"exchange_seq": exchange["seq"], "route": route},
+        )
+
+
+def _path(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"

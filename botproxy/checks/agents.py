@@ -6,17 +6,15 @@ Copilot as a sub-channel of Teams (`ProductInfo`), agentic identities, and Teams
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..model import Direction
 from ..wire import streams as s
+from .base import CheckContext
 from .rules import ERROR, WARNING, Rule, rule_maker
+from .state import Conversation
 from .streaming import AGENTIC_ROLES
 
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .state import Conversation
-
-FAMILY = "agents"
 MAX_CITATIONS = 20
 NAME_MAX, ABSTRACT_MAX, KEYWORDS_MAX, KEYWORD_MAX = 80, 160, 3, 28
 TEAMS_RETRY_AFTER = 15.0  # seconds; Teams sends the activity again when the bot has not answered by then
@@ -25,7 +23,7 @@ FEEDBACK_TYPES = frozenset({"default", "custom"})
 _AI_DOC = "TEAMS-DOCS bot-messages-ai-generated-content"
 _CITATION_REF = re.compile(r"\[(\d+)\]")
 
-_rule = rule_maker(FAMILY)
+_rule = rule_maker(__name__)
 
 
 RULES: tuple[Rule, ...] = (
@@ -108,34 +106,34 @@ RULES: tuple[Rule, ...] = (
 # -- outbound -----------------------------------------------------------------------------------------
 
 
-def on_outbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None) -> None:
+def on_outbound(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation | None) -> None:
     """M01, M02, M03, M05 for what the bot sends (send, update, buffered reply)."""
     cid = conv.id if conv is not None else a["conversation_id"]
     if body.get("entities"):
-        _check_ai(eng, a, body, cid)
-        check_product_info(eng, a, body, cid)
+        _check_ai(ctx, a, body, cid)
+        check_product_info(ctx, a, body, cid)
     channel_data = body.get("channelData")
     if isinstance(channel_data, dict) or body.get("entities"):
-        _check_feedback(eng, a, body, cid)
-    check_accounts(eng, a, body, cid)
+        _check_feedback(ctx, a, body, cid)
+    check_accounts(ctx, a, body, cid)
 
 
-def _check_ai(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
+def _check_ai(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
     roots = s.ai_roots(body)
     if not roots:
         return
     if len(roots) > 1:
-        eng.emit("BP-M01", a, cid, f"{len(roots)} root https://schema.org/Message entities", {"roots": len(roots)})
+        ctx.emit("BP-M01", a, cid, f"{len(roots)} root https://schema.org/Message entities", {"roots": len(roots)})
     citations = [c for root in roots for c in (root.get("citation") or []) if isinstance(c, dict)]
     if len(citations) > MAX_CITATIONS:
-        eng.emit("BP-M01", a, cid, f"{len(citations)} citations (Teams allows 20)", {"citations": len(citations)})
+        ctx.emit("BP-M01", a, cid, f"{len(citations)} citations (Teams allows 20)", {"citations": len(citations)})
     positions = set()
     problems = []
     for citation in citations:
         positions.add(citation.get("position"))
         appearance = citation.get("appearance")
         if not isinstance(appearance, dict) or not appearance:
-            eng.emit(
+            ctx.emit(
                 "BP-M01",
                 a,
                 cid,
@@ -157,16 +155,16 @@ def _check_ai(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | N
     if missing:
         problems.append("no citation at position " + ", ".join(map(str, missing)) + " for [n] in the text")
     if problems:
-        eng.emit("BP-M01", a, cid, "; ".join(problems), {"problems": problems}, alt=True)
+        ctx.emit("BP-M01", a, cid, "; ".join(problems), {"problems": problems}, alt=True)
 
 
-def _check_feedback(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
+def _check_feedback(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
     channel_data = body.get("channelData")
     loop = channel_data.get("feedbackLoop") if isinstance(channel_data, dict) else None
     if loop is not None:
         kind = loop.get("type") if isinstance(loop, dict) else None
         if kind not in FEEDBACK_TYPES:
-            eng.emit(
+            ctx.emit(
                 "BP-M02",
                 a,
                 cid,
@@ -175,7 +173,7 @@ def _check_feedback(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: s
             )
     places = s.feedback_places(body)
     if places == ["streaminfo entity"] and s.stream_part(body) is not None:
-        eng.emit(
+        ctx.emit(
             "BP-M02",
             a,
             cid,
@@ -185,7 +183,7 @@ def _check_feedback(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: s
         )
 
 
-def check_product_info(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
+def check_product_info(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
     products = s.product_info(body)
     if not products:
         return
@@ -199,10 +197,10 @@ def check_product_info(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid
     elif sub and sub.upper() != products[0].upper():
         problem = f"channelId {channel!r} but ProductInfo {products[0]!r}"
     if problem:
-        eng.emit("BP-M03", a, cid, problem, {"channel_id": channel, "product_info": products})
+        ctx.emit("BP-M03", a, cid, problem, {"channel_id": channel, "product_info": products})
 
 
-def check_accounts(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
+def check_accounts(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], cid: str | None) -> None:
     for name in ("from", "recipient"):
         account = body.get(name)
         if not isinstance(account, dict) or account.get("role") not in AGENTIC_ROLES:
@@ -211,7 +209,7 @@ def check_accounts(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: st
         needed = ["agenticAppId"] + (["agenticUserId"] if role == "agenticUser" else [])
         missing = [key for key in needed if not account.get(key)]
         if missing:
-            eng.emit(
+            ctx.emit(
                 "BP-M05",
                 a,
                 cid,
@@ -223,23 +221,23 @@ def check_accounts(eng: Engine, a: dict[str, Any], body: dict[str, Any], cid: st
 # -- inbound ------------------------------------------------------------------------------------------
 
 
-def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
+def on_inbound(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
     """M03 and M05 on what the channel sends."""
     if body.get("entities"):
-        check_product_info(eng, a, body, conv.id)
-    check_accounts(eng, a, body, conv.id)
+        check_product_info(ctx, a, body, conv.id)
+    check_accounts(ctx, a, body, conv.id)
 
 
-def on_inbound_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
+def on_inbound_done(ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
     """M04: a Teams inbound answered after Teams' 15 s retry deadline."""
-    if not activities or activities[0]["direction"] != "to_bot":
+    if not activities or activities[0]["direction"] != Direction.TO_BOT:
         return
     inbound = activities[0]
     started, ended = exchange.get("started_at"), exchange.get("ended_at")
     if started is None or ended is None or not (inbound["channel_id"] or "").lower().startswith("msteams"):
         return
     if ended - started > TEAMS_RETRY_AFTER:
-        eng.emit(
+        ctx.emit(
             "BP-M04",
             inbound,
             inbound["conversation_id"],

@@ -24,20 +24,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..model import Direction
 from ..wire import protocol as p
+from .base import CheckContext
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
-from .state import MAX_DANGLING, Conversation
-
-if TYPE_CHECKING:
-    from .engine import Engine
-
-FAMILY = "directline"
-FROM_CLIENT, TO_CLIENT = Direction.FROM_CLIENT, Direction.TO_CLIENT
+from .state import MAX_DANGLING, Conversation, DeliveryPath, DirectLineState
 
 # Direct Line 3.0 api-reference: "must not exceed 256K characters" serialized; 150K is the early warning.
 OVERSIZE = 256 * 1024
@@ -53,8 +47,6 @@ TOKEN_ROUTES = frozenset({p.DL_GENERATE_TOKEN, p.DL_START_CONVERSATION})
 DELIVERED = 1  # Direct Line delivered it to a client of the conversation
 
 MAX_STREAMS = 8  # stream connections remembered per conversation (a closed one is never announced)
-MAX_RECENT = 32  # recent non-user deliveries per path, for the id-sequence variant of BP-O03
-MAX_MARKS = 8  # recent watermark deliveries per conversation, for BP-O10
 MAX_USERS = 16
 _SMALL_BODY = 4096  # an empty ActivitySet's body is read for its watermark only when it is this small
 _NULL_WORDS = frozenset({"null", "undefined", "none"})
@@ -66,7 +58,7 @@ _REQUESTS = {
 }
 
 
-_rule = rule_maker(FAMILY)
+_rule = rule_maker(__name__)
 
 
 RULES: tuple[Rule, ...] = (
@@ -189,43 +181,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class _Path:
-    """One delivery path: a WebSocket connection, or a chain of GETs each continuing from the last."""
-
-    __slots__ = ("name", "watermark", "last_n", "recent")
-
-    def __init__(self, name: str, watermark: str | None) -> None:
-        self.name = name  # "stream #<exchange seq>" or "GET sequence", for messages
-        self.watermark = watermark  # the newest non-null watermark on this path
-        self.last_n: int | None = None  # `|n` of the latest activity delivered on it
-        self.recent: deque[tuple[int, int]] = deque(maxlen=MAX_RECENT)  # (n, seq) of non-user deliveries
-
-
-class DirectLineState:
-    """What the Direct Line rules know about one conversation's client leg."""
-
-    __slots__ = ("user", "token_user", "users", "posted_n", "post_floor", "marks", "streams", "poll", "dangling")
-
-    def __init__(self) -> None:
-        self.user: str | None = None  # from.id of the client's first post
-        self.token_user: str | None = None  # the user a token or start was issued for
-        self.users: set[str] = set()  # every from.id clients posted with (tells user messages from bot ones)
-        self.posted_n: int | None = None  # `|n` of the id Direct Line returned to the latest completed post
-        self.post_floor: dict[int, int | None] = {}  # post exchange seq -> `posted_n` when it was sent
-        self.marks: deque[tuple[int, str | None]] = deque(maxlen=MAX_MARKS)  # (event, watermark) delivered
-        self.streams: dict[int, _Path] = {}  # stream exchange seq -> its path
-        self.poll: _Path | None = None
-        self.dangling: dict[str, tuple[int, _Path]] = {}  # replyToId delivered before it -> (seq, path)
-
-
 def _state(conv: Conversation) -> DirectLineState:
     if conv.dl is None:
         conv.dl = DirectLineState()
     return conv.dl
 
 
-def _conversation(eng: Engine, cid: str | None) -> Conversation | None:
-    return eng.state.conversation(cid) if cid else None
+def _conversation(ctx: CheckContext, cid: str | None) -> Conversation | None:
+    return ctx.state.conversation(cid) if cid else None
 
 
 # -- watermarks and ids ------------------------------------------------------------------------------
@@ -281,22 +244,22 @@ def _body_watermark(exchange: dict[str, Any]) -> str | None:
 # -- activities ------------------------------------------------------------------------------------------
 
 
-def on_activity(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
+def on_activity(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any]) -> None:
     """A client's post when its request is seen; a stream frame's activities when the frame is seen. GET
     deliveries wait for `on_exchange_done`, which knows the watermark the GET asked for."""
-    if a["direction"] == FROM_CLIENT:
+    if a["direction"] == Direction.FROM_CLIENT:
         if a["source"] == "request" and a["route"] in POST_ROUTES:
-            _posted(eng, a, body)
+            _posted(ctx, a, body)
     elif a["source"] == "stream":
-        conv = _conversation(eng, a["url_conversation_id"] or a["conversation_id"])
+        conv = _conversation(ctx, a["url_conversation_id"] or a["conversation_id"])
         if conv is not None:
-            _streamed(eng, a, body, conv, _state(conv))
+            _streamed(ctx, a, body, conv, _state(conv))
 
 
-def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
+def _posted(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any]) -> None:
     """I06, I07, I08, I10 for one activity a client posts."""
     url_cid = a["url_conversation_id"]
-    conv = _conversation(eng, url_cid or a["conversation_id"])
+    conv = _conversation(ctx, url_cid or a["conversation_id"])
     if conv is None:
         return
     dl = _state(conv)
@@ -307,7 +270,7 @@ def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
         message = "posted without from.id" + (
             f": Direct Line will use the token's user {named!r}" if named else ": nobody knows who sent it"
         )
-        eng.emit("BP-I06", a, cid, message, {"token_user": named}, alt=named is not None)
+        ctx.emit("BP-I06", a, cid, message, {"token_user": named}, alt=named is not None)
     else:
         if len(dl.users) < MAX_USERS:
             dl.users.add(user)
@@ -316,7 +279,7 @@ def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
             dl.user = user
         elif user != expected:
             whose = "the token was issued for" if dl.token_user else "the client posted as before"
-            eng.emit(
+            ctx.emit(
                 "BP-I07",
                 a,
                 cid,
@@ -325,7 +288,7 @@ def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
             )
     body_cid = p.conversation_id(body)
     if url_cid and body_cid and body_cid != url_cid:
-        eng.emit(
+        ctx.emit(
             "BP-I08",
             a,
             cid,
@@ -336,7 +299,7 @@ def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
         size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         if size > LARGE:
             over = size > OVERSIZE
-            eng.emit(
+            ctx.emit(
                 "BP-I10",
                 a,
                 cid,
@@ -349,7 +312,7 @@ def _posted(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
 
 
 def _streamed(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, dl: DirectLineState
+    ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation, dl: DirectLineState
 ) -> None:
     """O09 (frame watermark) and the per-activity checks for an activity a stream frame delivered."""
     stream = dl.streams.get(a["exchange_seq"])
@@ -360,7 +323,7 @@ def _streamed(
         dl.marks.append((a["event"], watermark))
     if watermark is not None:
         if stream.watermark is not None and older(watermark, stream.watermark):
-            eng.emit(
+            ctx.emit(
                 "BP-O09",
                 a,
                 conv.id,
@@ -368,19 +331,24 @@ def _streamed(
                 {"watermark": watermark, "previous": stream.watermark, "path": stream.name},
             )
         stream.watermark = watermark
-    _delivered(eng, a, body, conv, dl, stream)
+    _delivered(ctx, a, body, conv, dl, stream)
 
 
 def _delivered(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, dl: DirectLineState, path: _Path
+    ctx: CheckContext,
+    a: dict[str, Any],
+    body: dict[str, Any],
+    conv: Conversation,
+    dl: DirectLineState,
+    path: DeliveryPath,
 ) -> None:
     """O11, O03 and the id half of O09 for one activity delivered to a client on `path`."""
-    ids = eng.state.dl_ids
+    ids = ctx.state.dl_ids
     activity_id = a["activity_id"]
     waited = False
     if activity_id:
         if ids.flags(conv, activity_id) & DELIVERED:
-            eng.emit(
+            ctx.emit(
                 "BP-O11",
                 a,
                 conv.id,
@@ -393,7 +361,7 @@ def _delivered(
         early = dl.dangling.pop(activity_id, None) if dl.dangling else None
         if early is not None and early[1] is path:
             waited = True
-            eng.emit(
+            ctx.emit(
                 "BP-O03",
                 early[0],
                 conv.id,
@@ -406,7 +374,7 @@ def _delivered(
         if path.last_n is not None and n < path.last_n and not waited:
             answer = next((seq for later, seq in path.recent if later > n), None) if user else None
             if answer is not None:
-                eng.emit(
+                ctx.emit(
                     "BP-O03",
                     answer,
                     conv.id,
@@ -415,7 +383,7 @@ def _delivered(
                     {"user_activity_id": activity_id, "parent_seq": a["seq"], "path": path.name},
                 )
             else:
-                eng.emit(
+                ctx.emit(
                     "BP-O09",
                     a,
                     conv.id,
@@ -440,40 +408,40 @@ def _from_user(a: dict[str, Any], body: dict[str, Any], dl: DirectLineState) -> 
     return isinstance(sender, dict) and sender.get("role") == "user"
 
 
-def _new_stream(dl: DirectLineState, exchange_seq: int, watermark: str | None) -> _Path:
+def _new_stream(dl: DirectLineState, exchange_seq: int, watermark: str | None) -> DeliveryPath:
     if len(dl.streams) >= MAX_STREAMS:
         del dl.streams[next(iter(dl.streams))]
-    stream = dl.streams[exchange_seq] = _Path(f"stream #{exchange_seq}", watermark)
+    stream = dl.streams[exchange_seq] = DeliveryPath(f"stream #{exchange_seq}", watermark)
     return stream
 
 
 # -- completed exchanges -----------------------------------------------------------------------------------
 
 
-def on_exchange_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
+def on_exchange_done(ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
     route = exchange["route"]
     if route in POST_ROUTES:
-        _post_done(eng, exchange, activities)
+        _post_done(ctx, exchange, activities)
     elif route in GET_ROUTES:
-        _get_done(eng, exchange, activities)
+        _get_done(ctx, exchange, activities)
     elif route == p.DL_STREAM:
-        conv = _conversation(eng, exchange["conversation_id"])
+        conv = _conversation(ctx, exchange["conversation_id"])
         if conv is not None:
             dl = _state(conv)
             asked = _query(exchange["url"], "watermark")
-            _asked(eng, exchange, conv, dl, asked, None)
+            _asked(ctx, exchange, conv, dl, asked, None)
             if exchange["status"] == 101:
                 _new_stream(dl, exchange["seq"], asked or None)
     elif route == p.DL_RECONNECT:
-        conv = _conversation(eng, exchange["conversation_id"])
+        conv = _conversation(ctx, exchange["conversation_id"])
         if conv is not None:
-            _asked(eng, exchange, conv, _state(conv), _query(exchange["url"], "watermark"), None)
+            _asked(ctx, exchange, conv, _state(conv), _query(exchange["url"], "watermark"), None)
     elif route in TOKEN_ROUTES:
-        _token_issued(eng, exchange)
+        _token_issued(ctx, exchange)
     elif route in UPLOAD_ROUTES and not _query(exchange["url"], "userId"):
-        conv = _conversation(eng, exchange["conversation_id"])
+        conv = _conversation(ctx, exchange["conversation_id"])
         named = _state(conv).token_user if conv is not None else None
-        eng.emit(
+        ctx.emit(
             "BP-I06",
             None,
             exchange["conversation_id"],
@@ -483,19 +451,19 @@ def on_exchange_done(eng: Engine, exchange: dict[str, Any], activities: list[dic
         )
 
 
-def _post_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
+def _post_done(ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
     """I09, and O09 for the id Direct Line returned to a post."""
-    posted = [a for a in activities if a["direction"] == FROM_CLIENT]
+    posted = [a for a in activities if a["direction"] == Direction.FROM_CLIENT]
     raw = exchange.get("request_body")
     if exchange["route"] == p.DL_POST_ACTIVITY and isinstance(raw, str) and raw.lstrip().startswith("["):
-        eng.emit(
+        ctx.emit(
             "BP-I09",
             posted[0] if posted else None,
             exchange["conversation_id"],
             f"one POST carried {len(posted)} activities as a JSON array; Direct Line takes one per request",
             {"exchange_seq": exchange["seq"], "activities": len(posted), "status": exchange["status"]},
         )
-    conv = _conversation(eng, exchange["conversation_id"])
+    conv = _conversation(ctx, exchange["conversation_id"])
     if conv is None or conv.dl is None:
         return
     dl = conv.dl
@@ -506,7 +474,7 @@ def _post_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str,
     if n is None:
         return
     if floor is not None and n <= floor:
-        eng.emit(
+        ctx.emit(
             "BP-O09",
             posted[0],
             conv.id,
@@ -517,16 +485,16 @@ def _post_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str,
     dl.posted_n = n
 
 
-def _get_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
+def _get_done(ctx: CheckContext, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> None:
     """O10 for the watermark a GET asked with; O09, O11, O03 for what it delivered."""
-    conv = _conversation(eng, exchange["conversation_id"])
+    conv = _conversation(ctx, exchange["conversation_id"])
     if conv is None:
         return
     dl = _state(conv)
-    delivered = [a for a in activities if a["direction"] == TO_CLIENT]
+    delivered = [a for a in activities if a["direction"] == Direction.TO_CLIENT]
     asked = _query(exchange["url"], "watermark")
     first = delivered[0] if delivered else None
-    _asked(eng, exchange, conv, dl, asked, first)
+    _asked(ctx, exchange, conv, dl, asked, first)
     status = exchange["status"]
     if status is None or status >= 300:
         return
@@ -534,9 +502,9 @@ def _get_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, 
     asked = asked or None
     path = dl.poll
     if path is None or path.watermark != asked:  # not a continuation: history, another client, a restart
-        path = dl.poll = _Path("the GET sequence", asked)
+        path = dl.poll = DeliveryPath("the GET sequence", asked)
     if given is not None and asked is not None and older(given, asked):
-        eng.emit(
+        ctx.emit(
             "BP-O09",
             first,
             conv.id,
@@ -545,13 +513,13 @@ def _get_done(eng: Engine, exchange: dict[str, Any], activities: list[dict[str, 
         )
     dl.marks.append((exchange["closed"], given))
     for a in delivered:
-        _delivered(eng, a, a["body"] if isinstance(a["body"], dict) else {}, conv, dl, path)
+        _delivered(ctx, a, a["body"] if isinstance(a["body"], dict) else {}, conv, dl, path)
     if given is not None:
         path.watermark = given
 
 
 def _asked(
-    eng: Engine,
+    ctx: CheckContext,
     exchange: dict[str, Any],
     conv: Conversation,
     dl: DirectLineState,
@@ -587,10 +555,10 @@ def _asked(
         message = f"{what} asked from watermark {asked!r}, older than {known!r} delivered before"
     else:
         return
-    eng.emit("BP-O10", where, conv.id, message, details)
+    ctx.emit("BP-O10", where, conv.id, message, details)
 
 
-def _token_issued(eng: Engine, exchange: dict[str, Any]) -> None:
+def _token_issued(ctx: CheckContext, exchange: dict[str, Any]) -> None:
     """Learn the user a token (or a started conversation) was issued for; I07 info without `dl_`."""
     status = exchange["status"]
     raw, answer = exchange.get("request_body"), exchange.get("response_body")
@@ -604,11 +572,11 @@ def _token_issued(eng: Engine, exchange: dict[str, Any]) -> None:
     cid = p.str_field(response, "conversationId") if isinstance(response, dict) else None
     if not user or not cid:
         return
-    dl = _state(eng.state.conversation(cid))
+    dl = _state(ctx.state.conversation(cid))
     if dl.token_user is None:
         dl.token_user = user
     if exchange["route"] == p.DL_GENERATE_TOKEN and not user.startswith(_ENHANCED_AUTH_PREFIX):
-        eng.emit(
+        ctx.emit(
             "BP-I07",
             None,
             cid,

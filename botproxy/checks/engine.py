@@ -1,7 +1,7 @@
 """The rule engine: fed activities and completed exchanges in session order, it keeps per-conversation
 state and returns findings.
 
-It implements the two halves of `recording.Observer` (returning findings rather than rows; `LiveChecks`
+It implements the two halves of `record.recorder.Observer` (returning findings rather than rows; `LiveChecks`
 adapts it), so the same engine runs inside the recorder and over a stored session (`offline`), and
 both see the same events in the same order:
 
@@ -13,7 +13,8 @@ both see the same events in the same order:
 What is learnt (per conversation: the bot, the users, the latest inbound serviceUrl, channelId, locale
 and tenant, inbound ids, ids the connector returned, deleted ids, sends in flight, open turns) and what
 is checked are kept apart: the families `addressing`, `ordering`, `directline` (the Direct Line
-client leg), `streaming` (streamed replies) and `agents` (Agents-era entities and roles) check, this
+client leg), `streaming` (streamed replies) and `agents` (Agents-era entities and roles) check, each
+firing the rules it declares through the check context (`base.CheckContext`, which the engine is); this
 module learns.
 Decisions depend only on event order, never on when the engine happens to run. Every piece of state is
 an id or a counter, so a long session checks in constant time per activity and bounded memory.
@@ -24,9 +25,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..model import Direction
+from ..model import Direction, Leg
 from ..wire import protocol as p
 from . import addressing, agents, directline, ordering, streaming
+from .base import CheckContext
 from .config import CheckConfig
 from .registry import RULES
 from .rules import Finding
@@ -37,44 +39,25 @@ from .state import (
     REFERENCED,
     SENT,
     Conversation,
-    SessionState,
     norm_url,
-    request_base,
     tenant_of,
 )
 
 log = logging.getLogger(__name__)
 
-TO_BOT, FROM_BOT = Direction.TO_BOT, Direction.FROM_BOT
-_CLIENT_LEG = frozenset({directline.FROM_CLIENT, directline.TO_CLIENT})
-EXPECTED_REPLIES = addressing.EXPECTED_REPLIES
-# Connector calls about a conversation that carry no activity: their base URL is still checked (BP-A11).
-_CONVERSATION_ROUTES = frozenset(
-    {
-        p.GET_MEMBERS,
-        p.GET_MEMBER,
-        p.DELETE_MEMBER,
-        p.GET_PAGED_MEMBERS,
-        p.GET_ACTIVITY_MEMBERS,
-        p.UPLOAD_ATTACHMENT,
-    }
-)
-_GET_CONVERSATIONS_CHANNELS = frozenset({"directline", "webchat"})
+_CLIENT_LEG = frozenset({Direction.FROM_CLIENT, Direction.TO_CLIENT})
 
 
-class Engine:
+class Engine(CheckContext):
     """Per-session rule engine. Not thread-safe: feed it from one thread, in event order."""
 
     def __init__(self, config: CheckConfig | None = None, *, strict: bool = False) -> None:
         self.config = config if config is not None else CheckConfig()
         self.config.validate()
-        self._disabled = frozenset(self.config.disabled)
-        self._severity = dict(self.config.severity)
-        self.state = SessionState()
+        super().__init__(RULES, frozenset(self.config.disabled), self.config.severity)
         # Live, a bug in a rule must not cost the recording: it is logged and counted. Tests set strict.
         self.strict = strict
         self.failures = 0
-        self._out: list[Finding] = []
 
     # -- the Observer halves ------------------------------------------------------------------------
 
@@ -90,12 +73,12 @@ class Engine:
     def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Finding]:
         out = self._out = []
         try:
-            if exchange["leg"] == "inbound":
+            if exchange["leg"] == Leg.INBOUND:
                 self._inbound_done(activities)
                 agents.on_inbound_done(self, exchange, activities)
-            elif exchange["leg"] == "outbound":
+            elif exchange["leg"] == Leg.OUTBOUND:
                 self._outbound_done(exchange, activities)
-            elif exchange["leg"] == "client":
+            elif exchange["leg"] == Leg.CLIENT:
                 directline.on_exchange_done(self, exchange, activities)
         except Exception:
             self._failed("exchange", exchange.get("seq"))
@@ -108,50 +91,21 @@ class Engine:
         self.failures += 1
         log.exception("botproxy checks failed on %s %s (skipped; the recording goes on)", what, seq)
 
-    # -- reporting ------------------------------------------------------------------------------------
-
-    def emit(
-        self,
-        code: str,
-        where: dict[str, Any] | int | None,
-        conversation_id: str | None,
-        message: str,
-        details: dict[str, Any],
-        *,
-        alt: bool = False,
-        conv: Conversation | None = None,
-    ) -> None:
-        """Report `code` at an activity (dict or seq; None for an exchange without activities)."""
-        if code in self._disabled:
-            return
-        rule = RULES[code]
-        if rule.once_per_conversation and conv is not None:
-            if conv.once is None:
-                conv.once = set()
-            elif code in conv.once:
-                return
-            conv.once.add(code)
-        severity = self._severity.get(code) or (
-            rule.alt_severity if alt and rule.alt_severity else rule.severity
-        )
-        seq = where["seq"] if isinstance(where, dict) else where
-        self._out.append(Finding(code, rule.name, severity, seq, conversation_id, message, details))
-
     # -- activities -----------------------------------------------------------------------------------
 
     def _activity(self, a: dict[str, Any]) -> None:
         body = a["body"] if isinstance(a["body"], dict) else {}
         route = a["route"]
         direction = a["direction"]
-        if direction == TO_BOT:
+        if direction == Direction.TO_BOT:
             if a["source"] == "request" and route == p.BOT_MESSAGES:
                 self._inbound(a, body)
-        elif direction != FROM_BOT:  # the Direct Line client leg
+        elif direction != Direction.FROM_BOT:  # the Direct Line client leg
             if direction in _CLIENT_LEG:
                 directline.on_activity(self, a, body)
             return
         elif a["source"] == "response":
-            if route in (EXPECTED_REPLIES, p.EVENT_STREAM):
+            if route in (addressing.EXPECTED_REPLIES, p.EVENT_STREAM):
                 self._buffered_reply(a, body)
         elif route in p.SEND_ROUTES:
             self._send(a, body)
@@ -213,20 +167,12 @@ class Engine:
         conv.open_turns[a["seq"]] = (url, a["locale"])
 
     def _target(self, a: dict[str, Any]) -> Conversation | None:
-        """The conversation an outbound call goes to (the URL's); BP-A31 when we never saw it."""
+        """The conversation an outbound call goes to (the URL's), checked as known (BP-A31)."""
         cid = a["url_conversation_id"] or a["conversation_id"]
         if not cid:
             return None
         conv = self.state.conversation(cid)
-        if not conv.known:
-            self.emit(
-                "BP-A31",
-                a,
-                cid,
-                f"conversation {cid!r} was never seen inbound nor created in this session",
-                {},
-                conv=conv,
-            )
+        addressing.check_known(self, a, conv)
         return conv
 
     def _send(self, a: dict[str, Any], body: dict[str, Any]) -> None:
@@ -288,7 +234,7 @@ class Engine:
 
     def _inbound_done(self, activities: list[dict[str, Any]]) -> None:
         for a in activities:
-            if a["direction"] != TO_BOT or not a["conversation_id"]:
+            if a["direction"] != Direction.TO_BOT or not a["conversation_id"]:
                 continue
             conv = self.state.conversations.get(a["conversation_id"])
             if conv is not None:
@@ -320,52 +266,7 @@ class Engine:
         elif route == p.SEND_HISTORY:
             ordering.on_history_done(self, exchange)
         elif route == p.UNKNOWN_CONNECTOR:
-            self.emit(
-                "BP-A30",
-                None,
-                cid,
-                f"{exchange['method']} {_path(exchange['url'])} is no Connector operation",
-                {"exchange_seq": exchange["seq"], "method": exchange["method"], "status": exchange["status"]},
-            )
-        elif route in _CONVERSATION_ROUTES and conv is not None:
-            self._check_base(exchange, conv)
-        if route == p.GET_CONVERSATIONS:
-            channel = self.state.service_channels.get(request_base(exchange["url"]) or "")
-            if channel is not None and channel not in _GET_CONVERSATIONS_CHANNELS:
-                self.emit(
-                    "BP-A29",
-                    None,
-                    None,
-                    f"GetConversations on channel {channel!r}; only Direct Line and Web Chat support it",
-                    {"exchange_seq": exchange["seq"], "channel_id": channel},
-                )
-        if status == 405:
-            self.emit(
-                "BP-A29",
-                activities[0] if activities else None,
-                cid,
-                f"the channel answered 405: it does not support {route}",
-                {"exchange_seq": exchange["seq"], "route": route},
-            )
-
-    def _check_base(self, exchange: dict[str, Any], conv: Conversation) -> None:
-        base = request_base(exchange["url"])
-        if (
-            base
-            and conv.service_url
-            and base != conv.service_url
-            and all(url != base for url, _ in conv.open_turns.values())
-        ):
-            self.emit(
-                "BP-A11",
-                None,
-                conv.id,
-                f"{exchange['route']} sent through {base} but the conversation's "
-                f"latest inbound serviceUrl is {conv.service_url}",
-                {"exchange_seq": exchange["seq"], "sent_to": base, "service_url": conv.service_url},
-            )
-
-
-def _path(url: str) -> str:
-    rest = url.split("://", 1)[-1]
-    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+            addressing.unknown_operation(self, exchange, cid)
+        elif route in addressing.CONVERSATION_ROUTES and conv is not None:
+            addressing.check_base(self, exchange, conv)
+        addressing.check_supported(self, exchange, activities, cid)

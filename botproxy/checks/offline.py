@@ -18,6 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from .. import store
+from ..model import Direction
 from ..wire import protocol as p
 from .config import CheckConfig
 from .engine import Engine
@@ -86,10 +87,10 @@ def _as_seen(activity: dict[str, Any]) -> dict[str, Any]:
         return activity
     seen = dict(activity)
     seen["status"] = None
-    if activity["direction"] == "from_client":  # the id Direct Line assigns is filled in at completion
+    if activity["direction"] == Direction.FROM_CLIENT:  # the id Direct Line assigns is filled in at completion
         body = activity["body"] if isinstance(activity["body"], dict) else {}
         seen["activity_id"] = p.str_field(body, "id")
-    elif activity["direction"] == "from_bot" and activity["route"] in _ASSIGNED_LATER:
+    elif activity["direction"] == Direction.FROM_BOT and activity["route"] in _ASSIGNED_LATER:
         seen["activity_id"] = None
         if activity["route"] == p.CREATE_CONVERSATION:
             body = activity["body"] if isinstance(activity["body"], dict) else {}

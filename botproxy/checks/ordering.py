@@ -8,22 +8,19 @@ about time itself and reads the recorded `observed_at`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..wire import protocol as p
 from ..wire.streams import stream_part
 from .addressing import foreign_edit  # an update that no send returned turns out foreign: BP-A21
+from .base import CheckContext
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
 from .state import CLOSED, INBOUND, MAX_DANGLING, Conversation
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
-FAMILY = "ordering"
 TYPING_MIN_INTERVAL = 2.0  # seconds; ACT A6001 allows every two seconds
 
 
-_rule = rule_maker(FAMILY)
+_rule = rule_maker(__name__)
 
 
 RULES: tuple[Rule, ...] = (
@@ -175,13 +172,13 @@ def parse_timestamp(value: Any) -> float | None:
 # -- inbound --------------------------------------------------------------------------------------
 
 
-def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
+def on_inbound(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
     """O03 (a reply that was waiting for this activity) and O08."""
     activity_id = a["activity_id"]
     if activity_id and conv.dangling:
         early = conv.dangling.pop(activity_id, None)
         if early is not None:
-            eng.emit(
+            ctx.emit(
                 "BP-O03",
                 early,
                 conv.id,
@@ -191,7 +188,7 @@ def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
     stamp = parse_timestamp(body.get("timestamp"))
     if stamp is not None:
         if conv.last_timestamp is not None and stamp < conv.last_timestamp:
-            eng.emit(
+            ctx.emit(
                 "BP-O08",
                 a,
                 conv.id,
@@ -214,10 +211,10 @@ def remember_dangling(conv: Conversation, reply_to_id: str, seq: int) -> None:
 # -- outbound ----------------------------------------------------------------------------------------
 
 
-def after_end(eng: Engine, a: dict[str, Any], conv: Conversation) -> None:
+def after_end(ctx: CheckContext, a: dict[str, Any], conv: Conversation) -> None:
     """O06."""
     if conv.ended_seq is not None:
-        eng.emit(
+        ctx.emit(
             "BP-O06",
             a,
             conv.id,
@@ -226,7 +223,7 @@ def after_end(eng: Engine, a: dict[str, Any], conv: Conversation) -> None:
         )
 
 
-def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: int) -> None:
+def on_send(ctx: CheckContext, a: dict[str, Any], conv: Conversation, reply_to_flags: int) -> None:
     """O01, O04, O05, O06 and O12 for a send (C3/C5) at the moment its request is seen."""
     seq = a["seq"]
     # Typing is ephemeral and the SDK's ShowTypingMiddleware sends it from a timer, concurrently with
@@ -244,7 +241,7 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
                 "not on the wire)"
         else:
             cause, why = "proactive", "a send outside any turn overlapping another"
-        eng.emit(
+        ctx.emit(
             "BP-O01",
             a,
             conv.id,
@@ -260,28 +257,28 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
         conv.in_flight[a["exchange_seq"]] = (a["event"], seq)
         conv.flight_turns[a["exchange_seq"]] = a["turn_seq"]
     if reply_to_flags & CLOSED and reply_to_flags & INBOUND:
-        eng.emit(
+        ctx.emit(
             "BP-O04",
             a,
             conv.id,
             f"replies to {a['reply_to_id']!r} after the bot's HTTP answer to it had completed",
             {"reply_to_id": a["reply_to_id"]},
         )
-    if a["turn_seq"] is not None and a["turn_seq"] in eng.state.expect_replies:
-        eng.emit(
+    if a["turn_seq"] is not None and a["turn_seq"] in ctx.state.expect_replies:
+        ctx.emit(
             "BP-O05",
             a,
             conv.id,
             f"sent through the Connector for turn #{a['turn_seq']}, whose activity asked for expectReplies",
             {"turn_seq": a["turn_seq"]},
         )
-    after_end(eng, a, conv)
+    after_end(ctx, a, conv)
     # A stream's chunks are typing activities paced by the stream rules (BP-S07), not typing indicators.
     if a["type"] == "typing" and stream_part(a["body"] if isinstance(a["body"], dict) else {}) is None:
         at = a["observed_at"]
         if at is not None:
             if conv.typing_at is not None and at - conv.typing_at < TYPING_MIN_INTERVAL:
-                eng.emit(
+                ctx.emit(
                     "BP-O12",
                     a,
                     conv.id,
@@ -291,7 +288,7 @@ def on_send(eng: Engine, a: dict[str, Any], conv: Conversation, reply_to_flags: 
             conv.typing_at = at
 
 
-def on_send_done(eng: Engine, exchange: dict[str, Any], a: dict[str, Any], conv: Conversation) -> None:
+def on_send_done(ctx: CheckContext, exchange: dict[str, Any], a: dict[str, Any], conv: Conversation) -> None:
     """O02: this send completed while one that started before it is still waiting."""
     mine = conv.in_flight.pop(exchange["seq"], None)
     conv.flight_turns.pop(exchange["seq"], None)
@@ -301,7 +298,7 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], a: dict[str, Any], conv:
     earlier = [(event, seq) for event, seq in conv.in_flight.values() if event < opened]
     if earlier:
         seq = min(earlier)[1]
-        eng.emit(
+        ctx.emit(
             "BP-O02",
             a,
             conv.id,
@@ -310,14 +307,14 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], a: dict[str, Any], conv:
         )
 
 
-def resolve_edits(eng: Engine, conv: Conversation, returned_id: str | None) -> None:
+def resolve_edits(ctx: CheckContext, conv: Conversation, returned_id: str | None) -> None:
     """Decide pending updates/deletes once a send completes: O07 if it returned their id, A21 once no send
     that started before them is left."""
     pending = conv.pending_edits
     if returned_id is not None and returned_id in pending:
         seq, _, route = pending.pop(returned_id)
         verb = "updated" if route == p.UPDATE_ACTIVITY else "deleted"
-        eng.emit(
+        ctx.emit(
             "BP-O07",
             seq,
             conv.id,
@@ -331,15 +328,15 @@ def resolve_edits(eng: Engine, conv: Conversation, returned_id: str | None) -> N
         if oldest_open is None or oldest_open > event:
             del pending[target]
             if conv.known:
-                foreign_edit(eng, seq, conv, target, route)
+                foreign_edit(ctx, seq, conv, target, route)
 
 
 # -- transcripts ------------------------------------------------------------------------------------
 
 
-def on_history_activity(eng: Engine, a: dict[str, Any], body: dict[str, Any]) -> None:
+def on_history_activity(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any]) -> None:
     """O13 for one activity of a SendConversationHistory upload."""
-    ids, last = eng.state.history.setdefault(a["exchange_seq"], (set(), []))
+    ids, last = ctx.state.history.setdefault(a["exchange_seq"], (set(), []))
     cid = a["url_conversation_id"] or a["conversation_id"]
     activity_id = body.get("id")
     problems = []
@@ -357,7 +354,7 @@ def on_history_activity(eng: Engine, a: dict[str, Any], body: dict[str, Any]) ->
     if stamp is not None:
         last[:] = [max(stamp, last[0]) if last else stamp]
     if problems:
-        eng.emit(
+        ctx.emit(
             "BP-O13",
             a,
             cid,
@@ -366,5 +363,5 @@ def on_history_activity(eng: Engine, a: dict[str, Any], body: dict[str, Any]) ->
         )
 
 
-def on_history_done(eng: Engine, exchange: dict[str, Any]) -> None:
-    eng.state.history.pop(exchange["seq"], None)
+def on_history_done(ctx: CheckContext, exchange: dict[str, Any]) -> None:
+    ctx.state.history.pop(exchange["seq"], None)

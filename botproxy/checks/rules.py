@@ -1,6 +1,7 @@
 """What a rule is and what it finds: `Rule` (data, no code) and `Finding` (one broken rule at one activity).
 
-The rules themselves live with their family (`addressing`, `ordering`, `directline`) and are gathered in `registry`.
+The rules themselves live with their family (`addressing`, `ordering`, `directline`, `streaming`, `agents`), each
+rule's declaration beside the code that fires it, and are gathered in `registry`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Rule:
     explanation: str  # one paragraph, ending with its source
     source: str  # spec requirement ids and/or issues, for the table
     fix: str  # one line
-    family: str  # addressing, ordering, directline
+    family: str  # the module that declares and checks it: addressing, ordering, directline, streaming, agents
     # Some findings of a rule are of a different severity (a missing `from` is less sure than a wrong one).
     alt_severity: str | None = None
     alt_when: str = ""
@@ -38,8 +39,9 @@ class Rule:
         assert (self.alt_severity is None) == (not self.alt_when), self.code
 
 
-def rule_maker(family: str) -> Callable[..., Rule]:
-    """`_rule = rule_maker("ordering")`: each family module declares its rules without repeating its name."""
+def rule_maker(module: str) -> Callable[..., Rule]:
+    """`_rule = rule_maker(__name__)`: a family module declares its rules, its family named by the module."""
+    family = module.rpartition(".")[2]
 
     def make(
         code: str, name: str, severity: str, catches: str, explanation: str, source: str, fix: str, **extra: Any

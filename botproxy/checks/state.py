@@ -1,4 +1,5 @@
-"""What the engine remembers while it reads a session: ids, counters and small sets, never bodies.
+"""What the engine remembers while it reads a session: ids, counters and small sets, never bodies; the
+families' own per-conversation state (`DirectLineState`, `Streams`) too, so nothing here imports a family.
 
 Memory is what bounds a check of a long session (a million activities must fit in a few hundred MB), so
 the biggest structure, the book of activity ids, packs the owning conversation and the id's flags into
@@ -9,14 +10,11 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..wire.service_url import decode_service_url
-
-if TYPE_CHECKING:
-    from .directline import DirectLineState
-    from .streaming import Streams
 
 # Flags of an activity id within its conversation.
 INBOUND = 1  # the channel sent an activity with this id to the bot
@@ -30,6 +28,8 @@ _FLAG_MASK = (1 << _FLAG_BITS) - 1
 
 # Unanswered "reply before parent" candidates kept per conversation (oldest dropped first).
 MAX_DANGLING = 256
+MAX_RECENT = 32  # recent non-user deliveries per path, for the id-sequence variant of BP-O03
+MAX_MARKS = 8  # recent watermark deliveries per conversation, for BP-O10
 
 
 class Conversation:
@@ -84,6 +84,82 @@ class Conversation:
         self.once: set[str] | None = None  # codes already reported once for this conversation
         self.dl: DirectLineState | None = None  # the Direct Line client leg, when there is one
         self.streams: Streams | None = None  # streamed replies, once the conversation has one
+
+
+class DeliveryPath:
+    """One delivery path: a WebSocket connection, or a chain of GETs each continuing from the last."""
+
+    __slots__ = ("name", "watermark", "last_n", "recent")
+
+    def __init__(self, name: str, watermark: str | None) -> None:
+        self.name = name  # "stream #<exchange seq>" or "GET sequence", for messages
+        self.watermark = watermark  # the newest non-null watermark on this path
+        self.last_n: int | None = None  # `|n` of the latest activity delivered on it
+        self.recent: deque[tuple[int, int]] = deque(maxlen=MAX_RECENT)  # (n, seq) of non-user deliveries
+
+
+class DirectLineState:
+    """What the Direct Line rules know about one conversation's client leg."""
+
+    __slots__ = ("user", "token_user", "users", "posted_n", "post_floor", "marks", "streams", "poll", "dangling")
+
+    def __init__(self) -> None:
+        self.user: str | None = None  # from.id of the client's first post
+        self.token_user: str | None = None  # the user a token or start was issued for
+        self.users: set[str] = set()  # every from.id clients posted with (tells user messages from bot ones)
+        self.posted_n: int | None = None  # `|n` of the id Direct Line returned to the latest completed post
+        self.post_floor: dict[int, int | None] = {}  # post exchange seq -> `posted_n` when it was sent
+        self.marks: deque[tuple[int, str | None]] = deque(maxlen=MAX_MARKS)  # (event, watermark) delivered
+        self.streams: dict[int, DeliveryPath] = {}  # stream exchange seq -> its path
+        self.poll: DeliveryPath | None = None
+        self.dangling: dict[str, tuple[int, DeliveryPath]] = {}  # replyToId delivered before it -> (seq, path)
+
+
+class Stream:
+    """One stream of one conversation, while it is being checked."""
+
+    __slots__ = (
+        "id",
+        "first_seq",
+        "started_at",
+        "last_at",
+        "number",
+        "text",
+        "parts",
+        "in_flight",
+        "rejected",
+        "reported",
+        "scope",
+    )
+
+    def __init__(self, stream_id: str | None, first_seq: int, at: float | None) -> None:
+        self.id = stream_id
+        self.first_seq = first_seq
+        self.started_at = at
+        self.last_at: float | None = None  # start of the latest non-final request
+        self.number: int | None = None  # latest streamSequence
+        self.text: str | None = None  # latest streamed (not informative) text
+        self.parts = 0
+        self.in_flight = 0  # requests of the stream without an HTTP answer yet
+        self.rejected: str | None = None  # how the channel ended it
+        self.reported: set[str] = set()  # codes reported once per stream
+        # BP-S13 (message, details) for a stream outside Teams' streaming scope, until the channel's answer
+        # to its first request tells a refused stream (the SDKs' try-then-fall-back) from an accepted one.
+        self.scope: tuple[str, dict[str, Any]] | None = None
+
+
+class Streams:
+    """A conversation's streams, and what decides where streaming is allowed."""
+
+    __slots__ = ("open", "ended", "by_exchange", "conversation_type", "agentic", "copilot")
+
+    def __init__(self) -> None:
+        self.open: list[Stream] = []  # started, not ended (normally at most one)
+        self.ended: dict[str, int] = {}  # stream id -> seq of its final (the latest ENDED_KEPT)
+        self.by_exchange: dict[int, Stream] = {}  # open stream requests: exchange seq -> stream
+        self.conversation_type: str | None = None  # latest inbound conversation.conversationType
+        self.agentic = False  # the latest inbound recipient was an agentic identity
+        self.copilot = False  # the latest inbound activity was Microsoft 365 Copilot's
 
 
 class IdBook:

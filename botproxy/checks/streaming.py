@@ -14,16 +14,13 @@ Like `ordering`, decisions follow the order of events; pacing and duration read 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..wire import streams as s
+from .base import CheckContext
 from .rules import ERROR, INFO, WARNING, Rule, rule_maker
+from .state import Conversation, Stream, Streams
 
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .state import Conversation
-
-FAMILY = "streaming"
 TEAMS_MIN_INTERVAL = 0.9  # seconds between streaming requests; Teams asks for about one a second
 TEAMS_MAX_DURATION = 120.0  # seconds; Teams ends a longer stream with 403 ContentStreamNotAllowed
 COPILOT_MAX_GAP = 45.0  # seconds; Microsoft 365 Copilot times out a stream without an update that often
@@ -35,7 +32,7 @@ AGENTIC_ROLES = frozenset({"agenticAppInstance", "agenticInstance", "agenticUser
 _TEAMS_STREAMING = "TEAMS-DOCS streaming-ux"
 _WEBCHAT = "WEBCHAT LIVESTREAMING.md"
 
-_rule = rule_maker(FAMILY)
+_rule = rule_maker(__name__)
 
 
 RULES: tuple[Rule, ...] = (
@@ -231,60 +228,13 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class Stream:
-    """One stream of one conversation, while it is being checked."""
-
-    __slots__ = (
-        "id",
-        "first_seq",
-        "started_at",
-        "last_at",
-        "number",
-        "text",
-        "parts",
-        "in_flight",
-        "rejected",
-        "reported",
-        "scope",
-    )
-
-    def __init__(self, stream_id: str | None, first_seq: int, at: float | None) -> None:
-        self.id = stream_id
-        self.first_seq = first_seq
-        self.started_at = at
-        self.last_at: float | None = None  # start of the latest non-final request
-        self.number: int | None = None  # latest streamSequence
-        self.text: str | None = None  # latest streamed (not informative) text
-        self.parts = 0
-        self.in_flight = 0  # requests of the stream without an HTTP answer yet
-        self.rejected: str | None = None  # how the channel ended it
-        self.reported: set[str] = set()  # codes reported once per stream
-        # BP-S13 (message, details) for a stream outside Teams' streaming scope, until the channel's answer
-        # to its first request tells a refused stream (the SDKs' try-then-fall-back) from an accepted one.
-        self.scope: tuple[str, dict[str, Any]] | None = None
-
-
-class Streams:
-    """A conversation's streams, and what decides where streaming is allowed."""
-
-    __slots__ = ("open", "ended", "by_exchange", "conversation_type", "agentic", "copilot")
-
-    def __init__(self) -> None:
-        self.open: list[Stream] = []  # started, not ended (normally at most one)
-        self.ended: dict[str, int] = {}  # stream id -> seq of its final (the latest ENDED_KEPT)
-        self.by_exchange: dict[int, Stream] = {}  # open stream requests: exchange seq -> stream
-        self.conversation_type: str | None = None  # latest inbound conversation.conversationType
-        self.agentic = False  # the latest inbound recipient was an agentic identity
-        self.copilot = False  # the latest inbound activity was Microsoft 365 Copilot's
-
-
 def _streams(conv: Conversation) -> Streams:
     if conv.streams is None:
         conv.streams = Streams()
     return conv.streams
 
 
-def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
+def on_inbound(ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation) -> None:
     """Learn the conversation's scope: conversationType, agentic recipient, Copilot."""
     conversation = body.get("conversation")
     kind = conversation.get("conversationType") if isinstance(conversation, dict) else None
@@ -303,7 +253,7 @@ def on_inbound(eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conve
 
 
 def on_send(
-    eng: Engine, a: dict[str, Any], body: dict[str, Any], conv: Conversation, *, answered: bool = True
+    ctx: CheckContext, a: dict[str, Any], body: dict[str, Any], conv: Conversation, *, answered: bool = True
 ) -> None:
     """Every stream rule that the request alone decides (all but the channel's answers). `answered` is
     False for a frame of a deliveryMode stream answer: no channel answer will come for it."""
@@ -313,9 +263,9 @@ def on_send(
     book = _streams(conv)
     teams = (conv.channel_id or a["channel_id"] or "").lower().startswith("msteams")
     if part.infos > 1:
-        eng.emit("BP-S05", a, conv.id, f"{part.infos} streaminfo entities", {"count": part.infos})
+        ctx.emit("BP-S05", a, conv.id, f"{part.infos} streaminfo entities", {"count": part.infos})
     if part.stream_id is not None and part.stream_id in book.ended:
-        eng.emit(
+        ctx.emit(
             "BP-S04",
             a,
             conv.id,
@@ -323,12 +273,12 @@ def on_send(
             {"stream_id": part.stream_id, "final_seq": book.ended[part.stream_id]},
         )
         return
-    stream = _stream_of(eng, a, part, book, teams, conv)
+    stream = _stream_of(ctx, a, part, book, teams, conv)
     if stream.scope is not None and not answered:  # no channel answer to tell the SDK's fallback by
-        _out_of_scope(eng, a, stream, conv, refused=False)
+        _out_of_scope(ctx, a, stream, conv, refused=False)
     at = a["observed_at"]
     if stream.in_flight:
-        eng.emit(
+        ctx.emit(
             "BP-S06",
             a,
             conv.id,
@@ -337,7 +287,7 @@ def on_send(
             {"stream_first_seq": stream.first_seq, "in_flight": stream.in_flight},
         )
     if stream.rejected is not None:
-        eng.emit(
+        ctx.emit(
             "BP-S14",
             a,
             conv.id,
@@ -345,11 +295,11 @@ def on_send(
             {"stream_first_seq": stream.first_seq, "rejected": stream.rejected},
         )
     if teams and at is not None:
-        _check_time(eng, a, part, stream, book, at, conv)
+        _check_time(ctx, a, part, stream, book, at, conv)
     if part.final:
-        _final(eng, a, part, stream, book, teams, conv)
+        _final(ctx, a, part, stream, book, teams, conv)
     else:
-        _chunk(eng, a, part, body, stream, teams, conv)
+        _chunk(ctx, a, part, body, stream, teams, conv)
         if at is not None:
             stream.last_at = at
     stream.parts += 1
@@ -359,7 +309,7 @@ def on_send(
 
 
 def _stream_of(
-    eng: Engine, a: dict[str, Any], part: s.StreamPart, book: Streams, teams: bool, conv: Conversation
+    ctx: CheckContext, a: dict[str, Any], part: s.StreamPart, book: Streams, teams: bool, conv: Conversation
 ) -> Stream:
     """The open stream this request belongs to, or a new one (BP-S12, S13 when it starts)."""
     if part.stream_id is not None:
@@ -378,7 +328,7 @@ def _stream_of(
         waiting = [st for st in book.open if st.id is None] or (book.open[-1:] if part.final else [])
         if waiting:
             if part.final:
-                eng.emit(
+                ctx.emit(
                     "BP-S03",
                     a,
                     conv.id,
@@ -389,7 +339,7 @@ def _stream_of(
     stream = Stream(part.stream_id, a["seq"], a["observed_at"])
     others = [st for st in book.open if st.rejected is None]
     if others:
-        eng.emit(
+        ctx.emit(
             "BP-S12",
             a,
             conv.id,
@@ -414,14 +364,20 @@ def _stream_of(
 
 
 def _check_time(
-    eng: Engine, a: dict[str, Any], part: s.StreamPart, stream: Stream, book: Streams, at: float, conv: Conversation
+    ctx: CheckContext,
+    a: dict[str, Any],
+    part: s.StreamPart,
+    stream: Stream,
+    book: Streams,
+    at: float,
+    conv: Conversation,
 ) -> None:
     """S07 (pacing) and S08 (duration), from the recorded request times."""
     if book.copilot:
         since = stream.last_at if stream.last_at is not None else stream.started_at
         if since is not None and at - since > COPILOT_MAX_GAP and "BP-S08" not in stream.reported:
             stream.reported.add("BP-S08")
-            eng.emit(
+            ctx.emit(
                 "BP-S08",
                 a,
                 conv.id,
@@ -432,7 +388,7 @@ def _check_time(
     elif stream.started_at is not None and at - stream.started_at > TEAMS_MAX_DURATION:
         if "BP-S08" not in stream.reported:
             stream.reported.add("BP-S08")
-            eng.emit(
+            ctx.emit(
                 "BP-S08",
                 a,
                 conv.id,
@@ -440,7 +396,7 @@ def _check_time(
                 {"duration_s": round(at - stream.started_at, 3), "stream_first_seq": stream.first_seq},
             )
     if not part.final and stream.last_at is not None and at - stream.last_at < TEAMS_MIN_INTERVAL:
-        eng.emit(
+        ctx.emit(
             "BP-S07",
             a,
             conv.id,
@@ -450,7 +406,7 @@ def _check_time(
 
 
 def _chunk(
-    eng: Engine,
+    ctx: CheckContext,
     a: dict[str, Any],
     part: s.StreamPart,
     body: dict[str, Any],
@@ -461,11 +417,11 @@ def _chunk(
     """S01, S09, S10, S11 for an informative or streaming chunk."""
     number = part.sequence
     if not isinstance(number, int) or isinstance(number, bool):
-        eng.emit("BP-S01", a, conv.id, f"streamSequence {number!r} is not a number", {"sequence": number})
+        ctx.emit("BP-S01", a, conv.id, f"streamSequence {number!r} is not a number", {"sequence": number})
     else:
         expected = 1 if stream.number is None else stream.number + 1
         if number < expected or (stream.number is None and number != 1):
-            eng.emit(
+            ctx.emit(
                 "BP-S01",
                 a,
                 conv.id,
@@ -473,7 +429,7 @@ def _chunk(
                 {"sequence": number, "expected": expected},
             )
         elif number > expected:
-            eng.emit(
+            ctx.emit(
                 "BP-S01",
                 a,
                 conv.id,
@@ -485,7 +441,7 @@ def _chunk(
     text = a["text"] or ""
     if part.stream_type == s.INFORMATIVE:
         if len(text) > INFORMATIVE_MAX:
-            eng.emit(
+            ctx.emit(
                 "BP-S10",
                 a,
                 conv.id,
@@ -493,7 +449,7 @@ def _chunk(
                 {"length": len(text)},
             )
     else:
-        _extends(eng, a, stream, text, teams, conv, "chunk")
+        _extends(ctx, a, stream, text, teams, conv, "chunk")
         stream.text = text
     misplaced = []
     if body.get("attachments"):
@@ -504,7 +460,7 @@ def _chunk(
         misplaced.append("sensitivity label")
     misplaced += [f"feedback loop ({place})" for place in s.feedback_places(body)]
     if misplaced:
-        eng.emit(
+        ctx.emit(
             "BP-S11",
             a,
             conv.id,
@@ -514,7 +470,13 @@ def _chunk(
 
 
 def _final(
-    eng: Engine, a: dict[str, Any], part: s.StreamPart, stream: Stream, book: Streams, teams: bool, conv: Conversation
+    ctx: CheckContext,
+    a: dict[str, Any],
+    part: s.StreamPart,
+    stream: Stream,
+    book: Streams,
+    teams: bool,
+    conv: Conversation,
 ) -> None:
     """S02, S03, S09 for a final; the stream ends."""
     number = part.sequence
@@ -524,7 +486,7 @@ def _final(
             shape = " (one number skipped: the Agents SDK for JavaScript's final)"
         elif stream.number is not None and number == stream.number + 1:
             shape = " (the next number, as older Agents SDK for Python releases send it)"
-        eng.emit(
+        ctx.emit(
             "BP-S02",
             a,
             conv.id,
@@ -533,16 +495,16 @@ def _final(
             alt=not teams,
         )
     if stream.parts == 0:
-        eng.emit("BP-S03", a, conv.id, "the stream's first activity is its final", {})
-    _extends(eng, a, stream, a["text"] or "", teams, conv, "final")
+        ctx.emit("BP-S03", a, conv.id, "the stream's first activity is its final", {})
+    _extends(ctx, a, stream, a["text"] or "", teams, conv, "final")
     _end(book, stream, a["seq"])
 
 
 def _extends(
-    eng: Engine, a: dict[str, Any], stream: Stream, text: str, teams: bool, conv: Conversation, what: str
+    ctx: CheckContext, a: dict[str, Any], stream: Stream, text: str, teams: bool, conv: Conversation, what: str
 ) -> None:
     if stream.text and not text.startswith(stream.text):
-        eng.emit(
+        ctx.emit(
             "BP-S09",
             a,
             conv.id,
@@ -561,7 +523,7 @@ def _end(book: Streams, stream: Stream, seq: int) -> None:
             del book.ended[next(iter(book.ended))]
 
 
-def on_update(eng: Engine, a: dict[str, Any], conv: Conversation) -> None:
+def on_update(ctx: CheckContext, a: dict[str, Any], conv: Conversation) -> None:
     """A PUT of an open stream's message finishes it (the SDKs' way after a Teams timeout): no finding."""
     book = conv.streams
     target = a["url_activity_id"]
@@ -576,7 +538,7 @@ def on_update(eng: Engine, a: dict[str, Any], conv: Conversation) -> None:
 # -- the channel's answers ----------------------------------------------------------------------------
 
 
-def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], conv: Conversation) -> None:
+def on_send_done(ctx: CheckContext, exchange: dict[str, Any], sent: dict[str, Any], conv: Conversation) -> None:
     """The stream learns its id from the first answer; rejections (S14), 429 (S07)."""
     book = conv.streams
     stream = book.by_exchange.pop(exchange["seq"], None) if book is not None else None
@@ -587,7 +549,7 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
     ending = _rejection(exchange) if status >= 300 else None
     if stream.scope is not None:
         refused = ending is not None and "BadArgument" in ending
-        _out_of_scope(eng, sent, stream, conv, refused=refused)
+        _out_of_scope(ctx, sent, stream, conv, refused=refused)
         if refused:
             stream.rejected = ending
             return
@@ -598,11 +560,11 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
                 book.ended[stream.id] = sent["seq"]
         return
     if status == 429:
-        eng.emit("BP-S07", sent, conv.id, "the channel throttled the stream (429)", {"status": 429})
+        ctx.emit("BP-S07", sent, conv.id, "the channel throttled the stream (429)", {"status": 429})
         return
     if ending is not None and stream.rejected is None:
         stream.rejected = ending
-        eng.emit(
+        ctx.emit(
             "BP-S14",
             sent,
             conv.id,
@@ -612,13 +574,13 @@ def on_send_done(eng: Engine, exchange: dict[str, Any], sent: dict[str, Any], co
         )
 
 
-def _out_of_scope(eng: Engine, a: dict[str, Any], stream: Stream, conv: Conversation, *, refused: bool) -> None:
+def _out_of_scope(ctx: CheckContext, a: dict[str, Any], stream: Stream, conv: Conversation, *, refused: bool) -> None:
     assert stream.scope is not None
     message, details = stream.scope
     stream.scope = None
     if refused:
         message += "; the channel refused it (BadArgument) and the SDKs then send one message"
-    eng.emit("BP-S13", a, conv.id, message, {**details, "refused": refused}, alt=refused)
+    ctx.emit("BP-S13", a, conv.id, message, {**details, "refused": refused}, alt=refused)
 
 
 _ENDINGS = (
