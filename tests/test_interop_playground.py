@@ -21,7 +21,7 @@ BOT = {"id": "00000000-0000-0000-0000-00000000000011", "name": "Test Bot"}
 def to_bot(at, activity, status=201, answer=""):
     body = {"id": f"in-{at}", "serviceUrl": PG, "channelId": "emulator", "from": USER, "recipient": BOT,
             "conversation": {"id": CONV, "conversationType": "personal"}, **activity}
-    return {"logId": f"log-{at}", "timestamp": at, "conversationId": CONV, "direction": pg.TO_BOT,
+    return {"logId": f"log-{at}", "timestamp": at, "conversationId": CONV, "direction": pg.PLAYGROUND_TO_BOT,
             "activityName": activity["type"], "messageId": body["id"],
             "request": {"headers": {"Content-Type": "application/json", "x-ms-agents-playground": "true",
                                     "User-Agent": "axios/1.12.2"},
@@ -33,7 +33,7 @@ def from_bot(at, text, reply_to=None, method="POST", answer_id=None):
     path = f"/_connector/v3/conversations/{CONV}/activities" + (f"/{reply_to}" if reply_to else "")
     body = {"type": "message", "text": text, "serviceUrl": PG, "channelId": "emulator", "from": BOT,
             "recipient": USER, "conversation": {"id": CONV}, **({"replyToId": reply_to} if reply_to else {})}
-    return {"logId": f"log-{at}", "timestamp": at, "conversationId": CONV, "direction": pg.FROM_BOT,
+    return {"logId": f"log-{at}", "timestamp": at, "conversationId": CONV, "direction": pg.PLAYGROUND_FROM_BOT,
             "activityName": "message", "messageId": answer_id or str(at),
             "request": {"headers": {"host": "localhost:56150", "content-type": "application/json; charset=utf-8",
                                     "authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"},

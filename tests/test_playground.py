@@ -121,7 +121,7 @@ def comparable(recording: Path, pgd: Playground) -> list[dict[str, Any]]:
     out = []
     for event in events:
         request = dict(event["request"])
-        if event["direction"] == pg.TO_BOT:
+        if event["direction"] == pg.PLAYGROUND_TO_BOT:
             request["url"] = "<bot>"
         request["headers"] = {k: v for k, v in request["headers"].items() if k.lower() != "content-length"}
         item = {"direction": event["direction"], "activityName": event["activityName"], "request": request,
@@ -171,7 +171,8 @@ async def test_playground_through_the_recorder_is_the_same_as_without(
     assert [r["text"] for r in inbound if r["type"] == "message"] == [text for text, _ in SCRIPT]
     assert {r["service_url"] for r in inbound} == {f"http://localhost:{proxied.port}/_connector"}
     replies = [r for r in rows if r["direction"] == "from_bot"]
-    assert len(replies) == len([e for e in pg.parse(proxied.recording.read_text()) if e["direction"] == pg.FROM_BOT])
+    logged = pg.parse(proxied.recording.read_text())
+    assert len(replies) == len([e for e in logged if e["direction"] == pg.PLAYGROUND_FROM_BOT])
     assert all(r["turn_seq"] for r in replies)
     db = recorders.db()
     session_id = store.resolve_session(db, "playground")["id"]

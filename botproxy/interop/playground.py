@@ -27,8 +27,8 @@ from typing import Any
 from .encoding import json_bytes, wire_bytes
 from .traffic import Captured
 
-TO_BOT = "Microsoft 365 Agents Playground -> User Application"
-FROM_BOT = "User Application -> Microsoft 365 Agents Playground"
+PLAYGROUND_TO_BOT = "Microsoft 365 Agents Playground -> User Application"
+PLAYGROUND_FROM_BOT = "User Application -> Microsoft 365 Agents Playground"
 _FIELDS = ("logId", "direction", "request", "response")
 _SEPARATOR = re.compile(r"\s*(---\s*)*")
 
@@ -82,13 +82,13 @@ def read(events: list[dict[str, Any]], prefix: str) -> list[Captured]:
     ended_so_far = 0.0
     for n, event in enumerate(events, 1):
         direction = " ".join(str(event.get("direction", "")).split())
-        if direction not in (TO_BOT, FROM_BOT):
+        if direction not in (PLAYGROUND_TO_BOT, PLAYGROUND_FROM_BOT):
             raise NotARecording(f"event {n} has an unknown direction {event.get('direction')!r}")
         request, response = event["request"], event.get("response") or {}
         method = str(request.get("method") or "POST").upper()
         headers = [(str(k), str(v)) for k, v in (request.get("headers") or {}).items()]
         at = _seconds(event.get("timestamp"), ended_so_far)
-        if direction == TO_BOT:
+        if direction == PLAYGROUND_TO_BOT:
             url, listener, started, ended = str(request.get("url") or ""), "reverse", at, max(at, ended_so_far)
         else:
             host = next((v for k, v in headers if k.lower() == "host"), "localhost")

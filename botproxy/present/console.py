@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..model import Direction, Leg, Severity
 from ..store import command_hint
 from .visible import visible
 
@@ -21,8 +22,13 @@ if TYPE_CHECKING:
     from ..record.recorder import Observer
 
 # Bot leg: → to the bot, ← from the bot. Direct Line client leg: ⇢ client posts, ⇠ delivered to a client.
-ARROWS = {"to_bot": "→", "from_bot": "←", "from_client": "⇢", "to_client": "⇠"}
-SEVERITY_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
+ARROWS: dict[str, str] = {
+    Direction.TO_BOT: "→",
+    Direction.FROM_BOT: "←",
+    Direction.FROM_CLIENT: "⇢",
+    Direction.TO_CLIENT: "⇠",
+}
+SEVERITY_COLOURS: dict[str, str] = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
 def excerpt(text: str | None, width: int = 48) -> str:
@@ -99,7 +105,7 @@ class Console:
             self.echo(self.exchange_line(exchange))
             for finding in exchange.get("_findings", ()):
                 self.echo(self.finding_line(finding))
-        if exchange.get("leg") == "inbound":
+        if exchange.get("leg") == Leg.INBOUND:
             self._bot_reachable(exchange)
         return []
 

@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 
 Row = tuple[str, dict[str, Any]]  # (table, row)
 
-INBOUND, OUTBOUND, CLIENT, OTHER_LEG = Leg.INBOUND, Leg.OUTBOUND, Leg.CLIENT, Leg.OTHER
-TO_BOT, FROM_BOT = Direction.TO_BOT, Direction.FROM_BOT
-# The Direct Line client leg: what a client posts, and what Direct Line delivers to it (GET or stream).
-FROM_CLIENT, TO_CLIENT = Direction.FROM_CLIENT, Direction.TO_CLIENT
-
 
 @dataclass(slots=True)
 class RequestSeen:
@@ -147,7 +142,7 @@ class SessionRecorder:
                 "seq": self.exchange_seq,
                 "opened": self.event,
                 "started_at": item.at,
-                "leg": OTHER_LEG,
+                "leg": Leg.OTHER,
                 "listener": item.listener,
                 "method": item.method,
                 "url": self.redactor.url(item.url),
@@ -201,14 +196,14 @@ class SessionRecorder:
         self.exchange_seq += 1
         parts = urlsplit(req.url)
         if req.listener == "reverse":
-            leg = INBOUND
+            leg = Leg.INBOUND
             route = p.Route(p.BOT_MESSAGES if req.method == "POST" else p.OTHER)
         elif req.listener == "directline":
             route = p.classify_directline(req.method, parts.path)
-            leg = CLIENT if route.is_directline else OTHER_LEG
+            leg = Leg.CLIENT if route.is_directline else Leg.OTHER
         else:
             route = p.classify_outbound(req.method, parts.hostname or "", parts.path)
-            leg = OUTBOUND if route.is_connector else OTHER_LEG
+            leg = Leg.OUTBOUND if route.is_connector else Leg.OTHER
         req_headers = text_headers(req.headers)
         expects_json = route.name in p.ACTIVITY_BODY_ROUTES or (route.name == p.BOT_MESSAGES and req.method == "POST")
         # Every secret of the request is learned before any part of it is scrubbed, so a header value
@@ -236,19 +231,19 @@ class SessionRecorder:
             "_learned": self.redactor.generation,
         }
         base = req.service_url or _service_base(req.url, route)
-        if leg == CLIENT:
+        if leg == Leg.CLIENT:
             activities = [
-                self._new_activity(exchange, route, a, "request", None, FROM_CLIENT)
+                self._new_activity(exchange, route, a, "request", None, Direction.FROM_CLIENT)
                 for a in p.dl_request_activities(route, body)
             ]
         else:
-            direction = TO_BOT if leg == INBOUND else FROM_BOT
+            direction = Direction.TO_BOT if leg == Leg.INBOUND else Direction.FROM_BOT
             activities = [
                 self._new_activity(exchange, route, a, "request", base, direction)
                 for a in p.request_activities(route, body)
             ]
         if route.name == p.DELETE_ACTIVITY:
-            activities.append(self._new_activity(exchange, route, None, "request", base, FROM_BOT))
+            activities.append(self._new_activity(exchange, route, None, "request", base, Direction.FROM_BOT))
         conversation = route.conversation_id or (activities[0]["conversation_id"] if activities else None)
         if route.name == p.CREATE_CONVERSATION:
             # The call names no conversation: it belongs to the turn it was made in (turns.py).
@@ -291,7 +286,7 @@ class SessionRecorder:
         self.activity_seq += 1
         body = body if isinstance(body, dict) else None
         a = body or {}
-        inbound = direction != FROM_BOT  # the id and serviceUrl in the body are the channel's own
+        inbound = direction != Direction.FROM_BOT  # the id and serviceUrl in the body are the channel's own
         return {
             "session_id": self.session_id,
             "seq": self.activity_seq,
@@ -300,7 +295,7 @@ class SessionRecorder:
             "direction": direction,
             "source": source,
             "method": exchange["method"],
-            "route": route.name if source == "request" or direction == TO_CLIENT else _response_route(a),
+            "route": route.name if source == "request" or direction == Direction.TO_CLIENT else _response_route(a),
             "status": None,
             "type": p.str_field(a, "type"),
             "name": p.str_field(a, "name"),
@@ -327,9 +322,9 @@ class SessionRecorder:
     def _link_request_activity(self, leg: str, route: p.Route, activity: dict[str, Any],
                                exchange: dict[str, Any]) -> None:
         conversation = route.conversation_id or activity["conversation_id"]
-        if leg == CLIENT:
+        if leg == Leg.CLIENT:
             return
-        if leg == INBOUND:
+        if leg == Leg.INBOUND:
             self.linker.inbound_opened(conversation, activity["seq"], activity["activity_id"],
                                        creation_hints(activity["body"]))
             return
@@ -361,7 +356,7 @@ class SessionRecorder:
         parsed = _parse(resp.content)
         self.redactor.learn_message(None, resp_headers, resp.content, None if parsed is _NOT_JSON else parsed)
         frames: list[tuple[float, Any]] | None = None
-        if exchange["leg"] == INBOUND and p.is_event_stream(resp_headers):
+        if exchange["leg"] == Leg.INBOUND and p.is_event_stream(resp_headers):
             chunks = resp.chunks if resp.chunks is not None else [(resp.at, resp.content or b"")]
             frames = p.stream_activities(chunks)
             for _, frame in frames:  # every frame's secrets, before any frame or the body is scrubbed
@@ -397,7 +392,7 @@ class SessionRecorder:
         for activity in activities:
             activity["status"] = status
         rows: list[Row] = []
-        if exchange["leg"] == INBOUND and activities:
+        if exchange["leg"] == Leg.INBOUND and activities:
             inbound = activities[0]
             if streamed is not None:  # deliveryMode stream: each frame is a reply, at its own time
                 answered = streamed
@@ -405,7 +400,7 @@ class SessionRecorder:
                 answered = [(resp.at, a) for a in p.inbound_response_activities(inbound["body"] or {}, status, body)]
             replies = []
             for at, answer in answered:
-                reply = self._new_activity(exchange, route, answer, "response", None, FROM_BOT)
+                reply = self._new_activity(exchange, route, answer, "response", None, Direction.FROM_BOT)
                 reply.update(
                     status=status,
                     turn_seq=inbound["seq"],
@@ -418,7 +413,7 @@ class SessionRecorder:
             rows += self._notify_seen(replies)
             activities = activities + replies
             self.linker.inbound_closed(pending.conversation, inbound["seq"])
-        elif exchange["leg"] == CLIENT:
+        elif exchange["leg"] == Leg.CLIENT:
             activities = activities + self._client_response(resp.flow_id, exchange, route, status, body, activities)
             rows += self._notify_seen(activities[len(pending.activities) :])
         elif status < 300:
@@ -457,7 +452,7 @@ class SessionRecorder:
 
     def _delivered(self, exchange: dict[str, Any], route: p.Route, body: Any, source: str) -> list[dict[str, Any]]:
         activities, watermark = p.dl_delivered(route.name, body)
-        delivered = [self._new_activity(exchange, route, a, source, None, TO_CLIENT) for a in activities]
+        delivered = [self._new_activity(exchange, route, a, source, None, Direction.TO_CLIENT) for a in activities]
         for activity in delivered:
             activity.update(status=exchange["status"], watermark=watermark, observed_at=exchange["ended_at"])
         return delivered
