@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class Direction(StrEnum):
@@ -65,6 +65,9 @@ def utc_now() -> str:
 
 
 # -- rows: one TypedDict per table, its columns as the migrations leave them -------------------------
+
+# What an observer of the recorder (the live checks, the console) hands back and the store writes: (table, row).
+Row = tuple[str, dict[str, Any]]
 
 
 class SessionRow(TypedDict, total=False):

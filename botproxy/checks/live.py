@@ -10,12 +10,11 @@ import logging
 from collections import Counter
 from typing import Any
 
+from ..model import Row
 from .engine import Engine
 from .rules import Finding
 
 log = logging.getLogger(__name__)
-
-Row = tuple[str, dict[str, Any]]
 
 
 class LiveChecks:

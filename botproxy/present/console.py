@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..model import Direction, Leg, Severity
+from ..model import Direction, Leg, Row, Severity
 from ..store import command_hint
 from .visible import visible
 
@@ -88,7 +88,7 @@ class Console:
 
     # -- Observer ---------------------------------------------------------------------------
 
-    def activity_seen(self, activity: dict[str, Any]) -> list[Any]:
+    def activity_seen(self, activity: dict[str, Any]) -> list[Row]:
         # A WebSocket frame has no exchange completing after it: print its activities as they arrive.
         if activity["source"] == "stream":
             self.echo(self.activity_line({"status": activity["status"], "duration_ms": None}, activity))
@@ -96,7 +96,7 @@ class Console:
                 self.echo(self.finding_line(finding))
         return []
 
-    def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Any]:
+    def exchange_done(self, exchange: dict[str, Any], activities: list[dict[str, Any]]) -> list[Row]:
         for activity in activities:
             self.echo(self.activity_line(exchange, activity))
             for finding in activity.get("_findings", ()):

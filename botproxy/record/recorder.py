@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..model import Direction, Leg
+from ..model import Direction, Leg, Row
 from ..turns import TurnLinker
 from ..wire import protocol as p
 from ..wire.redact import Redactor
 
 log = logging.getLogger(__name__)
-
-Row = tuple[str, dict[str, Any]]  # (table, row)
 
 
 @dataclass(slots=True)

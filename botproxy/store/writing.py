@@ -26,6 +26,7 @@ from typing import Any
 import sqlite_utils
 
 from ..errors import StoreError
+from ..model import Row
 from .files import db_path, describe_sqlite_error
 from .opening import open_db
 
@@ -33,7 +34,6 @@ from .opening import open_db
 log = logging.getLogger(__package__)
 
 Rows = dict[str, list[dict[str, Any]]]  # table -> rows, in order
-Row = tuple[str, dict[str, Any]]  # (table, row), as the recorder makes them
 Job = Callable[[], list[Row]]  # makes rows (a recorder handling an event)
 
 BUSY_TIMEOUT_MS = 1000  # the recorder's: past it, rows wait in memory rather than stall the recorder
