@@ -50,6 +50,8 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
+from botproxy.standins.server import serve
+
 HOST = "127.0.0.1"
 CONVERSATIONS = 50
 TURNS = 1000
@@ -85,9 +87,7 @@ async def serve_bot(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, HOST, port, backlog=1024).start()
+    runner, _ = await serve(app, HOST, port, backlog=1024)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

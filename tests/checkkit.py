@@ -23,6 +23,7 @@ from botproxy.checks import CheckConfig, Engine, Finding, LiveChecks
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.recorder import RequestSeen, ResponseSeen, SessionRecorder, WebSocketSeen
 from botproxy.record.session import LiveSession
+from botproxy.standins.server import serve
 
 BOT_URL = "http://127.0.0.1:3978/api/messages"
 TEAMS = "https://smba.trafficmanager.net/amer/"
@@ -467,10 +468,7 @@ class MiniConnector:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app)
 
     async def stop(self) -> None:
         for gate in self._holds.values():

@@ -26,6 +26,7 @@ from botframework.connector.models import ErrorResponseException
 from yarl import URL
 
 from botproxy.standins.connector import ROUTE_NAMES, ConnectorCall, ConnectorChannel
+from botproxy.standins.server import serve
 from botproxy.wire import protocol as p
 
 TEAMS_CONVERSATION = "19:x@thread.skype;messageid=123"
@@ -505,11 +506,9 @@ async def test_send_posts_json_and_remembers_the_inbound_id(connector: Connector
 
     app = web.Application()
     app.router.add_post("/api/messages", endpoint)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    runner, port = await serve(app)
     try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/messages"
+        url = f"http://127.0.0.1:{port}/api/messages"
         act = connector.activity(text="hi", conversation_id="c1")
         status, body = await connector.send(url, act, headers={"X-Test": "yes"})
     finally:

@@ -32,6 +32,7 @@ from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
 from botproxy.standins.directline import DirectLineChannel
+from botproxy.standins.server import serve
 
 _scenarios: Scenarios[DirectLineWire] = Scenarios()
 FIRES, HOLDS = _scenarios.firing, _scenarios.holding
@@ -590,10 +591,8 @@ class MisbehavingDirectLine:
         app.router.add_get(base + "/{cid}/stream", self._stream)
         app.router.add_post(base + "/{cid}/activities", self._post)
         app.router.add_get(base + "/{cid}/activities", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
         assert self._runner is not None

@@ -29,6 +29,7 @@ from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
 from botproxy.sample_bot import ERROR_TEXT, SampleBotServer
 from botproxy.standins.directline import DirectLineChannel
+from botproxy.standins.server import serve
 from botproxy.wire import protocol as p
 
 SECRET = "test-secret-0123456789"
@@ -49,10 +50,8 @@ class WireBot:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/api/messages"
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/api/messages"
 
     async def stop(self) -> None:
         assert self._runner is not None

@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_fuzz import activity, json_values
 
+from botproxy.standins.server import serve
+
 EXAMPLES = int(os.environ.get("BOTPROXY_FUZZ_EXAMPLES", "150"))
 
 # No `.` or `..` segments: a client resolves them before sending, and under the rewritten serviceUrl
@@ -78,10 +80,8 @@ def answer_for(body: bytes, connector_answer: bytes | None) -> web.Response:
 async def start_app(handler) -> tuple[web.AppRunner, str]:
     app = web.Application(client_max_size=1 << 20)
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve(app)
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def test_random_bodies_and_connector_paths_through_a_live_recorder(recorders):

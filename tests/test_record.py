@@ -6,13 +6,13 @@ import json
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from botbuilder.core import ActivityHandler, BotAdapter, MessageFactory, TurnContext
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import ConversationParameters
 from botframework.connector.aio import ConnectorClient
 
 from botproxy.sample_bot import AnonymousConfig, SampleCloudAdapter, start_bot
+from botproxy.standins.server import serve
 
 CONV = "conv-e2e"
 
@@ -174,11 +174,14 @@ async def test_a_created_conversations_service_url_brings_its_calls_through_the_
     app = web.Application()
     bot = CreatesAndContinuesBot()
     app.router.add_post("/api/messages", lambda request: adapter.process(request, bot))
-    async with TestServer(app, host="127.0.0.1") as server:
-        proxy = await recorders.start(str(server.make_url("/api/messages")))
+    runner, port = await serve(app)
+    try:
+        proxy = await recorders.start(f"http://127.0.0.1:{port}/api/messages")
         status, _ = await connector.send(proxy.endpoint, connector.activity(text="start", conversation_id=CONV))
         assert status == 201
         await recorders.stop(proxy)
+    finally:
+        await runner.cleanup()
     acts = recorders.activities()
     [sent] = [a for a in acts if a["text"] == "hello in the new one"]
     assert sent["route"] == "send_to_conversation" and sent["service_url"] == connector.service_url

@@ -13,6 +13,7 @@ from aiohttp import web
 from botproxy.present.console import Console
 from botproxy.record.mitm.capture import Capture
 from botproxy.record.recorder import SessionRecorder
+from botproxy.standins.server import serve
 
 SECRETS = {
     "inbound_bearer": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGFubmVsIn0.c2VjcmV0LWluYm91bmQtc2ln",
@@ -37,10 +38,8 @@ class WireBot:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/api/messages", self.messages)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/messages"
+        self.runner, port = await serve(app)
+        return f"http://127.0.0.1:{port}/api/messages"
 
     async def stop(self) -> None:
         assert self.runner is not None
@@ -90,10 +89,8 @@ async def secret_connector():
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    runner, port = await serve(app)
+    yield f"http://127.0.0.1:{port}/"
     await runner.cleanup()
 
 

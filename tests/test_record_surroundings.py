@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from botproxy.standins.server import serve
+
 BOTPROXY = [sys.executable, "-m", "botproxy"]
 NOBODY = 65534
 
@@ -39,10 +41,8 @@ async def html_bot():
 
     app = web.Application()
     app.router.add_post("/api/messages", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/api/messages"
+    runner, port = await serve(app)
+    yield f"http://127.0.0.1:{port}/api/messages"
     await runner.cleanup()
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from botproxy.record.mitm.capture import CLIMBING_CODE, REFUSED_CODE
 from botproxy.record.mitm.proxy import ProxyConfig
+from botproxy.standins.server import serve
 from botproxy.wire.service_url import ServiceUrlKeys
 
 
@@ -34,10 +35,8 @@ async def canary() -> AsyncIterator[Canary]:
     found = Canary()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", found.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    found.url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    runner, port = await serve(app)
+    found.url = f"http://127.0.0.1:{port}/"
     try:
         yield found
     finally:
@@ -52,10 +51,8 @@ async def test_a_forged_key_reaches_nothing_and_is_recorded(recorders, canary, t
     bot = Canary()  # the recorder's own upstream must not be asked either
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", bot.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     bot_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", bot_port).start()
+    runner, _ = await serve(app, port=bot_port)
     try:
         proxy = await recorders.start(f"http://127.0.0.1:{bot_port}/api/messages")
         listen = f"http://127.0.0.1:{proxy.listen[1]}/_botproxy/svc/"

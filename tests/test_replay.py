@@ -21,6 +21,7 @@ from botproxy.errors import SessionNotFound, UpstreamError, UsageError
 from botproxy.replay.driver import replay_session
 from botproxy.replay.results import iter_turn_rows
 from botproxy.sample_bot import make_app
+from botproxy.standins.server import serve
 
 QUIET = 50  # ms; the quiet window is a product feature, kept short here
 
@@ -37,11 +38,8 @@ class FaultyBot:
     async def start(self, build: int = 1) -> None:
         app = make_app(build)
         app.middlewares.append(self._middleware)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/messages"
+        self.runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/api/messages"
 
     async def stop(self) -> None:
         self.release.set()

@@ -20,6 +20,7 @@ from botproxy import store
 from botproxy.replay.driver import replay_session
 from botproxy.replay.plan import load_plan
 from botproxy.standins.connector import ConnectorChannel
+from botproxy.standins.server import serve
 
 pytest.importorskip("botproxy.checks")
 
@@ -38,10 +39,8 @@ class WireBot:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/messages", self.messages)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/api/messages"
+        self.runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/api/messages"
         self.session = aiohttp.ClientSession()
 
     async def stop(self) -> None:

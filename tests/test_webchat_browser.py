@@ -31,30 +31,28 @@ from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
 from botproxy.standins.directline import DirectLineChannel
+from botproxy.standins.server import serve
 
 USER = {"id": "dl_webchat-user", "name": "Ada"}
 TRANSCRIPT = "document.body.innerText"
 
 
-async def serve_page() -> web.AppRunner:
+async def serve_page() -> tuple[web.AppRunner, int]:
     """A local page with the real Web Chat bundle (no CDN)."""
     bundle = NODE_DIR / "node_modules" / "botframework-webchat" / "dist" / "webchat.js"
     page = Path(__file__).parent / "pages" / "webchat.html"
     app = web.Application()
     app.router.add_get("/", lambda _: web.FileResponse(page))
     app.router.add_get("/webchat.js", lambda _: web.FileResponse(bundle))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner
+    return await serve(app)
 
 
 @pytest.fixture
 async def page_server() -> AsyncIterator[str]:
     node_or_skip()
-    runner = await serve_page()
+    runner, port = await serve_page()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        yield f"http://127.0.0.1:{port}/"
     finally:
         await runner.cleanup()
 

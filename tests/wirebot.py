@@ -21,6 +21,8 @@ import aiohttp
 from aiohttp import web
 from checkkit import MiniConnector
 
+from botproxy.standins.server import serve
+
 log = logging.getLogger(__name__)
 
 Activity = dict[str, Any]
@@ -51,10 +53,8 @@ class WireBot:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/api/messages", self._on_activity)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/api/messages"
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/api/messages"
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
         return self.url
 

@@ -39,6 +39,7 @@ from aiohttp import web
 
 from ..model import utc_now
 from ..wire.protocol import CONNECTOR_ROUTES, RouteSpec, match_connector
+from .server import serve
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +174,7 @@ class ConnectorChannel:
     async def start(self) -> None:
         app = web.Application(client_max_size=self.client_max_size)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port, ssl_context=self.ssl_context)
         logger.debug("connector channel listening at %s", self.service_url)
 
     async def stop(self) -> None:

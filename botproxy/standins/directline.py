@@ -52,6 +52,7 @@ from aiohttp import web
 from ..model import utc_now
 from ..wire import protocol as p
 from .connector import ConnectorChannel
+from .server import serve
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +173,7 @@ class DirectLineChannel:
         # Everything else is the Bot Connector face the bot replies to.
         app.router.add_route("*", "/{tail:.*}", self.connector.handle)
         app.on_shutdown.append(self._close_sockets)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve(app, self.host, self.port)
         self.connector.public_url = self.service_url
         logger.debug("Direct Line channel at %s, bot %s", self.directline_url, self.bot_url)
 

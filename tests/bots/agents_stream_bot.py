@@ -33,6 +33,8 @@ from microsoft_agents.hosting.core.authorization import (
 )
 from microsoft_agents.hosting.core.authorization.connection_manager import ConnectionManager
 
+from botproxy.standins.server import serve
+
 CONNECTIONS = ConnectionManager(
     lambda _config: AnonymousTokenProvider(),
     connections_configurations={"SERVICE_CONNECTION": AgentAuthConfiguration()},
@@ -113,9 +115,7 @@ async def messages(request: web.Request) -> web.Response:
 async def main(port: int) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, _ = await serve(app, port=port)
     print("READY", flush=True)
     return runner
 

@@ -36,6 +36,7 @@ from botbuilder.schema import ConversationParameters, ConversationReference, Her
 from botframework.connector.models import ErrorResponseException
 
 from botproxy.sample_bot import AnonymousConfig, SampleCloudAdapter
+from botproxy.standins.server import serve
 
 NAMES = ("Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances")
 TEAMS_CHANNEL = "19:general@thread.tacv2"
@@ -331,10 +332,8 @@ async def start(kind: str, edited: bool = False) -> RunningBot:
         }
         bot = makers[kind]()
         app = _botbuilder_app(bot)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return RunningBot(kind, edited, runner, runner.addresses[0][1], bot, events)
+    runner, port = await serve(app)
+    return RunningBot(kind, edited, runner, port, bot, events)
 
 
 def reset(bot: RunningBot) -> None:

@@ -16,6 +16,8 @@ from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from botframework.connector.aio import ConnectorClient
 from msrest.authentication import BasicTokenAuthentication
 
+from botproxy.standins.server import serve
+
 PORT, RECEIVED, TOKEN = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
@@ -42,9 +44,7 @@ async def messages(request: web.Request) -> web.Response:
 async def main() -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/api/messages", messages)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", PORT).start()
+    runner, _ = await serve(app, port=PORT)
     print("READY", flush=True)
     return runner
 

@@ -31,6 +31,7 @@ from botbuilder.schema import (
 )
 
 from botproxy.sample_bot import AnonymousConfig, SampleCloudAdapter
+from botproxy.standins.server import serve
 
 BIG = 50 * 1024 * 1024
 
@@ -126,8 +127,5 @@ async def start_link_bot() -> LinkBotServer:
 
     app = web.Application(middlewares=[keep_body], client_max_size=2 * BIG)
     app.router.add_post("/api/messages", messages)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    runner, port = await serve(app)
     return LinkBotServer(runner, bot, f"http://127.0.0.1:{port}/api/messages", received)

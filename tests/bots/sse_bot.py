@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from botproxy.standins.server import serve
+
 ACTIVITY_FRAME = "event: activity\r\ndata: {}\r\n\r\n"
 INVOKE_FRAME = "event: invokeResponse\r\ndata: {}\r\n\r\n"
 
@@ -51,10 +53,8 @@ class SseBot:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/api/messages", self._on_activity)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/api/messages"
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}/api/messages"
         self._session = aiohttp.ClientSession()
         return self.url
 
