@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..wire.service_url import decode_service_url
+from ..wire.service_url import decode_service_url, key_in
 
 # Flags of an activity id within its conversation.
 INBOUND = 1  # the channel sent an activity with this id to the bot
@@ -234,7 +234,6 @@ class SessionState:
 
 # botproxy's own serviceUrl rewrite (service_url.py): http://<listen>/_botproxy/svc/<key>/. Bots copy that URL
 # into what they send; it stands for the original, so compare the original.
-_SVC = re.compile(r"/_botproxy/svc/([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)/?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -244,9 +243,8 @@ def norm_url(url: str | None) -> str | None:
     slashes dropped, botproxy's rewritten serviceUrl replaced by the original it stands for."""
     if not url:
         return None
-    match = _SVC.search(url)
-    if match:
-        key = match.group(1)
+    key = key_in(url)
+    if key:
         try:
             url = decode_service_url(key)
         except ValueError:

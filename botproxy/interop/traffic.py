@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..record.recorder import RequestSeen, ResponseSeen, WebSocketSeen
 from ..wire import protocol as p
-from ..wire.service_url import SVC_PREFIX, decode_service_url, restore
+from ..wire.service_url import SVC_PREFIX, restore, split_svc_path, unsigned_original
 
 Event = RequestSeen | ResponseSeen | WebSocketSeen
 
@@ -52,12 +52,9 @@ def resolve(record: Captured) -> Captured:
         return record
     parts = urlsplit(record.url)
     if parts.path.startswith(SVC_PREFIX):
-        key, _, rest = parts.path[len(SVC_PREFIX) :].partition("/")
-        try:
-            original = decode_service_url(key)
-        except ValueError:
-            original = ""
-        if original.startswith(("http://", "https://")):
+        key, rest = split_svc_path(parts.path)
+        original = unsigned_original(key)
+        if original is not None:
             target = urlsplit(original.rstrip("/") + "/" + rest)
             record.url = urlunsplit((target.scheme, target.netloc, target.path, parts.query, ""))
             record.listener, record.service_url = "svc", original
@@ -89,15 +86,7 @@ def _is_activity(content: bytes | None) -> bool:
 def _unrewrite(content: bytes | None) -> bytes | None:
     """Bodies with botproxy's rewritten serviceUrl given back the original one (keys of any botproxy,
     signed or not: a capture does not come with the secret that signed them)."""
-    return restore(content, _original_or_none) if content else content
-
-
-def _original_or_none(key: str) -> str | None:
-    try:
-        original = decode_service_url(key)
-    except ValueError:
-        return None
-    return original if original.startswith(("http://", "https://")) else None
+    return restore(content, unsigned_original) if content else content
 
 
 def events(records: Iterable[Captured]) -> list[Event]:

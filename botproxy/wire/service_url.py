@@ -41,6 +41,10 @@ PROXY_USER = "botproxy"
 # channels limit activities to 256K characters, so no real activity comes near it.
 MAX_REWRITE_BYTES = 4 * 1024 * 1024
 
+# A key: the original's base64url, and its signature after a "." (older botproxies minted unsigned keys).
+_KEY = r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?"
+_KEY_IN_URL = re.compile(re.escape(SVC_PREFIX) + "(" + _KEY + ")/?")
+
 # A JSON string, or a bracket: enough to tell how deep a position is.
 _JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
@@ -51,7 +55,7 @@ def _rewritten(slash: bytes) -> re.Pattern[bytes]:
     prefix = SVC_PREFIX.encode().replace(b"/", slash)
     return re.compile(
         rb"https?:" + re.escape(slash * 2) + rb"[^\s\"'<>/\\]+" + re.escape(prefix)
-        + rb"([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)((?:" + re.escape(slash) + rb")?)"
+        + rb"(" + _KEY.encode() + rb")((?:" + re.escape(slash) + rb")?)"
     )
 
 
@@ -79,6 +83,28 @@ def decode_service_url(key: str) -> str:
         return _unb64(key.partition(".")[0]).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError(f"not a botproxy serviceUrl key: {key!r}") from exc
+
+
+def unsigned_original(key: str) -> str | None:
+    """The http(s) serviceUrl a key stands for, unverified (keys of any botproxy: a capture does not come
+    with the secret that signed them); None when it stands for none."""
+    try:
+        original = decode_service_url(key)
+    except ValueError:
+        return None
+    return original if original.startswith(("http://", "https://")) else None
+
+
+def split_svc_path(path: str) -> tuple[str, str]:
+    """(key, the rest after it) of a path under SVC_PREFIX."""
+    key, _, rest = path[len(SVC_PREFIX) :].partition("/")
+    return key, rest
+
+
+def key_in(url: str) -> str | None:
+    """The key of botproxy's rewritten serviceUrl anywhere in `url` (None: there is none)."""
+    found = _KEY_IN_URL.search(url)
+    return found.group(1) if found else None
 
 
 class ServiceUrlKeys:

@@ -32,6 +32,7 @@ from ...wire.service_url import (
     replace_top_level_string,
     restore,
     rewrite_inbound,
+    split_svc_path,
     svc_url,
 )
 from ..recorder import FailureSeen, RequestSeen, ResponseSeen, WebSocketSeen
@@ -206,7 +207,7 @@ class Capture:
         (answered here, nothing forwarded) when its key was not minted with our secret, or its path would
         climb out of the serviceUrl the key stands for: no open relay."""
         req = flow.request
-        key, _, rest = req.path[len(SVC_PREFIX) :].partition("/")
+        key, rest = split_svc_path(req.path)
         original = self.keys.verify(key)
         if original is None:
             _refuse(flow, REFUSED_CODE, REFUSED_MESSAGE)
