@@ -257,6 +257,10 @@ class DirectLineChannel:
         self._tokens[token] = _Grant(False, token, conv.id, user)
         return token
 
+    def _token_answer(self, conv: DirectLineConversation, user: dict[str, Any] | None) -> web.Response:
+        """A new token for `conv`, answered as the token endpoints answer (a Conversation without a streamUrl)."""
+        return _json({"conversationId": conv.id, "token": self._issue_token(conv, user), "expires_in": EXPIRES_IN})
+
     def _new_conversation(self, user: dict[str, Any] | None) -> DirectLineConversation:
         conversation_id = "".join(secrets.choice(_ID_CHARS) for _ in range(22))
         conv = DirectLineConversation(conversation_id, user=user)
@@ -274,16 +278,14 @@ class DirectLineChannel:
             return _error(403, "BadArgument", "Generating a token takes the secret, not a token")
         user = _user_param(await _json_or_none(request))
         conv = self._new_conversation(user)
-        token = self._issue_token(conv, user)
-        return _json({"conversationId": conv.id, "token": token, "expires_in": EXPIRES_IN})
+        return self._token_answer(conv, user)
 
     async def _page_token(self, request: web.Request) -> web.Response:
         """A token for the chat page, which must never see the secret. Another site's page may call this
         too, but cannot read the answer: it carries no CORS header."""
         self.served["page"] += 1
         conv = self._new_conversation(None)
-        token = self._issue_token(conv, None)
-        return _json({"conversationId": conv.id, "token": token, "expires_in": EXPIRES_IN})
+        return self._token_answer(conv, None)
 
     async def _refresh_token(self, request: web.Request) -> web.Response:
         self.served[p.DL_REFRESH_TOKEN] += 1
@@ -293,8 +295,7 @@ class DirectLineChannel:
         if grant.secret or grant.conversation_id is None:
             return _error(403, "BadArgument", "Refreshing takes a token; the secret does not expire")
         conv = self.conversations[grant.conversation_id]
-        token = self._issue_token(conv, grant.user)
-        return _json({"conversationId": conv.id, "token": token, "expires_in": EXPIRES_IN})
+        return self._token_answer(conv, grant.user)
 
     async def _session_id(self, request: web.Request) -> web.Response:
         self.served[p.DL_SESSION_ID] += 1
