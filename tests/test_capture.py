@@ -13,7 +13,16 @@ from mitmproxy.test import taddons, tflow, tutils
 from botproxy.errors import UsageError
 from botproxy.record.mitm.capture import REFUSED_CODE, Capture, _StreamTap
 from botproxy.record.recorder import FailureSeen, RequestSeen, ResponseSeen
-from botproxy.wire.service_url import SECRET_FILE, SVC_PREFIX, ServiceUrlKeys, decode_service_url, restore
+from botproxy.wire.service_url import (
+    SECRET_FILE,
+    SVC_PREFIX,
+    ServiceUrlKeys,
+    decode_service_url,
+    key_in,
+    restore,
+    split_svc_path,
+    unsigned_original,
+)
 
 ORIGINAL = "https://smba.trafficmanager.net/amer/"
 KEYS = ServiceUrlKeys(b"k" * 32)
@@ -398,3 +407,16 @@ def test_an_escaped_slash_reply_reaches_the_connector_as_without_us(addon, seen)
     escaped_ours, escaped_original = (url.replace("/", "\\/").encode() for url in (ours, original))
     assert flow.request.content == reply.replace(escaped_ours, escaped_original)
     assert json.loads(flow.request.content)["serviceUrl"] == original
+
+
+def test_the_codec_reads_a_key_back_wherever_it_appears():
+    """capture's relay, the checks' norm_url and interop's traffic read keys through these three alone."""
+    keys = ServiceUrlKeys(b"s" * 32)
+    signed, unsigned = keys.mint("https://smba.example/amer/"), "aHR0cHM6Ly9zbWJhLmV4YW1wbGUvYW1lci8"
+    assert split_svc_path(f"{SVC_PREFIX}{signed}/v3/conversations/c1") == (signed, "v3/conversations/c1")
+    assert key_in(f"http://127.0.0.1:1/{SVC_PREFIX[1:]}{signed}/v3/x") == signed
+    assert key_in(f"http://127.0.0.1:1/{SVC_PREFIX[1:]}{unsigned}") == unsigned
+    assert key_in("https://smba.example/amer/") is None
+    assert unsigned_original(signed) == unsigned_original(unsigned) == "https://smba.example/amer/"
+    assert unsigned_original("!!") is None
+    assert unsigned_original("ZnRwOi8vaG9zdC8") is None  # ftp://host/: not a serviceUrl
