@@ -15,7 +15,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,37 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
 
 
+def session_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """SESSION: a name, an id, or `latest` (the default); `open_session` resolves it."""
+    return click.argument("session", default="latest")(fn)
+
+
+def open_session(db_path: str, session: str, *, write: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(the database, the session's row) for SESSION, the same way for every command."""
+    from . import store
+
+    db = store.open_db(db_path, write=write)
+    return db, store.resolve_session(db, session)
+
+
+def session_name_option(default: str) -> Callable[..., Any]:
+    """--session NAME: the name of the session a command makes."""
+    return click.option("--session", "session_name", metavar="NAME", help=f"Session name [default: {default}].")
+
+
+def listen_option(flag: str, default: str, help: str) -> Callable[..., Any]:
+    return click.option(flag, default=default, show_default=True, metavar="HOST:PORT", help=help)
+
+
+def verbose_option(help: str) -> Callable[..., Any]:
+    return click.option("-v", "--verbose", is_flag=True, help=help)
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
 def setup_logging(verbose: bool) -> None:
     from .wire.redact import redacted_logging
 
@@ -175,30 +206,16 @@ def cli() -> None:
     help="Also record Direct Line clients: put a listener in front of this Direct Line "
     f"service [URL default: {DEFAULTS.directline}].",
 )
-@click.option(
+@listen_option(
     "--directline-listen",
-    default=DEFAULTS.directline_listen,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where Direct Line clients connect instead of the service (directlinejs/Web Chat `domain`).",
+    DEFAULTS.directline_listen,
+    "Where Direct Line clients connect instead of the service (directlinejs/Web Chat `domain`).",
 )
-@click.option(
-    "--listen",
-    default=DEFAULTS.listen,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where channels post instead of the bot (reverse listener).",
-)
-@click.option(
-    "--forward-listen",
-    default=DEFAULTS.forward_listen,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.",
-)
+@listen_option("--listen", DEFAULTS.listen, "Where channels post instead of the bot (reverse listener).")
+@listen_option("--forward-listen", DEFAULTS.forward_listen, "Forward proxy for bots run with HTTPS_PROXY/HTTP_PROXY.")
 @click.option("--no-forward", is_flag=True, help="Do not start the forward listener.")
 @db_option
-@click.option("--session", "session_name", metavar="NAME", help="Session name [default: rec-DATE-TIME].")
+@session_name_option("rec-DATE-TIME")
 @click.option(
     "--no-rewrite",
     is_flag=True,
@@ -211,7 +228,7 @@ def cli() -> None:
     metavar="FILE",
     help="Also trust this CA for upstream TLS (a corporate proxy, a test connector).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
+@verbose_option("Log what mitmproxy and botproxy do.")
 @friendly_errors
 def record(
     bot_url: str | None,
@@ -263,42 +280,29 @@ def record(
     console.summary(summary)
 
 
-async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
-    from .wire.redact import scrub
-
+def _stop_on_signal() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM, for a command that runs until either."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    proxy.capture.on_auth_seen = lambda: _explain_forward_proxy(proxy)
+    return stop
+
+
+async def _record_until_signal(proxy: Any, console: Any) -> dict[str, Any]:
+    from .present.record_text import forward_proxy_lines, recording_lines
+
+    stop = _stop_on_signal()
+    # Said once: authenticated traffic is forwarded untouched, so replies must use the forward proxy.
+    proxy.capture.on_auth_seen = lambda: echo_lines(forward_proxy_lines(proxy.proxy_env()))
     await proxy.start()
-    live = proxy.session
     warning = proxy.config.exposure_warning()
     if warning:
         click.echo(warning, err=True)
-    click.echo(f"recording session {live.name!r} into {live.db_path}")
-    if proxy.config.bot_url:
-        click.echo(f"  channel → {proxy.endpoint}  →  bot {scrub(proxy.config.bot_url)}")
-    if proxy.config.directline:
-        click.echo(f"  Direct Line clients → {proxy.directline_endpoint}  →  {scrub(proxy.config.directline)}")
-    if proxy.forward_listen:
-        click.echo(f"  forward proxy for the bot's outbound calls: {proxy.forward_url}")
-    click.echo("press Ctrl-C to stop")
+    echo_lines(recording_lines(proxy))
     sys.stdout.flush()
     await stop.wait()
     return await proxy.stop()
-
-
-def _explain_forward_proxy(proxy: Any) -> None:
-    """Said once: authenticated traffic is forwarded untouched, so replies must use the forward proxy."""
-    env = proxy.proxy_env()
-    click.echo("note: inbound requests carry an Authorization header, so botproxy forwards them byte for byte")
-    if not env:
-        click.echo("  and cannot see the bot's replies: restart without --no-forward to capture them")
-        return
-    click.echo("  to capture the bot's replies, run the bot with these variables (mitmproxy's CA is created on start):")
-    for name, value in env.items():
-        click.echo(f"    export {name}={value}")
 
 
 # -- reading sessions --------------------------------------------------------------------------
@@ -316,30 +320,13 @@ def _explain_forward_proxy(proxy: Any) -> None:
 def sessions(db_path: str, as_json: bool, source: str | None) -> None:
     """List the sessions: recorded, imported, and the replays' own (the `source` column says which)."""
     from . import store
+    from .present.sessions_text import sessions_lines
 
     rows = store.list_sessions(store.open_db(db_path), source)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        if source:
-            click.echo(f"no {source} sessions in {db_path}")
-            return
-        record = store.command_hint(db_path, "record", "--bot", "URL")
-        click.echo(f"no sessions in {db_path} yet: record one with {record}")
-        return
-    from .present.console import table
-
-    header = ["id", "name", "source", "started", "exch", "acts", "convs", "errors", "not stored"]
-    cells = [
-        [
-            r["id"], visible(r["name"]), r.get("source") or "record", r["started_at"] or "", r["exchange_count"],
-            r["activity_count"], r["conversation_count"], r["error_count"] or 0, r.get("exchanges_not_stored") or 0,
-        ]
-        for r in rows
-    ]
-    for line in table(header, cells, right={0, 4, 5, 6, 7, 8}):
-        click.echo(line)
+    else:
+        echo_lines(sessions_lines(rows, db_path, source))
 
 
 @cli.command(
@@ -348,7 +335,7 @@ def sessions(db_path: str, as_json: bool, source: str | None) -> None:
         "botproxy show login-flow --json | jq '.activities[] | select(.direction == \"from_bot\") | .text'",
     )
 )
-@click.argument("session", default="latest")
+@session_argument
 @db_option
 @json_option
 @friendly_errors
@@ -357,11 +344,9 @@ def show(session: str, db_path: str, as_json: bool) -> None:
 
     SESSION is a name, an id, or `latest` (the default).
     """
-    from . import store
     from .present import show as show_mod
 
-    db = store.open_db(db_path)
-    row = store.resolve_session(db, session)
+    db, row = open_session(db_path, session)
     if as_json:
         show_mod.write_json(db, row, sys.stdout)
     else:
@@ -387,12 +372,10 @@ def show(session: str, db_path: str, as_json: bool) -> None:
     metavar="URL",
     help="The bot's messaging endpoint (or a recorder's listen address in front of it).",
 )
-@click.option(
+@listen_option(
     "--listen",
-    default=DEFAULTS.channel_listen,
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where the channel serves Direct Line, the Bot Connector API and the chat page.",
+    DEFAULTS.channel_listen,
+    "Where the channel serves Direct Line, the Bot Connector API and the chat page.",
 )
 @click.option(
     "--secret",
@@ -401,7 +384,7 @@ def show(session: str, db_path: str, as_json: bool) -> None:
     metavar="SECRET",
     help="The Direct Line secret clients authenticate with [default: a random one, printed].",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log what the channel does.")
+@verbose_option("Log what the channel does.")
 @friendly_errors
 def channel(bot_url: str, listen: str, secret: str | None, verbose: bool) -> None:
     """Serve a local Direct Line channel in front of a bot, with a chat page, until Ctrl-C.
@@ -426,37 +409,17 @@ def channel(bot_url: str, listen: str, secret: str | None, verbose: bool) -> Non
 
 
 async def _serve_channel(dl: Any) -> None:
-    from urllib.parse import urlsplit
+    from .present.record_text import channel_lines, channel_stopped_line
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signal()
     await dl.start()
     try:
-        click.echo(f"Direct Line channel for the bot at {dl.bot_url}")
-        click.echo(f"  chat page:         {dl.base_url}/")
-        click.echo(f"  Direct Line base:  {dl.directline_url}")
-        click.echo(f"  secret:            {dl.secret}")
-        click.echo(f"  the bot replies to serviceUrl {dl.service_url}")
-        click.echo("directlinejs / Web Chat: pass the base as `domain`, e.g.")
-        click.echo(f"  new DirectLine({{ domain: '{dl.directline_url}', secret: '{dl.secret}' }})")
-        click.echo(
-            f"  or a token from: curl -X POST -H 'Authorization: Bearer {dl.secret}' "
-            f"{dl.directline_url}/tokens/generate"
-        )
-        path = urlsplit(dl.bot_url).path or "/api/messages"
-        click.echo("to record both sides, put the recorder in front of the bot and of this channel:")
-        click.echo(f"  botproxy record --bot {dl.bot_url} --directline {dl.base_url}")
-        click.echo(f"  botproxy channel --bot http://{DEFAULTS.listen}{path}   (this channel, bot side through it)")
-        click.echo(f"  and clients use http://{DEFAULTS.directline_listen}/v3/directline (the recorder's defaults)")
-        click.echo("press Ctrl-C to stop")
+        echo_lines(channel_lines(dl))
         sys.stdout.flush()
         await stop.wait()
     finally:
         await dl.stop()
-    activities = sum(len(c.activities) for c in dl.conversations.values())
-    click.echo(f"stopped: {len(dl.conversations)} conversations, {activities} activities delivered to clients")
+    click.echo(channel_stopped_line(dl))
 
 
 # -- demo ---------------------------------------------------------------------------------------
@@ -464,8 +427,8 @@ async def _serve_channel(dl: Any) -> None:
 
 @cli.command(epilog=example("botproxy demo --db demo.db"))
 @db_option
-@click.option("--session", "session_name", metavar="NAME", help="Session name [default: demo-DATE-TIME].")
-@click.option("-v", "--verbose", is_flag=True, help="Log what mitmproxy and botproxy do.")
+@session_name_option("demo-DATE-TIME")
+@verbose_option("Log what mitmproxy and botproxy do.")
 @friendly_errors
 def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     """Run botproxy's whole loop on a bundled sample bot, with nothing to set up.
@@ -474,7 +437,6 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     local Bot Connector stand-in, shows and checks it, replays it against build 2 (which changes a few
     answers on purpose) with build 1 as the baseline, and writes HTML reports to reports/.
     """
-    from . import store
     from .demo import default_demo_session, run_demo
     from .present import show as show_mod
     from .present.console import Console
@@ -486,8 +448,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     def after_recording(summary: dict[str, Any]) -> None:
         console.summary(summary)
         click.echo("")
-        db = store.open_db(db_path)
-        for line in show_mod.text_lines(db, store.resolve_session(db, name)):
+        for line in show_mod.text_lines(*open_session(db_path, name)):
             click.echo(visible(line))
 
     asyncio.run(run_demo(db_path, name, observers=[console], say=click.echo, recorded=after_recording))
@@ -589,7 +550,7 @@ def demo(db_path: str, session_name: str | None, verbose: bool) -> None:
     help="Seconds the bot has to answer an inbound activity.",
 )
 @click.option("--no-checks", is_flag=True, help="Do not run the checks over the replayed traffic.")
-@click.option("-v", "--verbose", is_flag=True, help="Log what botproxy does.")
+@verbose_option("Log what botproxy does.")
 @friendly_errors
 def replay(
     sessions: tuple[str, ...],
@@ -676,8 +637,9 @@ def replay(
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
-        for line in _corpus_lines(data) if corpus else _replay_lines(data):
-            click.echo(line)
+        from .present.replay_text import corpus_lines, replay_lines
+
+        echo_lines(corpus_lines(data) if corpus else replay_lines(data))
     if result.regressed:
         sys.exit(EXIT_PROBLEM)
 
@@ -738,58 +700,6 @@ def render_run(db_path: str, run_id: int, path: str) -> Path:
     return render_replay(db, run_id, path)
 
 
-def _replay_lines(data: dict[str, Any]) -> list[str]:
-    from .present.replay_text import turn_lines
-    from .replay.diff import noise_label
-
-    run, summary = data["run"], data["summary"]
-    against = _build_name(run, "candidate") + (f" (baseline {_build_name(run, 'baseline')})"
-                                               if run["baseline_url"] else "")
-    lines = [f"replayed session {data['session']['name']!r} against {against}"]
-    for turn in data["turns"]:
-        if turn["status"] != "same":
-            lines += turn_lines(turn)
-    if run["noise_paths"]:
-        noisy = ", ".join(noise_label(key) for key in run["noise_paths"])
-        lines.append(f"  noise (the baseline differs there too, not counted): {noisy}")
-    not_replayed = summary["proactive_not_replayed"]
-    if not_replayed:
-        lines.append(
-            f"  {not_replayed} proactive activit{'y' if not_replayed == 1 else 'ies'} of the recording "
-            "did not happen again (the bot's own initiative; not counted)"
-        )
-    lines.append(
-        f"run {run['id']}: {summary['turns']} turns, {summary['same']} same, {summary['changed']} changed, "
-        f"{summary['error']} errors ({summary['incomplete']} incomplete in the recording); "
-        f"{summary['regressed']} regressed · replay session {run['candidate_session']['name']!r}"
-    )
-    return lines
-
-
-def _build_name(run: dict[str, Any], role: str) -> str:
-    """A build as the output names it: its --label and URL, or its URL alone."""
-    url, label = run[f"{role}_url"], run.get(f"{role}_label")
-    return f"{label} ({url})" if label else str(url)
-
-
-def _corpus_lines(data: dict[str, Any]) -> list[str]:
-    """Each session's lines (as a one-session replay prints them), then the run's verdict."""
-    run, summary = data["run"], data["summary"]
-    lines = []
-    for session in data["sessions"]:
-        lines += _replay_lines(session)
-    share = ""
-    if run.get("shard"):
-        idle = len(run["sessions"]) - len(data["sessions"])
-        share = f" (shard {run['shard']}" + (f"; {idle} with no conversation in it)" if idle else ")")
-    lines.append(
-        f"run {run['id']}: {summary['sessions']} sessions{share}, {summary['turns']} turns, {summary['same']} same, "
-        f"{summary['changed']} changed, {summary['error']} errors ({summary['incomplete']} incomplete in the "
-        f"recording); {summary['regressed']} regressed · {run['status']} · {_build_name(run, 'candidate')}"
-    )
-    return lines
-
-
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -821,7 +731,6 @@ def report(session: str | None, out_path: str | None, run_id: str | None, db_pat
     The report is one self-contained file (nothing is fetched from the network) that any browser opens;
     prints the path of the file it wrote.
     """
-    from . import store
     from .checks import load_config
     from .present.report import default_report_path, render_session
 
@@ -832,8 +741,7 @@ def report(session: str | None, out_path: str | None, run_id: str | None, db_pat
         number = _run_number(db_path, run_id)
         click.echo(str(render_run(db_path, number, out_path or str(default_report_path(f"replay-{number}")))))
         return
-    db = store.open_db(db_path)
-    row = store.resolve_session(db, session or "latest")
+    db, row = open_session(db_path, session or "latest")
     written = render_session(db, row, out_path or default_report_path(row["name"]), check_config=load_config("."))
     click.echo(str(written))
 
@@ -851,21 +759,13 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
     several databases is one run; the shares of one `replay --shard I/N` run become one run (its verdict
     over all of them), which `botproxy report --run N` renders.
     """
+    from .present.replay_text import merge_lines
     from .replay.merge import merge as merge_databases
+    from .store import command_hint
 
     done = merge_databases(out, list(inputs))
-    for entry in done.inputs:
-        click.echo(f"{entry['path']}: {entry['sessions']} sessions and {entry['runs']} runs added "
-                   f"({entry['sessions_known']} sessions and {entry['runs_known']} runs were there already)")
-    for run in done.combined:
-        summary = run["summary"]
-        missing = f" · missing {', '.join(run['missing'])}" if run["missing"] else ""
-        click.echo(f"run {run['id']}: shards {', '.join(run['shards'])}{missing} · {summary['sessions']} sessions, "
-                   f"{summary['turns']} turns, {summary['regressed']} regressed · {run['status']}")
-    if done.combined:
-        from .store import command_hint
-
-        click.echo(f"see it with: {command_hint(out, 'report', '--run', str(done.combined[-1]['id']))}")
+    hint = command_hint(out, "report", "--run", str(done.combined[-1]["id"])) if done.combined else None
+    echo_lines(merge_lines(done.inputs, done.combined, hint))
     if any(run["missing"] for run in done.combined):
         click.echo("botproxy: note: some shards of a run are missing, so its verdict covers only the others", err=True)
 
@@ -879,7 +779,7 @@ def merge(out: str, inputs: tuple[str, ...]) -> None:
         "botproxy check login-flow --json --disable BP-A17 | jq '.findings[] | .rule'",
     )
 )
-@click.argument("session", default="latest")
+@session_argument
 @db_option
 @json_option
 @click.option(
@@ -907,8 +807,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     config = load_config(".")
     config = dataclasses.replace(config, disabled=config.disabled | set(disabled))
     config.validate()
-    db = store.open_db(db_path, write=True)  # findings are stored
-    row = store.resolve_session(db, session)
+    db, row = open_session(db_path, session, write=True)  # findings are stored
     findings = rt.run_checks(db, row, config)
     activities = rt.activities_by_seq(db, row["id"], {f.seq for f in findings if f.seq is not None})
     if as_json:
@@ -935,36 +834,14 @@ def rules(as_json: bool) -> None:
 
     Severities shown are the project's (after `[tool.botproxy.checks]` / botproxy.toml).
     """
-    from .checks import NOT_CHECKED, RULES, load_config
+    from .checks import NOT_CHECKED, load_config
+    from .present.rules_text import rule_entries, rules_lines
 
-    config = load_config(".")
-    listed = []
-    for code in sorted(RULES):
-        rule = RULES[code]
-        listed.append(
-            {
-                "code": code,
-                "name": rule.name,
-                "severity": config.severity.get(code, rule.severity),
-                "enabled": code not in config.disabled,
-                "family": rule.family,
-                "catches": rule.catches,
-                "explanation": rule.explanation,
-                "fix": rule.fix,
-                "source": rule.source,
-            }
-        )
+    listed = rule_entries(load_config("."))
     if as_json:
         click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
-        return
-    for item in listed:
-        state = "" if item["enabled"] else " (disabled)"
-        click.echo(f"{item['code']} {item['name']} [{item['severity']}]{state}")
-        click.echo(f"    {item['explanation']}")
-        click.echo(f"    fix: {item['fix']}")
-        click.echo("")
-    if NOT_CHECKED:
-        click.echo("not checked: " + ", ".join(sorted(NOT_CHECKED)))
+    else:
+        echo_lines(rules_lines(listed, NOT_CHECKED))
 
 
 # -- import / export ----------------------------------------------------------------------------
@@ -981,7 +858,7 @@ def rules(as_json: bool) -> None:
     ),
 )
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--session", "session_name", metavar="NAME", help="Session name [default: import-FILE-DATE].")
+@session_name_option("import-FILE-DATE")
 @db_option
 @json_option
 @friendly_errors
@@ -996,15 +873,10 @@ def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_j
     summary = import_files(db_path, files, session_name)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-        return
-    from .present.console import findings_words
-    from .store import command_hint
+    else:
+        from .present.sessions_text import imported_line
 
-    details = f" (details: {command_hint(db_path, 'check', summary['name'])})" if summary["findings"] else ""
-    click.echo(
-        f"session {summary['name']!r} (id {summary['id']}): {summary['activities']} activities,"
-        f" {summary['conversations']} conversations, findings: {findings_words(summary['findings'])}{details}"
-    )
+        click.echo(imported_line(summary, db_path))
 
 
 @cli.command(
@@ -1014,7 +886,7 @@ def import_(files: tuple[str, ...], session_name: str | None, db_path: str, as_j
         "botproxy export login-flow --format har --out login-flow.har",
     )
 )
-@click.argument("session", default="latest")
+@session_argument
 @click.option(
     "--format", "fmt", type=click.Choice(["transcript", "har"]), default="transcript", show_default=True,
     help="What to write.",
