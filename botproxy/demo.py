@@ -19,6 +19,7 @@ from typing import Any
 
 from .checks import Engine
 from .errors import UpstreamError
+from .present.words import counted
 from .record.mitm.proxy import ProxyConfig, RecordingProxy
 from .record.recorder import Observer
 from .record.session import LiveSession
@@ -76,8 +77,9 @@ async def run_demo(
         await baseline.stop()
     summary = result.replay.summary
     say(
-        f"replayed {summary['turns']} turns: {summary['same']} same, {summary['changed']} changed, "
-        f"{summary['error']} error ({summary['regressed']} regressed; build 2 changes a few answers on purpose)"
+        f"replayed {counted(summary['turns'], 'turn')}: {summary['same']} same, {summary['changed']} changed, "
+        f"{counted(summary['error'], 'error')} ({summary['regressed']} regressed; "
+        "build 2 changes a few answers on purpose)"
     )
     result.reports = [
         render_session(db, session, default_report_path(session_name, reports_dir)),

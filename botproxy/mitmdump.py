@@ -21,6 +21,7 @@ from . import store
 from .checks import Engine, load_config
 from .errors import BotproxyError
 from .present.console import Console
+from .present.words import counted
 from .record.mitm.capture import Capture
 from .record.mitm.proxy import is_loopback, quiet_shutdown_noise
 from .record.mitm.proxy_auth import ForwardProxyAuth
@@ -137,12 +138,12 @@ class MitmdumpRecorder(Capture):
         if self.live is not None:
             summary = self.live.close()
             log.info(
-                "botproxy: session %r: %d exchanges, %d activities, %d recorder errors%s",
+                "botproxy: session %r: %s, %s, %s%s",
                 summary["name"],
-                summary["exchanges"],
-                summary["activities"],
-                summary["errors"],
-                f"; NOT STORED: {summary['not_stored']} exchanges" if summary["not_stored"] else "",
+                counted(summary["exchanges"], "exchange"),
+                counted(summary["activities"], "activity", "activities"),
+                counted(summary["errors"], "recorder error"),
+                f"; NOT STORED: {counted(summary['not_stored'], 'exchange')}" if summary["not_stored"] else "",
             )
             for problem in summary["problems"]:
                 log.warning("botproxy: %s", problem)

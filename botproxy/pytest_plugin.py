@@ -325,13 +325,14 @@ def _scratch(state: _State, config: pytest.Config) -> Path:
 def failure_lines(data: dict[str, Any], scratch: Path | None) -> list[str]:
     """A regressed conversation's failure message: what `botproxy replay` prints for its turns."""
     from .present.replay_text import turn_lines
+    from .present.words import counted
     from .replay.diff import noise_label
 
     run, summary = data["run"], data["summary"]
     against = run["candidate_url"] + (f" (baseline {run['baseline_url']})" if run["baseline_url"] else "")
     conversation = data["turns"][0]["conversation_id"] if data["turns"] else ""
     lines = [f"conversation {conversation!r} of session {data['session']['name']!r}: {summary['regressed']} of "
-             f"{summary['turns']} turns regressed against {against}"]
+             f"{counted(summary['turns'], 'turn')} regressed against {against}"]
     for turn in data["turns"]:
         if turn["status"] != "same":
             lines += turn_lines(turn)

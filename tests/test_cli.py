@@ -112,7 +112,7 @@ async def test_record_process_prints_each_activity_and_a_summary_on_signal(tmp_p
     assert proc.returncode == 0, err.decode()
     text = out.decode()
     assert '→  cli-conv' in text and '"hello cli"' in text and '"You said: hello cli"' in text
-    assert "session 'cli' (id 1): 2 exchanges, 2 activities, 1 conversations, 0 recorder errors" in text
+    assert "session 'cli' (id 1): 2 exchanges, 2 activities, 1 conversation, 0 recorder errors" in text
     assert "Traceback" not in err.decode()
     assert "listening beyond this machine" not in err.decode() + text  # loopback only: no warning
 

@@ -101,7 +101,7 @@ def test_import_summary_is_words_and_its_hint_keeps_the_database(tmp_path: Path)
     words = ", ".join(f"{n} {sev}" for sev in ("error", "warning", "info") if (n := summary["findings"].get(sev)))
     (line,) = result.output.splitlines()
     assert line == (
-        f"session 'from-har' (id 1): 2 activities, 1 conversations, findings: {words} "
+        f"session 'from-har' (id 1): 2 activities, 1 conversation, findings: {words} "
         f"(details: botproxy check from-har --db {shlex.quote(db_path)})"
     )
     assert "{" not in line

@@ -14,9 +14,9 @@ def test_demo_records_checks_replays_and_reports(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     out = result.output
     assert '"You said: hello"' in out and "proactive hello" in out  # the live lines and the show output
-    assert "session 'demo' (id 1): 23 exchanges, 25 activities, 1 conversations, 0 recorder errors" in out
+    assert "session 'demo' (id 1): 23 exchanges, 25 activities, 1 conversation, 0 recorder errors" in out
     assert "checked: 2 info findings" in out
-    assert "replayed 10 turns: 5 same, 5 changed, 0 error (5 regressed" in out
+    assert "replayed 10 turns: 5 same, 5 changed, 0 errors (5 regressed" in out
     reports = [line.split("report: ", 1)[1] for line in out.splitlines() if line.startswith("report: ")]
     assert reports == ["reports/demo.html", "reports/demo-replay.html"]
     for path in reports:

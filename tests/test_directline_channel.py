@@ -554,7 +554,7 @@ async def test_channel_command_serves_until_ctrl_c(sample_bot: SampleBotServer, 
             proc.kill()
             await proc.wait()
     assert proc.returncode == 0, err.decode()
-    assert "stopped: 1 conversations, 3 activities delivered to clients" in out.decode()
+    assert "stopped: 1 conversation, 3 activities delivered to clients" in out.decode()
     assert "Traceback" not in err.decode()
 
 

@@ -150,7 +150,7 @@ def test_build_2_fails_with_the_differences_as_the_message_and_junit_has_the_ite
     result.assert_outcomes(passed=2, failed=2)
     out = result.stdout.str()
     assert "Traceback" not in out and "replay.py" not in out  # the failure explains itself, no stack
-    assert "conversation 'weather-conv' of session 'corpus': 1 of 1 turns regressed against" in out
+    assert "conversation 'weather-conv' of session 'corpus': 1 of 1 turn regressed against" in out
     assert WEATHER_DIFF in out
     assert "changed root['attachments'][0]['content']['title']: 'Sample card' → 'Sample card (build 2)'" in out
     result.stdout.fnmatch_lines(["FAILED corpus.db::corpus::weather-conv*", "FAILED corpus.db::corpus::card-conv*"])

@@ -25,6 +25,7 @@ from botproxy import store
 from botproxy.checks import CheckConfig
 from botproxy.cli import cli
 from botproxy.present.console import Console, recorder_observers
+from botproxy.present.words import counted
 from botproxy.record.mitm.capture import Capture
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.worker import WorkerSession
@@ -100,8 +101,8 @@ async def test_disk_full_to_the_end_counts_every_exchange_not_stored(recorders, 
 
     lines: list[str] = []
     Console(echo=lines.append).summary(summary)
-    assert f"NOT STORED: {summary['not_stored']} exchanges" in "\n".join(lines)
-    assert f"{summary['errors']} recorder errors" in lines[1] and "0 recorder errors" not in lines[1]
+    assert f"NOT STORED: {counted(summary['not_stored'], 'exchange')}" in "\n".join(lines)
+    assert counted(summary["errors"], "recorder error") in lines[1] and "0 recorder errors" not in lines[1]
     assert sessions_line(recorders.db_path, "test")[-2:] == [str(summary["errors"]), str(summary["not_stored"])]
 
 

@@ -16,6 +16,7 @@ import click
 from ..model import Direction, Leg, Row, Severity
 from ..store import command_hint
 from .visible import visible
+from .words import counted
 
 if TYPE_CHECKING:
     from ..checks import CheckConfig, LiveChecks
@@ -46,7 +47,7 @@ def activity_excerpt(activity: dict[str, Any], width: int = 48) -> str:
     attachments = body.get("attachments") or []
     if attachments:
         kinds = ", ".join(str(a.get("contentType", "?")).rsplit(".", 1)[-1] for a in attachments if isinstance(a, dict))
-        return f"[{len(attachments)} attachment{'s' if len(attachments) > 1 else ''}: {kinds}]"
+        return f"[{counted(len(attachments), 'attachment')}: {kinds}]"
     if activity.get("type") == "invokeResponse":
         value = body.get("value") or {}
         return excerpt(f"[invoke response {value.get('status')}: {json.dumps(value.get('body'))}]", width)
@@ -169,19 +170,20 @@ class Console:
     def summary(self, summary: dict[str, Any]) -> None:
         self.echo("")
         self.echo(
-            f"session {summary['name']!r} (id {summary['id']}): {summary['exchanges']} exchanges, "
-            f"{summary['activities']} activities, {summary['conversations']} conversations, "
-            f"{summary['errors']} recorder errors"
+            f"session {summary['name']!r} (id {summary['id']}): {counted(summary['exchanges'], 'exchange')}, "
+            f"{counted(summary['activities'], 'activity', 'activities')}, "
+            f"{counted(summary['conversations'], 'conversation')}, {counted(summary['errors'], 'recorder error')}"
         )
         if summary.get("not_stored"):
             self.echo(
-                self.style(f"NOT STORED: {summary['not_stored']} exchanges", fg="red", bold=True)
+                self.style(f"NOT STORED: {counted(summary['not_stored'], 'exchange')}", fg="red", bold=True)
                 + " the proxy carried are not in the database (the traffic itself was not affected)"
             )
         for problem in summary.get("problems") or ():
             self.echo(f"  {problem}")
         if summary.get("unfinished"):
-            self.echo(f"{summary['unfinished']} exchanges had no response when recording stopped (kept, unfinished)")
+            unfinished = counted(summary["unfinished"], "exchange")
+            self.echo(f"{unfinished} had no response when recording stopped (kept, unfinished)")
         if summary.get("findings"):
             details = command_hint(summary["db"], "check", summary["name"])
             self.echo(f"findings: {findings_words(summary['findings'])} (details: {details})")

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from ..settings import DEFAULTS
 from ..wire.redact import scrub
+from .words import counted
 
 
 def recording_lines(proxy: Any) -> list[str]:
@@ -58,4 +59,5 @@ def channel_lines(dl: Any) -> list[str]:
 
 def channel_stopped_line(dl: Any) -> str:
     activities = sum(len(c.activities) for c in dl.conversations.values())
-    return f"stopped: {len(dl.conversations)} conversations, {activities} activities delivered to clients"
+    return (f"stopped: {counted(len(dl.conversations), 'conversation')}, "
+            f"{counted(activities, 'activity', 'activities')} delivered to clients")

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..replay.diff import describe
 from ..turns import turn_label
+from .words import counted
 
 
 def turn_lines(turn: Mapping[str, Any], indent: str = "  ") -> list[str]:
@@ -52,12 +53,12 @@ def replay_lines(data: Mapping[str, Any]) -> list[str]:
     not_replayed = summary["proactive_not_replayed"]
     if not_replayed:
         lines.append(
-            f"  {not_replayed} proactive activit{'y' if not_replayed == 1 else 'ies'} of the recording "
+            f"  {counted(not_replayed, 'proactive activity', 'proactive activities')} of the recording "
             "did not happen again (the bot's own initiative; not counted)"
         )
     lines.append(
-        f"run {run['id']}: {summary['turns']} turns, {summary['same']} same, {summary['changed']} changed, "
-        f"{summary['error']} errors ({summary['incomplete']} incomplete in the recording); "
+        f"run {run['id']}: {counted(summary['turns'], 'turn')}, {summary['same']} same, {summary['changed']} changed, "
+        f"{counted(summary['error'], 'error')} ({summary['incomplete']} incomplete in the recording); "
         f"{summary['regressed']} regressed · replay session {run['candidate_session']['name']!r}"
     )
     return lines
@@ -80,23 +81,26 @@ def corpus_lines(data: Mapping[str, Any]) -> list[str]:
         idle = len(run["sessions"]) - len(data["sessions"])
         share = f" (shard {run['shard']}" + (f"; {idle} with no conversation in it)" if idle else ")")
     lines.append(
-        f"run {run['id']}: {summary['sessions']} sessions{share}, {summary['turns']} turns, {summary['same']} same, "
-        f"{summary['changed']} changed, {summary['error']} errors ({summary['incomplete']} incomplete in the "
-        f"recording); {summary['regressed']} regressed · {run['status']} · {build_name(run, 'candidate')}"
+        f"run {run['id']}: {counted(summary['sessions'], 'session')}{share}, {counted(summary['turns'], 'turn')}, "
+        f"{summary['same']} same, {summary['changed']} changed, {counted(summary['error'], 'error')} "
+        f"({summary['incomplete']} incomplete in the recording); {summary['regressed']} regressed · {run['status']} · "
+        f"{build_name(run, 'candidate')}"
     )
     return lines
 
 
 def merge_lines(inputs: list[dict[str, Any]], combined: list[dict[str, Any]], hint: str | None) -> list[str]:
     """`botproxy merge`'s text: what each input added, each run its shards joined, where to see the last."""
-    lines = [f"{entry['path']}: {entry['sessions']} sessions and {entry['runs']} runs added "
-             f"({entry['sessions_known']} sessions and {entry['runs_known']} runs were there already)"
+    lines = [f"{entry['path']}: {counted(entry['sessions'], 'session')} and {counted(entry['runs'], 'run')} added "
+             f"({counted(entry['sessions_known'], 'session')} and {counted(entry['runs_known'], 'run')} were there "
+             "already)"
              for entry in inputs]
     for run in combined:
         summary = run["summary"]
         missing = f" · missing {', '.join(run['missing'])}" if run["missing"] else ""
-        lines.append(f"run {run['id']}: shards {', '.join(run['shards'])}{missing} · {summary['sessions']} sessions, "
-                     f"{summary['turns']} turns, {summary['regressed']} regressed · {run['status']}")
+        lines.append(f"run {run['id']}: shards {', '.join(run['shards'])}{missing} · "
+                     f"{counted(summary['sessions'], 'session')}, {counted(summary['turns'], 'turn')}, "
+                     f"{summary['regressed']} regressed · {run['status']}")
     if hint:
         lines.append(f"see it with: {hint}")
     return lines

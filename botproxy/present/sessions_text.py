@@ -9,6 +9,7 @@ from typing import Any
 from ..store import command_hint
 from .console import findings_words, table
 from .visible import visible
+from .words import counted
 
 HEADER = ["id", "name", "source", "started", "exch", "acts", "convs", "errors", "not stored"]
 
@@ -32,7 +33,9 @@ def sessions_lines(rows: Sequence[Mapping[str, Any]], db_path: str, source: str 
 def imported_line(summary: Mapping[str, Any], db_path: str) -> str:
     """interop.import_files' summary as a line, with the command that shows its findings when it has some."""
     details = f" (details: {command_hint(db_path, 'check', summary['name'])})" if summary["findings"] else ""
+    activities = counted(summary["activities"], "activity", "activities")
+    conversations = counted(summary["conversations"], "conversation")
     return (
-        f"session {summary['name']!r} (id {summary['id']}): {summary['activities']} activities,"
-        f" {summary['conversations']} conversations, findings: {findings_words(summary['findings'])}{details}"
+        f"session {summary['name']!r} (id {summary['id']}): {activities}, {conversations},"
+        f" findings: {findings_words(summary['findings'])}{details}"
     )
