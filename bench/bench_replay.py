@@ -214,11 +214,12 @@ async def direct(conversations: list[list[dict[str, Any]]], bot_url: str, connec
 
 
 async def replay(db_path: str, name: str, bot_url: str, concurrency: int, quiet_ms: float | None) -> float:
-    from botproxy.replay.driver import DEFAULT_QUIET_MS, replay_session
+    from botproxy.replay.driver import replay_session
+    from botproxy.replay.plan import DEFAULT_QUIET_MS, ReplayOptions
 
     started = time.perf_counter()
-    result = await replay_session(db_path, name, bot_url, concurrency=concurrency,
-                                  quiet_ms=DEFAULT_QUIET_MS if quiet_ms is None else quiet_ms)
+    options = ReplayOptions(concurrency=concurrency, quiet_ms=DEFAULT_QUIET_MS if quiet_ms is None else quiet_ms)
+    result = await replay_session(db_path, name, bot_url, options=options)
     elapsed = time.perf_counter() - started
     if result.summary["turns"] != TURNS or result.summary["same"] != TURNS:
         raise SystemExit(f"the replay did not do the work: {result.summary}")
@@ -304,7 +305,7 @@ async def one_run(name: str, kind: str, db_path: str, bot_url: str, connector_ur
 
 
 def report(results: dict[str, Any]) -> None:
-    from botproxy.replay.driver import DEFAULT_QUIET_MS
+    from botproxy.replay.plan import DEFAULT_QUIET_MS
 
     print(f"\nbotproxy replay: {results['turns']} turns across {results['conversations']} conversations, each bot "
           f"in its own process, {results['cpus']} CPUs; quiet window {DEFAULT_QUIET_MS:g} ms")

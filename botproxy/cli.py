@@ -586,8 +586,9 @@ def replay(
     0 when no turn regressed, 1 when some did, 2 when the replay could not run.
     """
     from .replay.corpus import parse_shard, replay_corpus
-    from .replay.driver import Build, replay_session
+    from .replay.driver import replay_session
     from .replay.launch import started
+    from .replay.plan import Build, ReplayOptions
     from .settings import load_replay_config
 
     setup_logging(verbose)
@@ -604,7 +605,7 @@ def replay(
         from .checks import load_config
 
         check_config = load_config()
-    common: dict[str, Any] = dict(
+    options = ReplayOptions(
         ignore=(*config.ignore, *ignore), concurrency=concurrency, quiet_ms=quiet_ms, cap_ms=cap_ms,
         timeout_s=timeout_s, quiet_every_turn=quiet_every_turn, connector_ok=connector_ok, checks=not no_checks,
         check_config=check_config,
@@ -619,11 +620,11 @@ def replay(
                 result: Any = asyncio.run(replay_corpus(
                     db_path, sessions, Build(bot_url, label),
                     baseline=Build(baseline_url, baseline_label) if baseline_url else None, every=every,
-                    source=source, shard=shares, progress=bar.update if bar else None, **common))
+                    source=source, shard=shares, progress=bar.update if bar else None, options=options))
             else:
                 result = asyncio.run(replay_session(
                     db_path, sessions[0], bot_url, baseline_url=baseline_url, label=label,
-                    baseline_label=baseline_label, progress=bar.update if bar else None, **common))
+                    baseline_label=baseline_label, progress=bar.update if bar else None, options=options))
     finally:
         if bar:
             bar.close()

@@ -283,6 +283,7 @@ class ConversationItem(pytest.Item):
 
 async def _replay(state: _State, config: pytest.Config, session: dict[str, Any], conversation: str) -> Any:
     from .replay.driver import replay_session
+    from .replay.plan import ReplayOptions
 
     settings = state.settings
     assert settings.bot is not None
@@ -291,7 +292,7 @@ async def _replay(state: _State, config: pytest.Config, session: dict[str, Any],
         state.checks_loaded = True
     return await replay_session(
         str(_scratch(state, config)), str(session["id"]), settings.bot, baseline_url=settings.baseline,
-        ignore=state.ignore, conversations=[conversation], check_config=state.check_config,
+        options=ReplayOptions(ignore=state.ignore, check_config=state.check_config), conversations=[conversation],
     )
 
 

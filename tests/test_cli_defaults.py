@@ -12,8 +12,7 @@ from botproxy.cli import cli
 from botproxy.demo import record_demo
 from botproxy.mitmdump import MitmdumpRecorder
 from botproxy.record.mitm.proxy import ProxyConfig
-from botproxy.replay.corpus import replay_corpus
-from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 from botproxy.settings import DEFAULTS
 
 
@@ -39,10 +38,9 @@ def test_the_library_reads_the_same_defaults():
     fields = {f.name: f.default for f in dataclasses.fields(ProxyConfig)}
     assert (fields["listen"], fields["forward_listen"], fields["directline_listen"], fields["confdir"]) == (
         DEFAULTS.listen, DEFAULTS.forward_listen, DEFAULTS.directline_listen, DEFAULTS.confdir)
-    for replay in (replay_session, replay_corpus):
-        params = inspect.signature(replay).parameters
-        assert [params[name].default for name in ("concurrency", "quiet_ms", "cap_ms", "timeout_s")] == [
-            DEFAULTS.concurrency, DEFAULTS.quiet_ms, DEFAULTS.cap_ms, DEFAULTS.timeout_s]
+    options = ReplayOptions()  # what replay_session and replay_corpus run with unless told
+    assert [options.concurrency, options.quiet_ms, options.cap_ms, options.timeout_s] == [
+        DEFAULTS.concurrency, DEFAULTS.quiet_ms, DEFAULTS.cap_ms, DEFAULTS.timeout_s]
     assert store.DEFAULT_DB == DEFAULTS.db
     assert inspect.signature(record_demo).parameters["confdir"].default == DEFAULTS.confdir
     with taddons.context(MitmdumpRecorder()) as context:

@@ -16,6 +16,7 @@ from botproxy import store
 from botproxy.demo import _converse
 from botproxy.interop import import_files
 from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 from botproxy.sample_bot import start_bot
 from botproxy.standins.connector import ConnectorChannel
 
@@ -61,7 +62,7 @@ async def test_an_sdk_transcript_imports_and_replays_same_against_its_build_and_
 
     build1 = await start_bot(build=1)
     try:
-        same = await replay_session(db_path, "sdk", build1.url, quiet_ms=QUIET)
+        same = await replay_session(db_path, "sdk", build1.url, options=ReplayOptions(quiet_ms=QUIET))
     finally:
         await build1.stop()
     assert len(same.turns) == 10
@@ -69,7 +70,7 @@ async def test_an_sdk_transcript_imports_and_replays_same_against_its_build_and_
 
     build2 = await start_bot(build=2)
     try:
-        changed = await replay_session(db_path, "sdk", build2.url, quiet_ms=QUIET)
+        changed = await replay_session(db_path, "sdk", build2.url, options=ReplayOptions(quiet_ms=QUIET))
     finally:
         await build2.stop()
     turns = {t.turn.text: t.status for t in changed.turns}

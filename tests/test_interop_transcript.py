@@ -14,6 +14,7 @@ from botproxy.demo import record_demo
 from botproxy.errors import StoreError
 from botproxy.interop import export_session, import_files
 from botproxy.interop.transcript import PLACEHOLDER_SERVICE_URL
+from botproxy.replay.plan import ReplayOptions
 
 USER = {"id": "user1", "name": "User", "role": "user"}
 BOT = {"id": "bot1", "name": "Bot", "role": "bot"}
@@ -218,7 +219,7 @@ async def test_record_export_import_replay_against_the_same_build_is_all_same(tm
     assert view["summary"]["failed"] == 0 and view["summary"]["turns"] == 10
     assert sum(c["turn_count"] for c in view["conversations"]) == view["summary"]["turns"]
 
-    result = await replay_session(db_path, "back", sample_bot.url, quiet_ms=50)
+    result = await replay_session(db_path, "back", sample_bot.url, options=ReplayOptions(quiet_ms=50))
     assert result.summary["turns"] == 10
     assert {t.status for t in result.turns} == {"same"}, [
         (t.turn.text, [d.to_dict() for d in t.differences if not d.noise], t.new_findings) for t in result.turns

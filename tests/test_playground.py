@@ -35,6 +35,7 @@ from botproxy.checks import check_session
 from botproxy.interop import import_files
 from botproxy.interop import playground as pg
 from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 from botproxy.sample_bot import SampleBotServer
 
 CLI = NODE_DIR / "node_modules" / "@microsoft" / "m365agentsplayground" / "cli.js"
@@ -191,5 +192,6 @@ async def test_playground_through_the_recorder_is_the_same_as_without(
         (r["text"], next(x for x in rows if x["seq"] == r["turn_seq"])["text"]
          or next(x for x in rows if x["seq"] == r["turn_seq"])["type"]) for r in replies]
     # ... and replays against the same build turn by turn.
-    result = await replay_session(recorders.db_path, "from-playground", sample_bot.url, quiet_ms=50)
+    result = await replay_session(recorders.db_path, "from-playground", sample_bot.url,
+                                  options=ReplayOptions(quiet_ms=50))
     assert [t.status for t in result.turns] == ["same"] * (1 + len(SCRIPT))

@@ -13,6 +13,7 @@ from bots.sse_bot import SseBot
 from botproxy import store
 from botproxy.checks import check_session
 from botproxy.record.recorder import RequestSeen, ResponseSeen, SessionRecorder
+from botproxy.replay.plan import ReplayOptions
 from botproxy.wire import protocol as p
 
 CONV = "conv-sse"
@@ -128,7 +129,7 @@ async def test_stream_turns_replayed(recorders, connector, sse_bot):
     from botproxy.replay.driver import replay_session
 
     await record_stream_session(recorders, connector, sse_bot.url)
-    result = await replay_session(recorders.db_path, "test", sse_bot.url, quiet_ms=50)
+    result = await replay_session(recorders.db_path, "test", sse_bot.url, options=ReplayOptions(quiet_ms=50))
     assert [t.status for t in result.turns] == ["same", "same"]
     replayed = [a for t in result.turns for a in t.replayed]
     assert [a["route"] for a in replayed] == [p.EVENT_STREAM] * 8
@@ -136,7 +137,7 @@ async def test_stream_turns_replayed(recorders, connector, sse_bot):
     changed = SseBot(answer="The answer is 43.")
     await changed.start()
     try:
-        result = await replay_session(recorders.db_path, "test", changed.url, quiet_ms=50)
+        result = await replay_session(recorders.db_path, "test", changed.url, options=ReplayOptions(quiet_ms=50))
     finally:
         await changed.stop()
     assert [t.status for t in result.turns] == ["changed", "changed"]

@@ -19,6 +19,7 @@ from aiohttp import web
 from botproxy import store
 from botproxy.errors import SessionNotFound, UpstreamError, UsageError
 from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 from botproxy.replay.results import iter_turn_rows
 from botproxy.sample_bot import make_app
 from botproxy.standins.server import serve
@@ -97,8 +98,9 @@ def diffs(turn) -> list[tuple[str, str]]:
 
 async def test_the_same_build_comes_back_same_and_the_run_is_stored(demo_db, sample_bot):
     ticks = []
-    result = await replay_session(demo_db, "demo", sample_bot.url, quiet_ms=QUIET,
-                                  progress=lambda done, total: ticks.append((done, total)))
+    result = await replay_session(demo_db, "demo", sample_bot.url,
+                                  progress=lambda done, total: ticks.append((done, total)),
+                                  options=ReplayOptions(quiet_ms=QUIET))
     assert [(t.turn.index, t.status) for t in result.turns] == [(n, "same") for n in range(1, 11)]
     assert result.summary["regressed"] == 0 and not result.regressed
     assert ticks[-1] == (10, 10) and len(ticks) == 10
@@ -120,7 +122,7 @@ async def test_the_same_build_comes_back_same_and_the_run_is_stored(demo_db, sam
 
 
 async def test_ids_timestamps_and_service_urls_differ_but_do_not_count(demo_db, sample_bot):
-    result = await replay_session(demo_db, "demo", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(demo_db, "demo", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     update = by_text(result)["update"]
     recorded, replayed = update.recorded, update.replayed
     assert [a["route"] for a in replayed] == ["reply_to_activity", "update_activity"]
@@ -131,7 +133,7 @@ async def test_ids_timestamps_and_service_urls_differ_but_do_not_count(demo_db, 
 
 
 async def test_a_replay_answers_the_invoke_and_expect_replies_turns_from_the_http_body(demo_db, sample_bot):
-    result = await replay_session(demo_db, "demo", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(demo_db, "demo", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     invoke = next(t for t in result.turns if t.turn.inbound["type"] == "invoke")
     assert [a["route"] for a in invoke.replayed] == ["invoke_response"]
     assert invoke.replayed[0]["body"]["value"] == {"status": 200, "body": {"echo": {"n": 1}}}
@@ -143,7 +145,7 @@ async def test_a_replay_answers_the_invoke_and_expect_replies_turns_from_the_htt
 
 
 async def test_each_deliberate_change_of_build_2_is_on_its_turn_with_its_kind(demo_db, bot2):
-    result = await replay_session(demo_db, "demo", bot2.url, quiet_ms=QUIET)
+    result = await replay_session(demo_db, "demo", bot2.url, options=ReplayOptions(quiet_ms=QUIET))
     turns = by_text(result)
     assert diffs(turns["conversationUpdate"]) == [("extra", "[1]")]
     assert turns["conversationUpdate"].differences[0].replayed["text"] == "Type help to see what I can do."
@@ -162,10 +164,11 @@ async def test_each_deliberate_change_of_build_2_is_on_its_turn_with_its_kind(de
 async def test_a_random_value_is_a_change_alone_and_noise_against_a_baseline(recorders, connector, sample_bot, bot2):
     db = await record(recorders, connector, sample_bot.url, {"c1": ["hello", "random", "weather?"]})
 
-    alone = await replay_session(db, "s", sample_bot.url, quiet_ms=QUIET)
+    alone = await replay_session(db, "s", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     assert diffs(by_text(alone)["random"]) == [("changed", "root['value']['nonce']")]  # really random
 
-    same_build = await replay_session(db, "s", sample_bot.url, baseline_url=sample_bot.url, quiet_ms=QUIET)
+    same_build = await replay_session(db, "s", sample_bot.url, baseline_url=sample_bot.url,
+                                      options=ReplayOptions(quiet_ms=QUIET))
     assert {t.status for t in same_build.turns} == {"same"} and not same_build.regressed
     assert same_build.run["noise_paths"] == ["[0]root['value']['nonce']"]
     random_turn = by_text(same_build)["random"]
@@ -173,7 +176,8 @@ async def test_a_random_value_is_a_change_alone_and_noise_against_a_baseline(rec
         ("changed", "root['value']['nonce']", True)]
     assert random_turn.to_json()["noise_paths"] == ["[0]root['value']['nonce']"]
 
-    new_build = await replay_session(db, "s", bot2.url, baseline_url=sample_bot.url, quiet_ms=QUIET)
+    new_build = await replay_session(db, "s", bot2.url, baseline_url=sample_bot.url,
+                                     options=ReplayOptions(quiet_ms=QUIET))
     turns = by_text(new_build)
     assert turns["random"].status == "same" and turns["hello"].status == "same"
     assert diffs(turns["weather?"]) == [("changed", "root['text']")] and turns["weather?"].status == "changed"
@@ -186,7 +190,8 @@ async def test_a_random_value_is_a_change_alone_and_noise_against_a_baseline(rec
 
 async def test_ignore_paths_leave_fields_out(recorders, connector, sample_bot):
     db = await record(recorders, connector, sample_bot.url, {"c1": ["random"]})
-    result = await replay_session(db, "s", sample_bot.url, quiet_ms=QUIET, ignore=[r"\['nonce'\]"])
+    result = await replay_session(db, "s", sample_bot.url,
+                                  options=ReplayOptions(quiet_ms=QUIET, ignore=[r"\['nonce'\]"]))
     assert {t.status for t in result.turns} == {"same"}
     assert result.run["ignore"] == [r"\['nonce'\]"]
 
@@ -197,7 +202,7 @@ async def test_ignore_paths_leave_fields_out(recorders, connector, sample_bot):
 async def test_a_500_on_one_turn_is_an_error_and_the_rest_completes(recorders, connector, faulty):
     db = await record(recorders, connector, faulty.url, {"c1": ["hello", "boom", "card"], "c2": ["two"]})
     faulty.faults["boom"] = "500"
-    result = await replay_session(db, "s", faulty.url, quiet_ms=QUIET)
+    result = await replay_session(db, "s", faulty.url, options=ReplayOptions(quiet_ms=QUIET))
     turns = by_text(result)
     assert turns["boom"].status == "error" and turns["boom"].regressed
     assert turns["boom"].error.startswith("the bot answered HTTP 500")
@@ -210,7 +215,7 @@ async def test_a_bot_that_never_answers_times_out_and_the_run_completes(recorder
     db = await record(recorders, connector, faulty.url, {"c1": ["hello", "hang", "card"]})
     faulty.faults["hang"] = "hang"
     started = time.monotonic()
-    result = await replay_session(db, "s", faulty.url, quiet_ms=QUIET, timeout_s=0.5)
+    result = await replay_session(db, "s", faulty.url, options=ReplayOptions(quiet_ms=QUIET, timeout_s=0.5))
     assert time.monotonic() - started < 15
     turns = by_text(result)
     assert turns["hang"].status == "error" and turns["hang"].error == "timeout: the bot did not answer within 0.5 s"
@@ -220,7 +225,7 @@ async def test_a_bot_that_never_answers_times_out_and_the_run_completes(recorder
 async def test_a_dropped_connection_is_an_error(recorders, connector, faulty):
     db = await record(recorders, connector, faulty.url, {"c1": ["hello", "drop"]})
     faulty.faults["drop"] = "drop"
-    result = await replay_session(db, "s", faulty.url, quiet_ms=QUIET)
+    result = await replay_session(db, "s", faulty.url, options=ReplayOptions(quiet_ms=QUIET))
     drop = by_text(result)["drop"]
     assert drop.status == "error" and drop.error.startswith("the bot's answer broke off")
 
@@ -229,7 +234,7 @@ async def test_an_incomplete_recording_is_reported_not_guessed(recorders, connec
     faulty.faults["drop"] = "drop"  # the bot never answered it while recording
     db = await record(recorders, connector, faulty.url, {"c1": ["hello", "drop", "card"]})
     faulty.faults.clear()
-    result = await replay_session(db, "s", faulty.url, quiet_ms=QUIET)
+    result = await replay_session(db, "s", faulty.url, options=ReplayOptions(quiet_ms=QUIET))
     drop = by_text(result)["drop"]
     assert drop.status == "error" and not drop.regressed
     assert drop.error.startswith("incomplete recording: the bot was not reached")
@@ -246,7 +251,7 @@ async def test_a_bot_that_is_down_or_a_bad_session_cannot_run(demo_db, free_port
     with pytest.raises(UsageError, match="--bot"):
         await replay_session(demo_db, "demo", "ftp://x/api/messages")
     with pytest.raises(UsageError, match="concurrency"):
-        await replay_session(demo_db, "demo", "http://127.0.0.1:1/api/messages", concurrency=0)
+        await replay_session(demo_db, "demo", "http://127.0.0.1:1/api/messages", options=ReplayOptions(concurrency=0))
     assert store.open_db(demo_db)["replay_runs"].count == 0  # nothing started
 
 
@@ -255,7 +260,8 @@ async def test_a_bot_that_goes_away_after_the_check_makes_errors_not_a_crash(dem
         return None
 
     monkeypatch.setattr("botproxy.replay.driver._reachable", reachable)
-    result = await replay_session(demo_db, "demo", f"http://127.0.0.1:{free_port()}/api/messages", quiet_ms=QUIET)
+    result = await replay_session(demo_db, "demo", f"http://127.0.0.1:{free_port()}/api/messages",
+                                  options=ReplayOptions(quiet_ms=QUIET))
     assert {t.status for t in result.turns} == {"error"} and result.summary["regressed"] == 10
     assert all(t.error.endswith("connection refused") for t in result.turns)
     assert store.open_db(demo_db)["replay_runs"].get(result.run_id)["status"] == "regressed"
@@ -265,7 +271,7 @@ async def test_a_bot_that_goes_away_after_the_check_makes_errors_not_a_crash(dem
 
 
 async def test_proactive_sends_that_happen_again_belong_to_the_turn_they_follow(demo_db, sample_bot):
-    result = await replay_session(demo_db, "demo", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(demo_db, "demo", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     proactive = by_text(result)["proactive"]
     assert [(a["text"], a["proactive"]) for a in proactive.recorded] == [
         ("will send proactively", False), ("proactive hello", True)]
@@ -286,7 +292,7 @@ async def test_proactive_sends_that_do_not_happen_again_are_reported_not_counted
     await connector.send(proxy.endpoint, connector.activity(text="card", conversation_id="c1"))
     await recorders.stop(proxy)
 
-    result = await replay_session(recorders.db_path, "s", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(recorders.db_path, "s", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     assert {t.status for t in result.turns} == {"same"} and not result.regressed
     [entry] = result.proactive
     assert (entry["conversation_id"], entry["after_index"], entry["status"]) == ("c1", 1, "not_replayed")
@@ -303,7 +309,7 @@ async def test_an_inbound_reply_to_a_bot_message_names_the_replay_s_id_for_it(re
     await connector.send(proxy.endpoint, reaction)
     await recorders.stop(proxy)
 
-    result = await replay_session(recorders.db_path, "s", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(recorders.db_path, "s", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     db = store.open_db(recorders.db_path)
     replayed = list(store.iter_activities(db, result.run["candidate_session"]["id"]))
     hello_reply = next(a for a in replayed if a["text"] == "You said: hello")
@@ -315,7 +321,7 @@ async def test_an_inbound_reply_to_a_bot_message_names_the_replay_s_id_for_it(re
 async def test_conversations_run_in_parallel_with_their_turns_in_order(recorders, connector, sample_bot):
     script = {f"conv-{c}": [f"c{c} t{t}" for t in range(4)] for c in range(6)}
     db = await record(recorders, connector, sample_bot.url, script)
-    result = await replay_session(db, "s", sample_bot.url, quiet_ms=QUIET, concurrency=3)
+    result = await replay_session(db, "s", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET, concurrency=3))
     assert result.summary["turns"] == 30 and {t.status for t in result.turns} == {"same"}
     replayed = list(store.iter_activities(store.open_db(db), result.run["candidate_session"]["id"]))
     for conversation, texts in script.items():
@@ -328,7 +334,7 @@ async def test_an_inbound_activity_without_a_body_is_reported_not_sent(recorders
     db = store.open_db(db_path)
     with db.conn:  # as an import that lost the body of one inbound activity
         db.execute("update activities set body = null where session_id = 1 and direction = 'to_bot' and text = 'hello'")
-    result = await replay_session(db_path, "s", sample_bot.url, quiet_ms=QUIET)
+    result = await replay_session(db_path, "s", sample_bot.url, options=ReplayOptions(quiet_ms=QUIET))
     hello = by_text(result)["hello"]
     assert hello.status == "error" and not hello.regressed and hello.candidate_seq is None
     assert hello.error == "incomplete recording: the inbound body is missing or not an activity"

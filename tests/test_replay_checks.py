@@ -18,7 +18,7 @@ from aiohttp import web
 
 from botproxy import store
 from botproxy.replay.driver import replay_session
-from botproxy.replay.plan import load_plan
+from botproxy.replay.plan import ReplayOptions, load_plan
 from botproxy.standins.connector import ConnectorChannel
 from botproxy.standins.server import serve
 
@@ -103,10 +103,10 @@ async def test_a_new_finding_alone_makes_a_turn_changed_unless_the_baseline_has_
         await connector.send(proxy.endpoint, connector.activity(text=text, conversation_id="c1"))
     await recorders.stop(proxy)
 
-    same = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=50)
+    same = await replay_session(recorders.db_path, "s", plain.url, options=ReplayOptions(quiet_ms=50))
     assert {t.status for t in same.turns} == {"same"} and same.summary["new_findings"] == 0
 
-    result = await replay_session(recorders.db_path, "s", stamps.url, quiet_ms=50)
+    result = await replay_session(recorders.db_path, "s", stamps.url, options=ReplayOptions(quiet_ms=50))
     assert result.summary["differences"] == 0  # the timestamp is volatile: the diff cannot see it...
     first, second = result.turns  # BP-A15 is reported once per conversation: at its first reply
     assert first.status == "changed" and first.regressed  # ...but the checks can
@@ -116,11 +116,13 @@ async def test_a_new_finding_alone_makes_a_turn_changed_unless_the_baseline_has_
     assert second.status == "same" and second.new_findings == []
     assert result.summary["new_findings"] == 1 and result.summary["regressed"] == 1
 
-    with_baseline = await replay_session(recorders.db_path, "s", stamps.url, baseline_url=stamps.url, quiet_ms=50)
+    with_baseline = await replay_session(recorders.db_path, "s", stamps.url, baseline_url=stamps.url,
+                                         options=ReplayOptions(quiet_ms=50))
     assert {t.status for t in with_baseline.turns} == {"same"}
     assert all(f["noise"] for t in with_baseline.turns for f in t.new_findings)
 
-    unchecked = await replay_session(recorders.db_path, "s", stamps.url, quiet_ms=50, checks=False)
+    unchecked = await replay_session(recorders.db_path, "s", stamps.url,
+                                     options=ReplayOptions(quiet_ms=50, checks=False))
     assert {t.status for t in unchecked.turns} == {"same"} and unchecked.summary["checks"] is False
 
 
@@ -137,7 +139,7 @@ async def test_the_channel_knows_the_members_the_recording_s_connector_returned(
     [recorded] = [a["text"] for a in recorders.activities("s") if a["direction"] == "from_bot"]
     assert recorded == "members: Nine, Ada"
 
-    result = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=50)
+    result = await replay_session(recorders.db_path, "s", plain.url, options=ReplayOptions(quiet_ms=50))
     [turn] = result.turns
     assert turn.replayed[0]["text"] == "members: Nine, Ada" and turn.status == "same"
 
@@ -155,7 +157,7 @@ async def test_turns_the_recording_shows_answered_late_wait_for_the_quiet_window
         plan = load_plan(db, store.resolve_session(db, "s"))
         assert [t.late for t in plan.turns] == [True, True]  # each reply came after the bot's answer
 
-        result = await replay_session(recorders.db_path, "s", bot.url, quiet_ms=300)
+        result = await replay_session(recorders.db_path, "s", bot.url, options=ReplayOptions(quiet_ms=300))
         assert [(t.status, [a["text"] for a in t.replayed]) for t in result.turns] == [
             ("same", ["echo: one"]), ("same", ["echo: two"])]
     finally:
@@ -169,7 +171,8 @@ async def test_turns_answered_in_time_do_not_wait_and_every_turn_can_be_asked_fo
     await recorders.stop(proxy)
     db = store.open_db(recorders.db_path)
     assert [t.late for t in load_plan(db, store.resolve_session(db, "s")).turns] == [False]
-    result = await replay_session(recorders.db_path, "s", plain.url, quiet_ms=100, quiet_every_turn=True)
+    result = await replay_session(recorders.db_path, "s", plain.url,
+                                  options=ReplayOptions(quiet_ms=100, quiet_every_turn=True))
     assert result.run["options"]["quiet_every_turn"] is True and result.turns[0].status == "same"
 
 
@@ -181,7 +184,7 @@ async def test_a_changed_http_answer_is_a_difference(recorders, connector, wire_
     accepted = WireBot(status=202)
     await accepted.start()
     try:
-        result = await replay_session(recorders.db_path, "s", accepted.url, quiet_ms=50)
+        result = await replay_session(recorders.db_path, "s", accepted.url, options=ReplayOptions(quiet_ms=50))
     finally:
         await accepted.stop()
     [turn] = result.turns

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from botproxy.cli import cli
 from botproxy.errors import UsageError
-from botproxy.replay import driver as replay_mod
+from botproxy.replay.plan import ReplayOptions
 from botproxy.settings import load_replay_config
 
 
@@ -144,6 +144,7 @@ async def test_report_is_written_by_the_report_module(demo_db, sample_bot, tmp_p
 
 def test_cli_defaults_are_the_library_defaults():
     params = {p.name: p.default for p in cli.commands["replay"].params}
-    assert params["concurrency"] == replay_mod.DEFAULT_CONCURRENCY
-    assert params["quiet_ms"] == replay_mod.DEFAULT_QUIET_MS and params["cap_ms"] == replay_mod.DEFAULT_CAP_MS
-    assert params["timeout_s"] == replay_mod.DEFAULT_TIMEOUT_S
+    library = ReplayOptions()
+    assert params["concurrency"] == library.concurrency
+    assert params["quiet_ms"] == library.quiet_ms and params["cap_ms"] == library.cap_ms
+    assert params["timeout_s"] == library.timeout_s

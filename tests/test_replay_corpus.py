@@ -27,6 +27,7 @@ from botproxy import store
 from botproxy.cli import cli
 from botproxy.interop import export_session, import_files
 from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 
 QUIET = 50  # ms
 
@@ -154,7 +155,7 @@ async def test_identical_builds_replay_same_and_one_edit_changes_exactly_its_tur
         db = recorders.db_path
         turns = [a["text"] for a in recorders.activities(kind) if a["direction"] == "to_bot"]
 
-        same = await replay_session(db, kind, identical.url, quiet_ms=QUIET)
+        same = await replay_session(db, kind, identical.url, options=ReplayOptions(quiet_ms=QUIET))
         if case.random:
             assert {t for t, s in statuses(same).items() if s != "same"} == {case.edited_turn}, explain(same)
         else:
@@ -163,15 +164,17 @@ async def test_identical_builds_replay_same_and_one_edit_changes_exactly_its_tur
         ambiguous = [t.turn.text for t in same.turns if t.to_json()["ambiguous"]]
         assert ambiguous == (["first"] if kind == "overlap" else [])  # linked by wire order, and said so
 
-        changed = await replay_session(db, kind, edited.url, quiet_ms=QUIET)
+        changed = await replay_session(db, kind, edited.url, options=ReplayOptions(quiet_ms=QUIET))
         assert {t for t, s in statuses(changed).items() if s != "same"} == {case.edited_turn}, explain(changed)
         assert changed.regressed
 
-        with_baseline = await replay_session(db, kind, identical.url, baseline_url=recorded.url, quiet_ms=QUIET)
+        with_baseline = await replay_session(db, kind, identical.url, baseline_url=recorded.url,
+                                             options=ReplayOptions(quiet_ms=QUIET))
         assert set(statuses(with_baseline).values()) == {"same"}, explain(with_baseline)
         assert not with_baseline.regressed
 
-        edited_with_baseline = await replay_session(db, kind, edited.url, baseline_url=recorded.url, quiet_ms=QUIET)
+        edited_with_baseline = await replay_session(db, kind, edited.url, baseline_url=recorded.url,
+                                                    options=ReplayOptions(quiet_ms=QUIET))
         verdicts = statuses(edited_with_baseline)
         assert {t for t, s in verdicts.items() if s != "same"} == {case.edited_turn}, explain(edited_with_baseline)
         assert len(verdicts) == len(turns)
@@ -182,8 +185,9 @@ async def test_identical_builds_replay_same_and_one_edit_changes_exactly_its_tur
             return
         written = export_session(db, kind, "transcript", str(recorders.tmp_path / f"{kind}-export") + "/")
         import_files(db, written, f"{kind}-imported")
-        back = await replay_session(db, f"{kind}-imported", identical.url, quiet_ms=QUIET,
-                                    baseline_url=recorded.url if case.random else None)
+        back = await replay_session(db, f"{kind}-imported", identical.url,
+                                    baseline_url=recorded.url if case.random else None,
+                                    options=ReplayOptions(quiet_ms=QUIET))
         assert set(statuses(back).values()) == {"same"}, explain(back)
         assert len(back.turns) == len(turns)
     finally:
@@ -268,11 +272,12 @@ async def test_a_failed_connector_call_is_replayed_and_connector_ok_always_succe
         proxy = await recorders.start(recorded.url, name="tidy")
         await tidy(Conversation(connector, proxy.endpoint, recorded))
         await recorders.stop(proxy)
-        replayed = await replay_session(recorders.db_path, "tidy", identical.url, quiet_ms=QUIET)
+        replayed = await replay_session(recorders.db_path, "tidy", identical.url, options=ReplayOptions(quiet_ms=QUIET))
         assert set(statuses(replayed).values()) == {"same"}, explain(replayed)
         [turn] = [t for t in replayed.turns if t.turn.text == "tidy"]
         assert [a["status"] for a in turn.replayed if a["route"] == "delete_activity"] == [501]
-        ok = await replay_session(recorders.db_path, "tidy", identical.url, quiet_ms=QUIET, connector_ok=True)
+        ok = await replay_session(recorders.db_path, "tidy", identical.url,
+                                  options=ReplayOptions(quiet_ms=QUIET, connector_ok=True))
         assert statuses(ok) == {"hello": "same", "tidy": "changed"}
         assert ok.run["options"]["connector_ok"] is True
     finally:

@@ -26,6 +26,7 @@ from botproxy.cli import cli
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
 from botproxy.replay.corpus import shard_of
+from botproxy.replay.plan import ReplayOptions
 from botproxy.sample_bot import start_bot
 from botproxy.standins.connector import ConnectorChannel
 
@@ -455,7 +456,8 @@ async def test_replay_corpus_gives_each_conversation_its_verdict(corpus_db, bot2
     wanted = [("helpdesk", "h-1"), ("helpdesk", "h-2"), ("cards", "c-2")]
     ticks: list[tuple[int, int]] = []
     result = await replay_corpus(corpus_db, [], Build(bot2.url, "build-2"), every=True, conversations=wanted,
-                                 quiet_ms=50, progress=lambda done, total: ticks.append((done, total)))
+                                 options=ReplayOptions(quiet_ms=50),
+                                 progress=lambda done, total: ticks.append((done, total)))
     assert ticks == [(n, 4) for n in range(1, 5)]  # one total from the start: a progress bar's length
     verdicts = {(c.session, c.conversation_id): c.regressed for c in result.conversations()}
     assert verdicts == {("helpdesk", "h-1"): True, ("helpdesk", "h-2"): False, ("cards", "c-2"): True}

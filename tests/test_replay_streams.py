@@ -17,6 +17,7 @@ from botproxy import store
 from botproxy.present import report
 from botproxy.replay import diff
 from botproxy.replay.driver import replay_session
+from botproxy.replay.plan import ReplayOptions
 from botproxy.standins.connector import ConnectorChannel
 
 QUIET = 300  # ms; a stream's chunks are ~1 s apart on Teams, but the turn ends with the bot's HTTP answer
@@ -35,7 +36,7 @@ async def test_a_stream_replays_same_against_its_build_and_changed_against_anoth
                     activity = channel.activity(text=text, conversation_id="conv-1", conversation=conversation)
                     status, _ = await channel.send(rec.endpoint, activity)
                     assert status < 300
-            same = await replay_session(rec.db_path, "streams", bot_url, quiet_ms=QUIET)
+            same = await replay_session(rec.db_path, "streams", bot_url, options=ReplayOptions(quiet_ms=QUIET))
     finally:
         await channel.stop()
     assert [t.status for t in same.turns] == ["same", "same"], [t.differences for t in same.turns]
@@ -43,7 +44,7 @@ async def test_a_stream_replays_same_against_its_build_and_changed_against_anoth
     assert len(recorded) >= 3 and recorded[-1]["text"] == STREAMED_TEXT  # several chunks and the final
 
     async with agents_bot(sdk, pick_free_port(), build=2) as changed_url:
-        changed = await replay_session(rec.db_path, "streams", changed_url, quiet_ms=QUIET)
+        changed = await replay_session(rec.db_path, "streams", changed_url, options=ReplayOptions(quiet_ms=QUIET))
     stream_turn, card_turn = changed.turns
     assert stream_turn.status == "changed" and card_turn.status == "same"
     counted = [(d.kind, d.path, d.recorded, d.replayed) for d in stream_turn.differences if not d.noise]

@@ -22,6 +22,7 @@ from botproxy import store
 from botproxy.cli import cli
 from botproxy.errors import OutputError, StoreError
 from botproxy.present import report
+from botproxy.replay.plan import ReplayOptions
 
 ROOT = Path(__file__).parent.parent
 XSS_TEXT = "<script>window.__xss=1</script>"
@@ -482,7 +483,7 @@ async def test_a_real_replay_of_build_1_against_build_2(demo_db, tmp_path):
 
     bot2 = await start_bot(build=2)
     try:
-        result = await replay_session(str(demo_db), "demo", bot2.url, quiet_ms=50)
+        result = await replay_session(str(demo_db), "demo", bot2.url, options=ReplayOptions(quiet_ms=50))
     finally:
         await bot2.stop()
     db = store.open_db(demo_db)

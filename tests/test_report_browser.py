@@ -19,6 +19,7 @@ from test_report import XSS_IMG, XSS_TEXT, add_run, add_session, bot, compact, n
 
 from botproxy import store
 from botproxy.present import report
+from botproxy.replay.plan import ReplayOptions
 
 pytestmark = pytest.mark.slow
 
@@ -318,7 +319,7 @@ async def test_a_real_replay_report_opens_with_its_regressed_turns_and_marks_the
 
     bot2 = await start_bot(build=2)
     try:
-        result = await replay_session(str(demo_db), "demo", bot2.url, quiet_ms=50)
+        result = await replay_session(str(demo_db), "demo", bot2.url, options=ReplayOptions(quiet_ms=50))
     finally:
         await bot2.stop()
     db = store.open_db(demo_db)

@@ -22,21 +22,9 @@ from .. import store
 from ..errors import SessionNotFound, UsageError
 from ..model import utc_now
 from . import diff
-from .driver import (
-    DEFAULT_CAP_MS,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_QUIET_MS,
-    DEFAULT_TIMEOUT_S,
-    Progress,
-    Ticker,
-    _engine_factory,
-    _options_json,
-    _reachable,
-    _validate,
-    replay_plan,
-)
-from .plan import Build, Plan, keep_conversations, load_plan
-from .results import ReplayResult, _dumps, _named, fail_run, start_run
+from .driver import Progress, Ticker, check_engines, checked_options, reachable, replay_plan
+from .plan import Build, Plan, ReplayOptions, keep_conversations, load_plan
+from .results import ReplayResult, RunResult, _dumps, _named, fail_run, start_run
 
 CORPUS_SOURCES = ("record", "import")  # what a corpus is made of (a replay's own sessions are results)
 _COUNTED = ("turns", "conversations", "same", "changed", "error", "incomplete", "regressed", "differences", "noise",
@@ -105,7 +93,7 @@ class ConversationResult:
 
 
 @dataclass
-class CorpusResult:
+class CorpusResult(RunResult):
     run: dict[str, Any]
     summary: dict[str, Any]
     sessions: list[ReplayResult]
@@ -119,14 +107,6 @@ class CorpusResult:
                 key = (name, turn["conversation_id"])
                 found.setdefault(key, ConversationResult(name, turn["conversation_id"], [])).turns.append(turn)
         return list(found.values())
-
-    @property
-    def run_id(self) -> int:
-        return int(self.run["id"])
-
-    @property
-    def regressed(self) -> bool:
-        return bool(self.summary["regressed"])
 
     def to_json(self) -> dict[str, Any]:
         return {"run": self.run, "summary": self.summary, "sessions": [s.to_json() for s in self.sessions]}
@@ -142,15 +122,7 @@ async def replay_corpus(
     source: str | None = None,
     shard: tuple[int, int] | None = None,
     conversations: Collection[tuple[str, str]] | None = None,
-    ignore: Iterable[str] = (),
-    concurrency: int = DEFAULT_CONCURRENCY,
-    quiet_ms: float = DEFAULT_QUIET_MS,
-    cap_ms: float = DEFAULT_CAP_MS,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    quiet_every_turn: bool = False,
-    connector_ok: bool = False,
-    checks: bool = True,
-    check_config: Any = None,
+    options: ReplayOptions | None = None,
     progress: Progress | None = None,
 ) -> CorpusResult:
     """Replay several sessions (or a share of their conversations, or only `conversations`: (session
@@ -158,10 +130,8 @@ async def replay_corpus(
 
     The Python entry point for a corpus: `CorpusResult.conversations()` is each conversation's verdict.
     """
-    rules = diff.parse_ignore(ignore)
-    options = _validate(candidate.url, baseline.url if baseline else None, concurrency, quiet_ms, cap_ms, timeout_s)
-    options.quiet_every_turn = quiet_every_turn
-    options.connector_ok = connector_ok
+    options = options or ReplayOptions()
+    rules = checked_options(candidate, baseline, options)
     db = store.open_db(db_path, write=True)
     plans = []
     for session in select_sessions(db, refs, every=every, source=source):
@@ -171,22 +141,19 @@ async def replay_corpus(
         if conversations is not None:
             keep_conversations(plan, {c for n, c in conversations if n == session["name"]} & set(plan.conversations))
         plans.append(shard_plan(plan, *shard) if shard else plan)
-    for build in filter(None, (baseline, candidate)):
-        await _reachable(build.url)
+    await reachable(candidate, baseline)
     shard_text = f"{shard[0]}/{shard[1]}" if shard else None
     names = [p.session["name"] for p in plans]
-    extra = {"candidate_label": candidate.label, "baseline_label": baseline.label if baseline else None,
-             "shard": shard_text, "shard_group": _shard_group(names, candidate, baseline, shard, rules, options)}
-    run_id = start_run(db, None, candidate.url, baseline.url if baseline else None, options.concurrency,
-                       _options_json(options), rules, {k: v for k, v in extra.items() if v is not None})
-    engine_factory = _engine_factory(checks, check_config)
+    extra = {"shard": shard_text, "shard_group": _shard_group(names, candidate, baseline, shard, rules, options)}
+    run_id = start_run(db, None, candidate, baseline, options, rules, extra)
+    engines = check_engines(options)
     ticker = Ticker(progress, sum(len(p.turns) for p in plans) * (2 if baseline else 1))
     results: list[ReplayResult] = []
     try:
         for plan in plans:
             if plan.conversations:  # a share may hold none of a session's conversations
                 results.append(await replay_plan(
-                    db_path, db, plan, candidate, baseline, rules, options, engine_factory, ticker,
+                    db_path, db, plan, candidate, baseline, rules, options, engines, ticker,
                     extra={"parent_id": run_id, "shard": shard_text}))
     except BaseException as exc:
         fail_run(db, run_id, exc)
@@ -195,14 +162,14 @@ async def replay_corpus(
 
 
 def _shard_group(names: list[str], candidate: Build, baseline: Build | None, shard: tuple[int, int] | None,
-                 rules: diff.Ignore, options: Any) -> str | None:
+                 rules: diff.Ignore, options: ReplayOptions) -> str | None:
     """What the jobs of one sharded run share (the sessions, builds, share count and options), so that
     `botproxy merge` puts their shares together as one run."""
     if shard is None:
         return None
     base = (baseline.label or baseline.url) if baseline else ""
     parts = [*sorted(names), candidate.label or candidate.url, base,
-             str(shard[1]), *rules.user, repr(sorted(_options_json(options).items()))]
+             str(shard[1]), *rules.user, repr(sorted(options.to_json().items()))]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 

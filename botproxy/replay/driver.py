@@ -38,8 +38,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -51,7 +50,6 @@ from .. import __version__, store
 from ..errors import UpstreamError, UsageError
 from ..record.recorder import RequestSeen, ResponseSeen, creation_hints
 from ..record.session import LiveSession
-from ..settings import DEFAULTS
 from ..standins.connector import ConnectorCall, ConnectorChannel
 from ..wire.redact import scrub
 from . import diff
@@ -65,6 +63,7 @@ from .plan import (
     Plan,
     PlannedTurn,
     ReplayedTurn,
+    ReplayOptions,
     TurnOutcome,
     keep_conversations,
     load_plan,
@@ -73,10 +72,6 @@ from .results import ReplayResult, compare, fail_run, start_run, store_run
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = DEFAULTS.concurrency
-DEFAULT_QUIET_MS = DEFAULTS.quiet_ms
-DEFAULT_CAP_MS = DEFAULTS.cap_ms
-DEFAULT_TIMEOUT_S = DEFAULTS.timeout_s
 TURN_HEADER = "X-Botproxy-Replay"  # names the planned turn an inbound POST replays
 _JSON = "application/json; charset=utf-8"
 
@@ -105,18 +100,9 @@ class _Feed:
         self.live.submit(ResponseSeen(flow, time.time(), response.status, list(response.headers.items()), content))
 
 
-@dataclass
-class _Options:
-    concurrency: int
-    quiet: float
-    cap: float
-    timeout: float
-    quiet_every_turn: bool = False
-    connector_ok: bool = False  # answer every call with success, not as the recording's connector did
-
-
 class _Driver:
-    def __init__(self, plan: Plan, role: str, bot_url: str, options: _Options, progress: Callable[[], None]) -> None:
+    def __init__(self, plan: Plan, role: str, bot_url: str, options: ReplayOptions,
+                 progress: Callable[[], None]) -> None:
         self.plan = plan
         self.role = role
         self.bot_url = bot_url
@@ -148,7 +134,7 @@ class _Driver:
             async with aiohttp.ClientSession(connector=connector) as self.http:
                 await asyncio.gather(*(self._conversation(turns, limit) for turns in self.plan.conversations.values()))
             # What the bot still sends after its last answers (late replies, proactive sends) belongs too.
-            await self.channel.wait_quiet(None, self.options.quiet, self.options.cap)
+            await self.channel.wait_quiet(None, self.options.quiet_s, self.options.cap_s)
         finally:
             await self.channel.stop()
 
@@ -220,7 +206,7 @@ class _Driver:
         self.feed.live.submit(RequestSeen(flow, started, "reverse", "POST", self.bot_url, list(headers.items()),
                                           content))
         try:
-            async with asyncio.timeout(self.options.timeout):
+            async with asyncio.timeout(self.options.timeout_s):
                 async with self.http.post(self.bot_url, data=content, headers=headers) as resp:
                     # Read as it comes, so a deliveryMode stream answer's frames keep their own times.
                     chunks = [(time.time(), chunk) async for chunk in resp.content.iter_any()]
@@ -232,7 +218,7 @@ class _Driver:
             if resp.status >= 500:
                 outcome.error = f"the bot answered HTTP {resp.status}{scrub(_excerpt(body))}"
         except TimeoutError:
-            outcome.error = f"timeout: the bot did not answer within {self.options.timeout:g} s"
+            outcome.error = f"timeout: the bot did not answer within {self.options.timeout_s:g} s"
         except aiohttp.ClientConnectorError as exc:
             reason = "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) else str(exc)
             outcome.error = f"cannot reach the bot at {scrub(self.bot_url)}: {scrub(reason)}"
@@ -246,7 +232,7 @@ class _Driver:
         if turn.late:
             await self._await_late_calls(turn, answered)
         if turn.late or self.options.quiet_every_turn:
-            await self.channel.wait_quiet(turn.conversation_id, self.options.quiet, self.options.cap)
+            await self.channel.wait_quiet(turn.conversation_id, self.options.quiet_s, self.options.cap_s)
         self._learn_ids(turn, mark, ids)
 
     async def _await_late_calls(self, turn: PlannedTurn, since: int) -> None:
@@ -255,7 +241,7 @@ class _Driver:
         then lands in the next turn (an unchanged build reported changed)."""
         try:
             await self.channel.wait_for_calls(
-                turn.late_calls, self.options.cap, lambda c: c.conversation_id == turn.conversation_id, since
+                turn.late_calls, self.options.cap_s, lambda c: c.conversation_id == turn.conversation_id, since
             )
         except TimeoutError:
             pass  # the build sends fewer: the comparison says so
@@ -320,7 +306,7 @@ def _excerpt(body: bytes, limit: int = 120) -> str:
 
 
 async def _run_phase(
-    db_path: str, plan: Plan, role: str, bot_url: str, run_id: int, options: _Options, engine: Any,
+    db_path: str, plan: Plan, role: str, bot_url: str, run_id: int, options: ReplayOptions, engine: Any,
     progress: Callable[[], None],
 ) -> PhaseResult:
     name = f"{plan.session['name']}-replay-{run_id}-{role}"
@@ -380,16 +366,8 @@ async def replay_session(
     candidate_url: str,
     *,
     baseline_url: str | None = None,
-    ignore: Iterable[str] = (),
-    concurrency: int = DEFAULT_CONCURRENCY,
-    quiet_ms: float = DEFAULT_QUIET_MS,
-    cap_ms: float = DEFAULT_CAP_MS,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    quiet_every_turn: bool = False,
-    connector_ok: bool = False,
+    options: ReplayOptions | None = None,
     conversations: Collection[str] | None = None,
-    checks: bool = True,
-    check_config: Any = None,
     progress: Progress | None = None,
     label: str | None = None,
     baseline_label: str | None = None,
@@ -401,10 +379,9 @@ async def replay_session(
     (conversation ids of the recording), e.g. one per pytest item. `label`, `baseline_label`: the
     builds' names (`--label`). Several sessions in one run: `corpus.replay_corpus`.
     """
-    rules = diff.parse_ignore(ignore)
-    options = _validate(candidate_url, baseline_url, concurrency, quiet_ms, cap_ms, timeout_s)
-    options.quiet_every_turn = quiet_every_turn
-    options.connector_ok = connector_ok
+    options = options or ReplayOptions()
+    candidate, baseline = Build(candidate_url, label), Build(baseline_url, baseline_label) if baseline_url else None
+    rules = checked_options(candidate, baseline, options)
     db = store.open_db(db_path, write=True)  # the run is stored: a locked database is said before any work
     session = store.resolve_session(db, session_ref)
     plan = load_plan(db, session)
@@ -412,12 +389,9 @@ async def replay_session(
         keep_conversations(plan, conversations)
     if not plan.conversations:
         raise UsageError(f"session {session['name']!r} has no inbound activities to replay")
-    for url in filter(None, (baseline_url, candidate_url)):
-        await _reachable(url)
-    return await replay_plan(db_path, db, plan, Build(candidate_url, label),
-                             Build(baseline_url, baseline_label) if baseline_url else None,
-                             rules, options, _engine_factory(checks, check_config), Ticker(progress))
-
+    await reachable(candidate, baseline)
+    return await replay_plan(db_path, db, plan, candidate, baseline, rules, options, check_engines(options),
+                             Ticker(progress))
 
 
 class Ticker:
@@ -442,14 +416,11 @@ class Ticker:
 
 async def replay_plan(
     db_path: str, db: sqlite_utils.Database, plan: Plan, candidate: Build, baseline: Build | None,
-    rules: diff.Ignore, options: _Options, engine_factory: Callable[[], Any] | None, ticker: Ticker,
+    rules: diff.Ignore, options: ReplayOptions, engine_factory: Callable[[], Any] | None, ticker: Ticker,
     *, extra: dict[str, Any] | None = None,
 ) -> ReplayResult:
     """One session's run (its `replay_runs` row, `extra` columns added): drive each build, compare, store."""
-    labels = {"candidate_label": candidate.label, "baseline_label": baseline.label if baseline else None}
-    extra = {**(extra or {}), **labels}
-    run_id = start_run(db, plan.session, candidate.url, baseline.url if baseline else None, options.concurrency,
-                       _options_json(options), rules, {k: v for k, v in extra.items() if v is not None})
+    run_id = start_run(db, plan.session, candidate, baseline, options, rules, extra)
     roles = [(BASELINE, baseline.url)] if baseline else []
     roles.append((CANDIDATE, candidate.url))
     ticker.add(len(plan.turns) * len(roles))
@@ -494,20 +465,27 @@ def _obvious_mistake(plan: Plan, phase: PhaseResult) -> None:
                             f"{_SETUP_MISTAKES[status]}")
 
 
-def _validate(candidate: str, baseline: str | None, concurrency: int, quiet_ms: float, cap_ms: float,
-              timeout_s: float) -> _Options:
-    for flag, url in (("--bot", candidate), ("--baseline", baseline)):
-        if url is None:
+def checked_options(candidate: Build, baseline: Build | None, options: ReplayOptions) -> diff.Ignore:
+    """The run's ignore rules, once they, the builds' URLs and the options are known to be good (UsageError)."""
+    rules = diff.parse_ignore(options.ignore)
+    for flag, build in (("--bot", candidate), ("--baseline", baseline)):
+        if build is None:
             continue
-        parts = urlsplit(url)
+        parts = urlsplit(build.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"{flag} must be a bot's http(s) messaging endpoint, e.g. "
-                             f"http://127.0.0.1:3978/api/messages, not {url!r}")
-    if concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
-    if quiet_ms < 0 or cap_ms < 0 or timeout_s <= 0:
+                             f"http://127.0.0.1:3978/api/messages, not {build.url!r}")
+    if options.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, not {options.concurrency}")
+    if options.quiet_ms < 0 or options.cap_ms < 0 or options.timeout_s <= 0:
         raise UsageError("--quiet-ms and --cap-ms must be 0 or more, and --timeout more than 0")
-    return _Options(concurrency, quiet_ms / 1000, cap_ms / 1000, timeout_s)
+    return rules
+
+
+async def reachable(candidate: Build, baseline: Build | None) -> None:
+    """Each build is listening (the baseline first), or UpstreamError."""
+    for build in filter(None, (baseline, candidate)):
+        await _reachable(build.url)
 
 
 async def _reachable(url: str) -> None:
@@ -533,15 +511,10 @@ async def _reachable(url: str) -> None:
         pass
 
 
-def _engine_factory(enabled: bool, config: Any) -> Callable[[], Any] | None:
+def check_engines(options: ReplayOptions) -> Callable[[], Any] | None:
     """A maker of check engines, or None when checks are off."""
-    if not enabled:
+    if not options.checks:
         return None
     from ..checks import Engine
 
-    return lambda: Engine(config)
-
-
-def _options_json(options: _Options) -> dict[str, Any]:
-    return {"quiet_ms": options.quiet * 1000, "cap_ms": options.cap * 1000, "timeout_s": options.timeout,
-            "quiet_every_turn": options.quiet_every_turn, "connector_ok": options.connector_ok}
+    return lambda: Engine(options.check_config)

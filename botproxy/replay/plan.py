@@ -1,5 +1,5 @@
-"""The replay's shared types: the plan (what a recorded session replays), the builds it drives, and
-what each build did, which the driver fills in and `results` compares.
+"""The replay's shared types: the plan (what a recorded session replays), the builds it drives, how it
+drives them (`ReplayOptions`), and what each build did, which the driver fills in and `results` compares.
 
 **The plan.** The recorded session's inbound activities (channel → bot), by conversation, each with
 the activities of its turn (the recorder's turn model: `turn_seq`), the proactive activities that
@@ -14,7 +14,7 @@ diff; nothing here imports the driver, so the types need no `TYPE_CHECKING` cycl
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,13 @@ import sqlite_utils
 
 from .. import store
 from ..errors import UsageError
+from ..settings import DEFAULTS
 
 CANDIDATE, BASELINE = "candidate", "baseline"  # the builds' roles (a baseline is driven first)
+DEFAULT_CONCURRENCY = DEFAULTS.concurrency
+DEFAULT_QUIET_MS = DEFAULTS.quiet_ms
+DEFAULT_CAP_MS = DEFAULTS.cap_ms
+DEFAULT_TIMEOUT_S = DEFAULTS.timeout_s
 SEND_ROUTES = frozenset({"send_to_conversation", "reply_to_activity"})
 CREATE = "create_conversation"
 ISSUING_ROUTES = SEND_ROUTES | {CREATE}  # calls the connector answers with an id of its own
@@ -199,6 +204,35 @@ class Build:
 
     url: str
     label: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How a run replays, the same for one session (`replay_session`) or a corpus (`replay_corpus`): the
+    `botproxy replay` options, which the CLI and the pytest plugin pass as one."""
+
+    ignore: Sequence[str] = ()  # --ignore paths (the project's [tool.botproxy.replay] ones included)
+    concurrency: int = DEFAULT_CONCURRENCY
+    quiet_ms: float = DEFAULT_QUIET_MS
+    cap_ms: float = DEFAULT_CAP_MS
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    quiet_every_turn: bool = False
+    connector_ok: bool = False  # answer every call with success, not as the recording's connector did
+    checks: bool = True
+    check_config: Any = None
+
+    @property
+    def quiet_s(self) -> float:
+        return self.quiet_ms / 1000
+
+    @property
+    def cap_s(self) -> float:
+        return self.cap_ms / 1000
+
+    def to_json(self) -> dict[str, Any]:
+        """The run's `options` column (and JSON): the waits in ms, as the seconds waited times 1000."""
+        return {"quiet_ms": self.quiet_s * 1000, "cap_ms": self.cap_s * 1000, "timeout_s": self.timeout_s,
+                "quiet_every_turn": self.quiet_every_turn, "connector_ok": self.connector_ok}
 
 
 @dataclass

@@ -23,7 +23,7 @@ import sqlite_utils
 from ..model import utc_now
 from ..wire.redact import scrub
 from . import diff
-from .plan import BASELINE, CANDIDATE, PhaseResult, Plan, PlannedTurn, TurnOutcome
+from .plan import BASELINE, CANDIDATE, Build, PhaseResult, Plan, PlannedTurn, ReplayOptions, TurnOutcome
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +180,12 @@ def _new_findings(candidate: list[Any], recorded: list[Any], baseline: list[Any]
 # -- the run -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class ReplayResult:
+class RunResult:
+    """What a single-session run (`ReplayResult`) and a corpus run (`corpus.CorpusResult`) both are: a
+    stored `replay_runs` row (`run`, its JSON) with a summary that counts the regressed turns."""
+
     run: dict[str, Any]
-    session: dict[str, Any]
     summary: dict[str, Any]
-    turns: list[TurnResult]
-    proactive: list[dict[str, Any]]
 
     @property
     def run_id(self) -> int:
@@ -195,6 +194,15 @@ class ReplayResult:
     @property
     def regressed(self) -> bool:
         return bool(self.summary["regressed"])
+
+
+@dataclass
+class ReplayResult(RunResult):
+    run: dict[str, Any]
+    session: dict[str, Any]
+    summary: dict[str, Any]
+    turns: list[TurnResult]
+    proactive: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -335,22 +343,23 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
-def start_run(db: sqlite_utils.Database, session: dict[str, Any] | None, candidate_url: str,
-              baseline_url: str | None, concurrency: int, options: dict[str, Any], ignore: diff.Ignore,
-              extra: dict[str, Any] | None = None) -> int:
+def start_run(db: sqlite_utils.Database, session: dict[str, Any] | None, candidate: Build, baseline: Build | None,
+              options: ReplayOptions, ignore: diff.Ignore, extra: dict[str, Any] | None = None) -> int:
     """The `replay_runs` row of a run that starts now (status `running`); returns its id. `session` is None
-    for a corpus run (its sessions' runs name it as `parent_id`); `extra`: labels, shard, parent."""
+    for a corpus run (its sessions' runs name it as `parent_id`); `extra`: shard, parent (the builds'
+    labels are added); a None is left out."""
+    labels = {"candidate_label": candidate.label, "baseline_label": baseline.label if baseline else None}
     row = {
         "session_id": session["id"] if session else None,
         "started_at": utc_now(),
-        "candidate_url": scrub(candidate_url),
-        "baseline_url": scrub(baseline_url) if baseline_url else None,
-        "concurrency": concurrency,
-        "options": _dumps(options),
+        "candidate_url": scrub(candidate.url),
+        "baseline_url": scrub(baseline.url) if baseline else None,
+        "concurrency": options.concurrency,
+        "options": _dumps(options.to_json()),
         "ignore_paths": _dumps(list(ignore.user)),
         "status": "running",
         "uid": uuid.uuid4().hex,  # the same run wherever a database is copied to (botproxy merge)
-        **(extra or {}),
+        **{k: v for k, v in {**(extra or {}), **labels}.items() if v is not None},
     }
     with db.conn:
         return int(db.table("replay_runs").insert(row).last_pk or 0)
