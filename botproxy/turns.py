@@ -31,7 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R", bound=Mapping[str, Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,40 @@ def turn_numbers(activities: Iterable[Mapping[str, Any]]) -> dict[int, int]:
             counts[conversation] = counts.get(conversation, 0) + 1
             numbers[activity["seq"]] = counts[conversation]
     return numbers
+
+
+class TurnGroups(Generic[R]):
+    """A session's stored activities (records in seq order) grouped by turn, as `show` and the session
+    report draw them: an outbound activity goes with the turn it belongs to (its `turn_seq` names an
+    inbound activity), and every activity with the conversation it is shown in, its turn's (what a turn
+    sent to a conversation it created is shown in that turn, where it was caused), else its own;
+    conversations in order of first appearance."""
+
+    def __init__(self, activities: Iterable[R]) -> None:
+        activities = list(activities)
+        self.inbound: dict[int, Any] = {  # inbound seq -> its conversation
+            a["seq"]: a["conversation_id"] for a in activities if a["direction"] == "to_bot"}
+        self.numbers = turn_numbers(activities)
+        self.replies: dict[int, list[R]] = {}  # inbound seq -> the other activities of its turn
+        self.conversations: dict[Any, list[R]] = {}  # conversation -> the activities shown in it
+        for activity in activities:
+            turn = self.turn_of(activity)
+            if turn is not None and activity["direction"] != "to_bot":
+                self.replies.setdefault(turn, []).append(activity)
+            self.conversations.setdefault(self.home(activity), []).append(activity)
+
+    def turn_of(self, activity: R) -> int | None:
+        """The inbound seq of the turn `activity` is part of (an inbound activity's own); None: proactive,
+        or the Direct Line client's leg."""
+        if activity["direction"] == "to_bot":
+            return int(activity["seq"])
+        turn = activity["turn_seq"]
+        return turn if turn in self.inbound else None
+
+    def home(self, activity: R) -> Any:
+        """The conversation `activity` is shown in."""
+        turn = self.turn_of(activity)
+        return self.inbound[turn] if turn is not None else activity["conversation_id"]
 
 
 def turn_label(number: int | None, inbound_seq: int | None) -> str:

@@ -1,4 +1,4 @@
-from botproxy.turns import Link, TurnLinker
+from botproxy.turns import Link, TurnGroups, TurnLinker
 
 
 def test_reply_to_id_then_open_exchange_then_proactive():
@@ -73,3 +73,18 @@ def test_connector_ids_tie_updates_to_their_send():
     t.sent("c1", "srv-9", 4)
     assert t.target_of("c1", "srv-9") == 4
     assert t.target_of("c2", "srv-9") is None and t.target_of("c1", None) is None
+
+
+def test_turn_groups_show_what_a_turn_sent_elsewhere_under_that_turn():
+    def act(seq, direction, conversation, turn=None):
+        return {"seq": seq, "direction": direction, "conversation_id": conversation, "turn_seq": turn}
+
+    rows = [act(1, "to_bot", "c1"), act(2, "from_bot", "c1", 1), act(3, "from_bot", "thread", 1),
+            act(4, "from_bot", "thread"), act(5, "from_client", "c1"), act(6, "to_bot", "c1"),
+            act(7, "from_bot", "c2", 99)]
+    groups = TurnGroups(rows)
+    assert {c: [a["seq"] for a in acts] for c, acts in groups.conversations.items()} == {
+        "c1": [1, 2, 3, 5, 6], "thread": [4], "c2": [7]}  # 3 with its turn; 7 names no recorded turn
+    assert {t: [a["seq"] for a in acts] for t, acts in groups.replies.items()} == {1: [2, 3]}
+    assert groups.numbers == {1: 1, 6: 2}
+    assert [groups.turn_of(a) for a in rows] == [1, 1, 1, None, None, 6, None]

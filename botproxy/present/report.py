@@ -37,7 +37,7 @@ from ..checks.registry import RULES
 from ..errors import OutputError, StoreError
 from ..model import SEVERITIES
 from ..replay.diff import ABSENT, noise_label
-from ..turns import turn_label, turn_numbers
+from ..turns import TurnGroups, turn_label
 from ..wire import streams
 from . import waterfall
 from .console import activity_excerpt, excerpt
@@ -565,10 +565,10 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
             loose.append(finding)
 
     conversations: dict[str | None, dict[str, Any]] = {}
-    numbers = turn_numbers(activities)
+    groups = TurnGroups(activities)
     # Every inbound activity opens a turn; made first, so a reply observed before its inbound one still joins it.
-    turns = {a["seq"]: _turn(a["seq"], number=numbers.get(a["seq"]), conversation_id=a["conversation_id"])
-             for a in activities if a["direction"] == "to_bot"}
+    turns = {seq: _turn(seq, number=groups.numbers.get(seq), conversation_id=conversation)
+             for seq, conversation in groups.inbound.items()}
     # Exchanges that never got an HTTP answer (or broke off): their activities are failed calls. A
     # missing activity status alone is not one: an imported transcript does not know the status.
     sql = "select seq from exchanges where session_id = ? and (closed is null or error is not null)"
@@ -578,17 +578,15 @@ def session_view(db: sqlite_utils.Database, session: dict[str, Any], check_confi
     for a in activities:
         if a["direction"] in ("to_bot", "from_bot") and a["activity_id"]:
             bot_side.setdefault(a["activity_id"], a["seq"])
-            turn_of = a["seq"] if a["direction"] == "to_bot" else a["turn_seq"]
-            if turn_of in turns:
+            turn_of = groups.turn_of(a)
+            if turn_of is not None:
                 bot_turn.setdefault(a["activity_id"], turn_of)
     for activity in activities:
         seq = activity["seq"]
         view = activity_view(activity, by_seq.get(seq), raw=not large or seq in by_seq,
                              unanswered=activity["exchange_seq"] in unanswered)
         client_turn = turns.get(bot_turn.get(activity["activity_id"] or "", -1)) if view["client"] else None
-        owner = turns.get(activity["turn_seq"]) if activity["direction"] != "to_bot" else client_turn
-        # What a turn sent to a conversation it created is shown in that turn, where it was caused.
-        home = owner["conversation_id"] if owner is not None else activity["conversation_id"]
+        home = groups.home(activity)
         if home != activity["conversation_id"] and not view["client"]:
             view["elsewhere"] = activity["conversation_id"]
         if activity.get("turn_ambiguous"):

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import sqlite_utils
 
 from .. import store
-from ..turns import turn_label, turn_numbers
+from ..turns import TurnGroups, turn_label
 from .console import ARROWS, activity_excerpt
 
 
@@ -30,37 +30,25 @@ def text_lines(db: sqlite_utils.Database, session: dict[str, Any]) -> Iterator[s
         f"session {session['name']!r} (id {session['id']}) started {session['started_at']}"
         f"{' · bot ' + session['bot_url'] if session.get('bot_url') else ''}"
     )
-    activities = list(store.iter_activities(db, session["id"]))
-    conversations: dict[str | None, list[dict[str, Any]]] = {}
-    by_turn: dict[int, list[dict[str, Any]]] = {}
-    inbound_conversation = {a["seq"]: a["conversation_id"] for a in activities if a["direction"] == "to_bot"}
-    for activity in activities:
-        turn = activity["turn_seq"]
-        if activity["direction"] != "to_bot" and turn is not None and turn in inbound_conversation:
-            by_turn.setdefault(turn, []).append(activity)
-            if inbound_conversation[turn] != activity["conversation_id"]:
-                continue  # listed under its turn, in the conversation that created this one
-        conversations.setdefault(activity["conversation_id"], []).append(activity)
-    if not conversations:
+    groups = TurnGroups(store.iter_activities(db, session["id"]))
+    if not groups.conversations:
         yield "  (no activities recorded)"
-    numbers = turn_numbers(activities)
-    for conversation, listed in conversations.items():
+    for conversation, listed in groups.conversations.items():
         yield ""
         yield f"conversation {conversation or '(none)'}"
-        yield from _conversation_lines(listed, by_turn, numbers)
+        yield from _conversation_lines(listed, groups)
 
 
-def _conversation_lines(activities: list[dict[str, Any]], by_turn: dict[int, list[dict[str, Any]]],
-                        numbers: dict[int, int]) -> Iterator[str]:
+def _conversation_lines(activities: list[dict[str, Any]], groups: TurnGroups[dict[str, Any]]) -> Iterator[str]:
     bot_side: dict[str, int] = {}  # activity id -> seq on the bot leg, to link the client's view to it
     for activity in activities:
         if activity["direction"] in ("to_bot", "from_bot") and activity["activity_id"]:
             bot_side.setdefault(activity["activity_id"], activity["seq"])
     for activity in activities:
         if activity["direction"] == "to_bot":
-            yield f"  {turn_label(numbers.get(activity['seq']), activity['seq'])}"
+            yield f"  {turn_label(groups.numbers.get(activity['seq']), activity['seq'])}"
             yield "    " + activity_line(activity)
-            for reply in by_turn.get(activity["seq"], ()):
+            for reply in groups.replies.get(activity["seq"], ()):
                 yield "      " + activity_line(reply) + _elsewhere(reply, activity)
         elif activity["direction"] in ("from_client", "to_client"):
             link = bot_side.get(activity["activity_id"] or "")
