@@ -88,3 +88,24 @@ def test_turn_groups_show_what_a_turn_sent_elsewhere_under_that_turn():
     assert {t: [a["seq"] for a in acts] for t, acts in groups.replies.items()} == {1: [2, 3]}
     assert groups.numbers == {1: 1, 6: 2}
     assert [groups.turn_of(a) for a in rows] == [1, 1, 1, None, None, 6, None]
+
+
+def test_show_links_a_client_view_only_to_its_own_conversations_bot_side(monkeypatch):
+    """A turn's send to a conversation it created is listed under the turn; an activity id it shares with
+    the client's view of this conversation is not that view's bot side."""
+    from botproxy import store
+    from botproxy.present import show
+
+    def act(seq, direction, conversation, turn=None, aid=None):
+        return {"seq": seq, "direction": direction, "conversation_id": conversation, "turn_seq": turn,
+                "activity_id": aid, "type": "message", "route": "send_to_conversation", "status": 200,
+                "text": f"t{seq}", "body": None}
+
+    rows = [act(1, "to_bot", "c1", aid="in1"), act(2, "from_bot", "thread", 1, aid="x9"),
+            act(3, "to_client", "c1", aid="x9"), act(4, "from_bot", "c1", 1, aid="r1"),
+            act(5, "to_client", "c1", aid="r1")]
+    monkeypatch.setattr(store, "iter_activities", lambda db, sid: iter(rows))
+    lines = list(show.text_lines(None, {"name": "s", "id": 1, "started_at": "t"}))
+    [view_x9] = [line for line in lines if '"t3"' in line]
+    [view_r1] = [line for line in lines if '"t5"' in line]
+    assert "bot side" not in view_x9 and view_r1.endswith("(bot side #4)")

@@ -36,13 +36,18 @@ def text_lines(db: sqlite_utils.Database, session: dict[str, Any]) -> Iterator[s
     for conversation, listed in groups.conversations.items():
         yield ""
         yield f"conversation {conversation or '(none)'}"
-        yield from _conversation_lines(listed, groups)
+        yield from _conversation_lines(conversation, listed, groups)
 
 
-def _conversation_lines(activities: list[dict[str, Any]], groups: TurnGroups[dict[str, Any]]) -> Iterator[str]:
-    bot_side: dict[str, int] = {}  # activity id -> seq on the bot leg, to link the client's view to it
+def _conversation_lines(
+    conversation: str | None, activities: list[dict[str, Any]], groups: TurnGroups[dict[str, Any]]
+) -> Iterator[str]:
+    # activity id -> seq on the bot leg, to link the client's view to it: this conversation's own only (a
+    # turn's sends to a conversation it created are listed here too, but are not this client's).
+    bot_side: dict[str, int] = {}
     for activity in activities:
-        if activity["direction"] in ("to_bot", "from_bot") and activity["activity_id"]:
+        own = activity["conversation_id"] == conversation
+        if own and activity["direction"] in ("to_bot", "from_bot") and activity["activity_id"]:
             bot_side.setdefault(activity["activity_id"], activity["seq"])
     for activity in activities:
         if activity["direction"] == "to_bot":
