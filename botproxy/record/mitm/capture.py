@@ -239,16 +239,7 @@ class Capture:
         activity's serviceUrl byte for byte and would reject the request (protocol.md S-3). Only a JSON
         activity, and only that one value: the bot gets the channel's bytes but for it.
         """
-        req = flow.request
-        if not is_json_type(req.headers.get("content-type", "")):
-            return False
-        content = _decoded(req)
-        authority = _authority(*flow.client_conn.sockname[:2])
-        edited = content and rewrite_inbound(content, lambda original: svc_url(authority, self.keys.mint(original)))
-        if not edited:
-            return False
-        req.content = edited
-        return True
+        return self._point_service_url_at_us(flow, flow.request)
 
     def _rewrite_created_service_url(self, flow: http.HTTPFlow) -> None:
         """Point the serviceUrl of a CreateConversation answer at us, as an inbound activity's is.
@@ -258,17 +249,23 @@ class Capture:
         there would go straight to the connector, past the recorder. Only that value changes."""
         req, resp = flow.request, flow.response
         assert resp is not None
-        if req.method != "POST" or not 200 <= resp.status_code < 300 or b"serviceUrl" not in (resp.content or b""):
+        if req.method != "POST" or not 200 <= resp.status_code < 300:
             return
-        if classify_connector(req.method, req.path.partition("?")[0]).name != CREATE_CONVERSATION:
-            return
-        if not is_json_type(resp.headers.get("content-type", "")):
-            return
-        content = _decoded(resp)
+        if classify_connector(req.method, req.path.partition("?")[0]).name == CREATE_CONVERSATION:
+            self._point_service_url_at_us(flow, resp)
+
+    def _point_service_url_at_us(self, flow: http.HTTPFlow, message: http.Message) -> bool:
+        """Replace the top-level serviceUrl of a JSON `message` of `flow` with ours for it (the listener the
+        bot reached us on); every other byte stays. False when there is no such value to replace."""
+        if not is_json_type(message.headers.get("content-type", "")):
+            return False
+        content = _decoded(message)
         authority = _authority(*flow.client_conn.sockname[:2])
         edited = content and rewrite_inbound(content, lambda original: svc_url(authority, self.keys.mint(original)))
-        if edited:
-            resp.content = edited
+        if not edited:
+            return False
+        message.content = edited
+        return True
 
     def _rewrite_stream_url(self, flow: http.HTTPFlow) -> None:
         """Point a Direct Line streamUrl (start/reconnect responses) at our listener, so the client's
