@@ -810,7 +810,7 @@ def check(session: str, db_path: str, as_json: bool, fail_on: str, disabled: tup
     config.validate()
     db, row = open_session(db_path, session, write=True)  # findings are stored
     findings = rt.run_checks(db, row, config)
-    activities = rt.activities_by_seq(db, row["id"], {f.seq for f in findings if f.seq is not None})
+    activities = store.activities_by_seq(db, row["id"], {f.seq for f in findings if f.seq is not None})
     if as_json:
         payload = {
             "session": session_summary(row),

@@ -27,7 +27,7 @@ from test_checks_offline import TracingEngine, replay
 
 from botproxy import store
 from botproxy.checks import RULES, Engine, Finding, check_session, directline, state, stored_findings
-from botproxy.present.check_text import activities_by_seq, text_lines
+from botproxy.present.check_text import text_lines
 from botproxy.record.mitm.proxy import ProxyConfig, RecordingProxy
 from botproxy.record.session import LiveSession
 from botproxy.sample_bot import SampleBotServer
@@ -437,7 +437,7 @@ def test_check_text_groups_client_leg_findings_apart_from_turns(tmp_path):
     session_id = store_rows(db_path, w.rows)
     db = store.open_db(db_path)
     findings = list(check_session(db, session_id, engine=Engine(strict=True)))
-    activities = activities_by_seq(db, session_id, {f.seq for f in findings if f.seq is not None})
+    activities = store.activities_by_seq(db, session_id, {f.seq for f in findings if f.seq is not None})
     lines = list(text_lines({"name": "wire"}, findings, activities))
     assert "  Direct Line client leg" in lines and "  proactive / outside a turn" not in lines
     assert sum("BP-I06" in line for line in lines) == 2  # the post and the upload (an exchange)

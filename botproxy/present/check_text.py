@@ -15,7 +15,6 @@ from ..checks.config import CheckConfig
 from ..checks.offline import check_session, store_findings
 from ..checks.registry import RULES
 from ..checks.rules import SEVERITIES, Finding
-from ..store import activities_by_seq as activities_by_seq  # where cli and the tests find it
 from ..turns import turn_label
 from .console import activity_excerpt
 
