@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mitmproxy import ctx, http
 
-from ...wire.protocol import CREATE_CONVERSATION, classify_connector
+from ...wire.protocol import CREATE_CONVERSATION, classify_connector, strip_query
 from ...wire.service_url import (
     SVC_PREFIX,
     ServiceUrlKeys,
@@ -251,7 +251,7 @@ class Capture:
         assert resp is not None
         if req.method != "POST" or not 200 <= resp.status_code < 300:
             return
-        if classify_connector(req.method, req.path.partition("?")[0]).name == CREATE_CONVERSATION:
+        if classify_connector(req.method, strip_query(req.path)).name == CREATE_CONVERSATION:
             self._point_service_url_at_us(flow, resp)
 
     def _point_service_url_at_us(self, flow: http.HTTPFlow, message: http.Message) -> bool:
@@ -337,7 +337,7 @@ def _climbs(path: str) -> bool:
     """Whether a path has a dot segment (percent-encoded too, and between backslashes, which some servers
     take for slashes): a server that resolves it would serve a path outside the serviceUrl a key was
     signed for. No Connector route has one."""
-    return any(segment in (".", "..") for segment in re.split(r"[/\\]", unquote(path.partition("?")[0])))
+    return any(segment in (".", "..") for segment in re.split(r"[/\\]", unquote(strip_query(path))))
 
 
 def _bare_request(flow: http.HTTPFlow) -> RequestSeen | None:
